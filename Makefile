@@ -1,0 +1,59 @@
+# Two commands on a fresh machine:  `make reproduce` (the whole pipeline)  and  `make test`.
+# Each creates the virtual environment from requirements.lock when it is missing or stale.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Jobs call `cnnrepro`, `snakemake` and `dvc` by name: the environment's bin comes first.
+export PATH := $(abspath $(BIN)):$(PATH)
+export MPLBACKEND := Agg
+CORES ?= 8
+
+.PHONY: reproduce test test-all lint report dvc-repro mlflow-ui system-deps clean-env
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+## The main job: every stage, from download to reports/comparison.*, under Snakemake.
+reproduce: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+
+## The same DAG under DVC.
+dvc-repro: $(STAMP)
+	$(BIN)/dvc repro
+
+## Regenerate the report from whatever runs exist.
+report: $(STAMP)
+	$(BIN)/cnnrepro report --runs runs --clean-summary data/clean/summary.json --out reports
+
+## The test suite CI runs (the fast subset; slow end-to-end runs are marked `slow`).
+test: $(STAMP) system-deps
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/pytest -m "not slow"
+
+## Every test, the slow end-to-end runs included.
+test-all: $(STAMP) system-deps
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlartifacts
+
+## Headless Chromium for the report's HTML test (Debian's package; needs root or sudo).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the report's HTML test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+clean-env:
+	rm -rf $(VENV)

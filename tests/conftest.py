@@ -1,0 +1,27 @@
+"""Shared test setup: the project root, and the environment's bin on PATH for subprocess tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Subprocess tests call `cnnrepro`, `snakemake` and `dvc` by name, as the pipeline does.
+os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test inherits a developer's mirror, tracking server or parent run by accident."""
+    for name in ("CNNREPRO_DATA_MIRROR", "CNNREPRO_TRACKING_URI", "MLFLOW_TRACKING_URI", "CNNREPRO_PARENT_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return PROJECT_ROOT

@@ -1,0 +1,20 @@
+REPORT_OUTPUTS = [
+    "reports/comparison.md",
+    "reports/comparison.html",
+    "reports/comparison.csv",
+    "reports/comparison.json",
+]
+
+
+rule report:
+    input:
+        [run_outputs(group) for group in VARIANT_GROUPS],
+        "data/clean/summary.json",
+        CODE + "/report",
+    output:
+        *REPORT_OUTPUTS,
+        directory("reports/plots"),
+    log:
+        "logs/report.log",
+    shell:
+        "cnnrepro report --runs runs --clean-summary data/clean/summary.json --out reports > {log} 2>&1"
