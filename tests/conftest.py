@@ -9,6 +9,13 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ISOLATED_VARIABLES = (
+    "CNNREPRO_DATA_MIRROR",
+    "CNNREPRO_TRACKING_URI",
+    "MLFLOW_TRACKING_URI",
+    "CNNREPRO_PARENT_RUN_ID",
+    "CNNREPRO_IDX_PINS",
+)
 
 # Subprocess tests call `cnnrepro`, `snakemake` and `dvc` by name, as the pipeline does.
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
@@ -18,7 +25,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test inherits a developer's mirror, tracking server or parent run by accident."""
-    for name in ("CNNREPRO_DATA_MIRROR", "CNNREPRO_TRACKING_URI", "MLFLOW_TRACKING_URI", "CNNREPRO_PARENT_RUN_ID"):
+    for name in ISOLATED_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import yaml
 
 from .conftest import PROJECT_ROOT
 from .dag import Job, covers, dvc_jobs, snakemake_jobs
+from .pipeline_project import make_project
 
 
 def _by_outputs(jobs: list[Job]) -> dict[frozenset[str], Job]:
@@ -41,12 +41,7 @@ def test_shipped_dag_is_the_same_in_both_tools() -> None:
 
 @pytest.fixture
 def pipeline_copy(tmp_path: Path) -> Path:
-    for name in ("Snakefile", "dvc.yaml", "params.yaml", ".dvc"):
-        src = PROJECT_ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    shutil.copytree(PROJECT_ROOT / "workflow", tmp_path / "workflow")
-    shutil.copytree(PROJECT_ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    return tmp_path
+    return make_project(tmp_path)
 
 
 def test_params_change_moves_both_dags_together(pipeline_copy: Path) -> None:

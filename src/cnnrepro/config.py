@@ -49,8 +49,6 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return "unknown key"
     if error.validator == "required":
         return "missing key"
-    if error.validator == "propertyNames":
-        return f"unknown name {error.instance!r}"
     return error.message
 
 
@@ -60,10 +58,11 @@ def validate_params(params: dict[str, Any], source: str = "params.yaml") -> None
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         error = jsonschema.exceptions.best_match(errors) if len(errors) > 1 else errors[0]
-        # propertyNames errors sit on the parent object; name the bad key instead.
-        if error.validator == "propertyNames":
+        # A bad key under propertyNames is reported on its parent object; name the key itself.
+        if "propertyNames" in error.schema_path:
             key = ".".join([*map(str, error.absolute_path), str(error.instance)])
-            raise ParamsError(f"{source}: {key}: unknown name (known: {', '.join(error.schema['enum'])})")
+            known = ", ".join(map(str, error.schema.get("enum", [])))
+            raise ParamsError(f"{source}: {key}: unknown name (known: {known})")
         raise ParamsError(f"{source}: {_key_path(error)}: {_describe(error)}")
 
 

@@ -1,6 +1,7 @@
 rule download:
     input:
         CODE + "/data/download.py",
+        CODE + "/data/idx.py",
     output:
         directory("data/raw/{dataset}"),
     wildcard_constraints:
@@ -42,6 +43,7 @@ rule split:
 rule prepare_mnist:
     input:
         "data/raw/{dataset}",
+        CODE + "/data/idx.py",
         CODE + "/data/mnist.py",
     output:
         "data/prepared/{dataset}.npz",
