@@ -1,0 +1,99 @@
+"""`cnnrepro report`: the comparison of measured and documented figures, from the run outputs.
+
+Writes <out>/comparison.{md,html,csv,json} and <out>/plots/. Missing runs are reported, not fatal;
+a corrupt run output is fatal, with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from cnnrepro.config import load_params
+from cnnrepro.fsutil import atomic_dir, write_json_atomic, write_text_atomic
+from cnnrepro.report.collect import ReportSettings, collect_runs, load_clean_summary, unexpected_runs
+from cnnrepro.report.document import build_document
+from cnnrepro.report.export import row_record, to_csv
+from cnnrepro.report.ledger import environment, fidelity_ledger, overrides_by_variant, run_index
+from cnnrepro.report.plots import write_plots
+from cnnrepro.report.render_html import render_html
+from cnnrepro.report.render_md import render_markdown
+from cnnrepro.report.table import build_table, rule_text, verdict_counts
+
+OUTPUT_NAMES = ("comparison.md", "comparison.html", "comparison.csv", "comparison.json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", default="runs", help="root of the run outputs, runs/<framework>/<variant>/seed<N>")
+    parser.add_argument("--clean-summary", default="data/clean/summary.json", help="the clean stage's summary.json")
+    parser.add_argument("--out", default="reports", help="report directory")
+
+
+def find_figures(out_dir: Path) -> dict[str, list[str]]:
+    """PNGs under <out>/figures (written by `cnnrepro visualize`), grouped by subfolder, paths relative to out."""
+    root = out_dir / "figures"
+    groups: dict[str, list[str]] = {}
+    for png in sorted(root.rglob("*.png")) if root.is_dir() else []:
+        if png.name.startswith("."):  # a temporary file of an atomic write in progress
+            continue
+        relative = png.relative_to(out_dir).as_posix()
+        group = png.parent.relative_to(root).as_posix()
+        groups.setdefault("figures" if group == "." else group, []).append(relative)
+    return groups
+
+
+def build_report(
+    runs_root: str | Path, clean_summary_path: str | Path, out_dir: str | Path, settings: ReportSettings
+) -> dict[str, Any]:
+    """Build every output; returns the JSON document that comparison.json holds."""
+    out_dir = Path(out_dir)
+    # Read and check every input before writing anything, so a corrupt run leaves the old report in place.
+    clean_summary = load_clean_summary(clean_summary_path)
+    slots = collect_runs(runs_root, settings)
+    rows = build_table(slots, settings)
+    ledger = fidelity_ledger(slots)
+    overrides = overrides_by_variant(slots)
+    env = environment(slots, clean_summary)
+    runs = run_index(slots)
+    unexpected = unexpected_runs(runs_root, settings)
+
+    with atomic_dir(out_dir / "plots") as plots_dir:
+        plots = write_plots(rows, slots, clean_summary, settings, plots_dir)
+    figures = find_figures(out_dir)
+    doc = build_document(rows, runs, ledger, overrides, env, clean_summary, plots, figures, unexpected, settings)
+
+    result = {
+        "settings": {
+            "seeds": list(settings.seeds),
+            "frameworks": list(settings.frameworks),
+            "variants": list(settings.variants),
+            "tolerance_pp": settings.tolerance_pp,
+            "confidence": settings.confidence,
+        },
+        "units": {"accuracy": "fraction", "difference_pp": "percentage points", "std": "fraction"},
+        "rules": rule_text(settings),
+        "verdict_counts": verdict_counts(rows),
+        "rows": [row_record(r) for r in rows],
+        "runs": runs,
+        "unexpected_runs": list(unexpected),
+        "fidelity_ledger": [vars(e) for e in ledger],
+        "overrides": overrides,
+        "environment": env,
+        "data_cleaning": clean_summary,
+        "plots": [f"plots/{p.name}" for p in plots],
+        "figures": figures,
+    }
+    write_text_atomic(out_dir / "comparison.md", render_markdown(doc))
+    write_text_atomic(out_dir / "comparison.html", render_html(doc, out_dir))
+    write_text_atomic(out_dir / "comparison.csv", to_csv(rows))
+    write_json_atomic(out_dir / "comparison.json", result)
+    return result
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = ReportSettings.from_params(load_params(args.params))
+    result = build_report(args.runs, args.clean_summary, args.out, settings)
+    counts = ", ".join(f"{n} {v}" for v, n in result["verdict_counts"].items())
+    print(f"report: {len(result['rows'])} rows ({counts}) -> {Path(args.out) / 'comparison.html'}")
+    return 0

@@ -1,0 +1,109 @@
+"""The expected run grid (from params) and what the runs directory holds for each cell of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnrepro.errors import CnnreproError
+from cnnrepro.fsutil import read_json
+from cnnrepro.runs import RunRecord, load_run, run_dir
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """The params the report reads (train.seeds, train.frameworks, train.variants, report)."""
+
+    seeds: tuple[int, ...]
+    frameworks: tuple[str, ...]
+    variants: tuple[str, ...]  # in params order, groups flattened
+    tolerance_pp: float
+    confidence: float
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ReportSettings:
+        train = params["train"]
+        variants = tuple(v for group in train["variants"].values() for v in group)
+        return cls(
+            seeds=tuple(train["seeds"]),
+            frameworks=tuple(train["frameworks"]),
+            variants=variants,
+            tolerance_pp=float(params["report"]["tolerance_pp"]),
+            confidence=float(params["report"]["confidence"]),
+        )
+
+
+@dataclass
+class RunSlot:
+    """One expected (framework, variant, seed): its record, or None when it has no outputs yet."""
+
+    framework: str
+    variant: str
+    seed: int
+    path: Path
+    record: RunRecord | None
+
+    @property
+    def status(self) -> str:
+        return self.record.metrics.status if self.record else "missing"
+
+    @property
+    def reason(self) -> str | None:
+        return self.record.metrics.reason if self.record else "no outputs yet (metrics.json absent)"
+
+
+def _check_identity(record: RunRecord, framework: str, variant: str, seed: int) -> None:
+    """A run copied to the wrong directory would silently score under the wrong name; refuse it."""
+    m = record.metrics
+    if (m.framework, m.variant, m.seed) != (framework, variant, seed):
+        raise CnnreproError(
+            f"{record.path / 'metrics.json'}: says {m.framework}/{m.variant}/seed{m.seed}, "
+            f"expected {framework}/{variant}/seed{seed} from its directory"
+        )
+
+
+def collect_runs(runs_root: str | Path, settings: ReportSettings) -> list[RunSlot]:
+    """Load every expected run. No metrics.json = missing (it is written last); anything corrupt raises."""
+    slots = []
+    for variant in settings.variants:
+        for framework in settings.frameworks:
+            for seed in settings.seeds:
+                path = run_dir(runs_root, framework, variant, seed)
+                record = None
+                if (path / "metrics.json").exists():
+                    record = load_run(path)
+                    _check_identity(record, framework, variant, seed)
+                slots.append(RunSlot(framework, variant, seed, path, record))
+    return slots
+
+
+def unexpected_runs(runs_root: str | Path, settings: ReportSettings) -> list[str]:
+    """Finished runs on disk outside the params grid (stale or from other params); listed, never scored."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        return []
+    expected = {run_dir(root, f, v, s) for f in settings.frameworks for v in settings.variants for s in settings.seeds}
+    found = sorted(p.parent for p in root.glob("*/*/seed*/metrics.json"))
+    return [str(p) for p in found if p not in expected]
+
+
+CLEAN_SUMMARY_KEYS = ("kept", "dropped", "per_class", "by_reason", "jfif_filter")
+JFIF_KEYS = ("would_drop", "would_keep", "decodable_but_dropped", "undecodable_but_kept")
+
+
+def load_clean_summary(path: str | Path) -> dict[str, Any]:
+    """data/clean/summary.json, with the keys the report plots checked up front (one-line error naming the key)."""
+    summary = read_json(path)
+    if not isinstance(summary, dict):
+        raise CnnreproError(f"{path}: expected a JSON object")
+    for key in CLEAN_SUMMARY_KEYS:
+        if key not in summary:
+            raise CnnreproError(f"{path}: missing key {key!r}")
+    for key in JFIF_KEYS:
+        if key not in (summary["jfif_filter"] or {}):
+            raise CnnreproError(f"{path}: missing key 'jfif_filter.{key}'")
+    for name, counts in summary["per_class"].items():
+        if not isinstance(counts, dict) or "kept" not in counts or "dropped" not in counts:
+            raise CnnreproError(f"{path}: per_class.{name} needs 'kept' and 'dropped'")
+    return summary

@@ -1,0 +1,89 @@
+"""Machine-readable outputs: comparison.csv (the table) and comparison.json (table, ledger, environment, runs)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from cnnrepro.report.stats import SeedSummary
+from cnnrepro.report.table import Row
+
+# Accuracies stay fractions as in metrics.json; differences are percentage points, as the names say.
+CSV_COLUMNS = [
+    "variant",
+    "framework",
+    "dataset",
+    "metric",
+    "documented",
+    "documented_text",
+    "source",
+    "printed",
+    *(f"{split}_{stat}" for split in ("val", "test") for stat in ("n", "mean", "std", "ci_low", "ci_high")),
+    "difference_pp",
+    "verdict",
+    "verdict_detail",
+    "parity_versus",
+    "parity_difference_pp",
+    "parity_p_value",
+    "parity_within_noise",
+    "seeds_expected",
+    "seeds_completed",
+    "seeds_missing",
+    "seeds_not_run",
+    "seeds_failed",
+    "notes",
+]
+
+
+def _summary_fields(prefix: str, summary: SeedSummary) -> dict[str, Any]:
+    return {f"{prefix}_{k}": v for k, v in asdict(summary).items()}
+
+
+def row_record(row: Row) -> dict[str, Any]:
+    """One table row as flat fields (lists kept as lists; the CSV joins them)."""
+    parity = row.parity
+    return {
+        "variant": row.variant,
+        "framework": row.framework,
+        "dataset": row.dataset,
+        "metric": row.metric,
+        "documented": row.documented,
+        "documented_text": row.documented_text,
+        "source": row.source,
+        "printed": row.printed,
+        **_summary_fields("val", row.val),
+        **_summary_fields("test", row.test),
+        "difference_pp": row.difference_pp,
+        "verdict": row.verdict,
+        "verdict_detail": row.verdict_detail,
+        "parity_versus": parity.versus if parity else None,
+        "parity_difference_pp": parity.difference_pp if parity else None,
+        "parity_p_value": parity.p_value if parity else None,
+        "parity_within_noise": parity.within_noise if parity else None,
+        "seeds_expected": row.seeds_expected,
+        "seeds_completed": row.seeds_completed,
+        "seeds_missing": row.seeds_missing,
+        "seeds_not_run": row.seeds_not_run,
+        "seeds_failed": row.seeds_failed,
+        "notes": row.notes,
+    }
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " ".join(map(str, value)) if all(isinstance(v, int) for v in value) else "; ".join(map(str, value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def to_csv(rows: Sequence[Row]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_value(v) for k, v in row_record(row).items()})
+    return buf.getvalue()

@@ -1,0 +1,343 @@
+"""The report's figures (matplotlib, Agg): measured vs documented, curves, confusion matrices, data cleaning.
+
+Figures are built with matplotlib.figure.Figure, not pyplot, so no global figure state leaks between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from cnnrepro.errors import CnnreproError
+from cnnrepro.report.collect import ReportSettings, RunSlot
+from cnnrepro.report.table import Row
+
+DPI = 110
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One written figure: file name inside plots/, a title and a one-line caption."""
+
+    name: str
+    title: str
+    caption: str
+    group: str  # "overview", "curves", "confusion" or "data"
+
+
+def _color(settings: ReportSettings, framework: str) -> str:
+    return COLORS[settings.frameworks.index(framework) % len(COLORS)]
+
+
+def _save(fig: Figure, out_dir: Path, name: str) -> None:
+    fig.savefig(out_dir / name, dpi=DPI, facecolor="white")
+
+
+def measured_vs_documented(rows: Sequence[Row], settings: ReportSettings, out_dir: Path) -> Plot:
+    variants = list(settings.variants)
+    fig = Figure(figsize=(max(7.0, 1.25 * len(variants) + 2), 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.6 / max(1, len(settings.frameworks))
+    for x, variant in enumerate(variants):
+        variant_rows = [r for r in rows if r.variant == variant]
+        first = variant_rows[0]
+        if first.documented is not None:
+            ax.fill_between(
+                [x - 0.4, x + 0.4],
+                first.documented * 100 - settings.tolerance_pp,
+                first.documented * 100 + settings.tolerance_pp,
+                color="0.88",
+                lw=0,
+                zorder=0,
+                label=_once(ax, f"documented ± {settings.tolerance_pp:g} pp"),
+            )
+            ax.hlines(
+                first.documented * 100, x - 0.4, x + 0.4, color="black", lw=2, zorder=2, label=_once(ax, "documented")
+            )
+        if first.printed is not None:
+            ax.plot(
+                x,
+                first.printed * 100,
+                "D",
+                mfc="white",
+                mec="black",
+                ms=7,
+                zorder=3,
+                label=_once(ax, "printed (notebook)"),
+            )
+        for i, row in enumerate(variant_rows):
+            measured = row.summary(row.metric)
+            xi = x + (i - (len(variant_rows) - 1) / 2) * width
+            if measured.mean is None:
+                # Nothing measured: say why at the foot of the column, one line per framework.
+                ax.annotate(
+                    row.verdict if len(variant_rows) == 1 else f"{row.framework}: {row.verdict}",
+                    (x, 0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(0, 5 + 11 * i),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=8,
+                    style="italic",
+                    color=_color(settings, row.framework),
+                )
+                continue
+            mean = measured.mean * 100
+            err = None
+            if measured.has_interval:
+                err = [[mean - measured.ci_low * 100], [measured.ci_high * 100 - mean]]  # type: ignore[operator]
+            ax.errorbar(
+                xi,
+                mean,
+                yerr=err,
+                fmt="o",
+                color=_color(settings, row.framework),
+                capsize=4,
+                ms=6,
+                zorder=4,
+                label=_once(ax, f"measured, {row.framework} (mean, {settings.confidence:.0%} CI)"),
+            )
+    ax.set_xticks(range(len(variants)), variants, fontsize=8, rotation=25, ha="right", rotation_mode="anchor")
+    ax.set_xlim(-0.6, len(variants) - 0.4)
+    # An interval of a few noisy seeds can pass 100%; accuracy cannot, so the axis stops just above it.
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, min(high, 101.0))
+    ax.set_ylabel("accuracy (%) on the split the source reports")
+    ax.set_title("Measured vs documented accuracy")
+    ax.grid(axis="y", color="0.92")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.9)
+    _save(fig, out_dir, "measured_vs_documented.png")
+    return Plot(
+        "measured_vs_documented.png",
+        "Measured vs documented",
+        f"Per variant: documented figure (black bar, grey band ±{settings.tolerance_pp:g} pp), the notebook's printed "
+        f"figure (hollow diamond), measured mean with its {settings.confidence:.0%} interval per framework.",
+        "overview",
+    )
+
+
+def _once(ax: Any, label: str) -> str | None:
+    """Legend label for the first artist only (ax.get_legend_handles_labels sees every labelled artist)."""
+    return None if label in ax.get_legend_handles_labels()[1] else label
+
+
+def _history_stats(slots: Sequence[RunSlot], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per epoch over seeds: epochs, mean, min, max. Seeds may have run different numbers of epochs."""
+    by_epoch: dict[int, list[float]] = {}
+    for slot in slots:
+        for rec in slot.record.history:  # type: ignore[union-attr]
+            value = rec[column]
+            if value == value:  # NaN = the split was not evaluated that epoch
+                by_epoch.setdefault(int(rec["epoch"]), []).append(value)
+    epochs = np.array(sorted(by_epoch))
+    values = [np.array(by_epoch[e]) for e in epochs]
+    return (
+        epochs,
+        np.array([v.mean() for v in values]),
+        np.array([v.min() for v in values]),
+        np.array([v.max() for v in values]),
+    )
+
+
+def history(variant: str, slots: Sequence[RunSlot], settings: ReportSettings, out_dir: Path) -> Plot | None:
+    completed = [s for s in slots if s.status == "completed" and s.record and s.record.history]
+    if not completed:
+        return None
+    fig = Figure(figsize=(8.4, 3.3), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for framework in settings.frameworks:
+        runs = [s for s in completed if s.framework == framework]
+        if not runs:
+            continue
+        color = _color(settings, framework)
+        for ax, (train_col, val_col, scale) in zip(
+            axes, [("accuracy", "val_accuracy", 100.0), ("loss", "val_loss", 1.0)], strict=True
+        ):
+            for column, style, split in [(train_col, "--", "training"), (val_col, "-", "validation")]:
+                epochs, mean, low, high = _history_stats(runs, column)
+                if len(epochs) == 0:
+                    continue
+                ax.plot(epochs, mean * scale, style, color=color, lw=1.6, label=f"{framework} {split} (n={len(runs)})")
+                ax.fill_between(
+                    epochs, low * scale, high * scale, color=color, alpha=0.15 if style == "-" else 0.08, lw=0
+                )
+    for ax, label in zip(axes, ["accuracy (%)", "loss"], strict=True):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(color="0.92")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{variant}: training and validation curves")
+    name = f"history_{variant}.png"
+    _save(fig, out_dir, name)
+    return Plot(name, f"{variant}: curves", "Mean over seeds per epoch; shaded band = min to max over seeds.", "curves")
+
+
+def summed_confusion(slots: Sequence[RunSlot]) -> tuple[list[str], np.ndarray, int] | None:
+    """Confusion matrices of the completed seeds, summed; labels must agree across seeds."""
+    labels: list[str] | None = None
+    total: np.ndarray | None = None
+    count = 0
+    for slot in slots:
+        if slot.status != "completed" or slot.record is None:
+            continue
+        confusion = slot.record.confusion
+        if confusion is None:
+            continue
+        where = slot.path / "artifacts" / "confusion.json"
+        try:
+            these = [str(x) for x in confusion["labels"]]
+            matrix = np.asarray(confusion["matrix"], dtype=np.int64)
+        except (KeyError, TypeError, ValueError):
+            raise CnnreproError(f"{where}: expected {{'labels': [...], 'matrix': [[...]]}} of counts") from None
+        if matrix.shape != (len(these), len(these)):
+            raise CnnreproError(f"{where}: matrix shape {matrix.shape} does not match {len(these)} labels")
+        if labels is None:
+            labels, total = these, np.zeros_like(matrix)
+        elif these != labels:
+            raise CnnreproError(f"{where}: labels {these} differ from the other seeds' {labels}")
+        total = total + matrix  # type: ignore[operator]
+        count += 1
+    return (labels, total, count) if labels is not None else None  # type: ignore[return-value]
+
+
+def confusion(variant: str, slots: Sequence[RunSlot], settings: ReportSettings, out_dir: Path) -> Plot | None:
+    panels = []
+    for framework in settings.frameworks:
+        summed = summed_confusion([s for s in slots if s.framework == framework])
+        if summed:
+            panels.append((framework, *summed))
+    if not panels:
+        return None
+    k = len(panels[0][1])
+    side = max(3.6, 2.6 + 0.42 * k)
+    fig = Figure(figsize=(side * len(panels) + 0.8, side), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (framework, labels, matrix, seeds) in zip(axes, panels, strict=True):
+        row_sums = matrix.sum(axis=1, keepdims=True)
+        share = matrix / np.maximum(row_sums, 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for i in range(k):
+            for j in range(k):
+                ax.text(
+                    j,
+                    i,
+                    str(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=9 if k <= 4 else 7,
+                    color="white" if share[i, j] > 0.6 else "black",
+                )
+        ax.set_xticks(range(k), labels, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center", fontsize=8)
+        ax.set_yticks(range(k), labels, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{framework}: {seeds} seed{'s' if seeds != 1 else ''} summed", fontsize=10)
+    fig.suptitle(f"{variant}: confusion matrix, test split")
+    name = f"confusion_{variant}.png"
+    _save(fig, out_dir, name)
+    return Plot(
+        name,
+        f"{variant}: confusion matrix",
+        "Test-split counts summed over seeds; colour = share of the true class (row).",
+        "confusion",
+    )
+
+
+def files(n: int, kind: str) -> str:
+    return f"{n} {kind} file{'s' if n != 1 else ''}"
+
+
+def data_cleaning(summary: dict[str, Any], out_dir: Path) -> Plot:
+    # Drops are a fraction of a percent of the archive, so every panel counts dropped files; kept ones go in labels.
+    fig = Figure(figsize=(13, 4.2), layout="constrained")
+    ax_class, ax_reason, ax_filter = fig.subplots(1, 3, gridspec_kw={"width_ratios": [0.8, 1.4, 1.2]})
+    red, orange = "#d62728", "#ff7f0e"
+
+    classes = list(summary["per_class"])
+    dropped = [summary["per_class"][c]["dropped"] for c in classes]
+    ticks = [f"{c}\n(kept {summary['per_class'][c]['kept']})" for c in classes]
+    ax_class.bar(range(len(classes)), dropped, color=red, width=0.6)
+    for i, d in enumerate(dropped):
+        ax_class.text(i, d, str(d), ha="center", va="bottom", fontsize=9)
+    ax_class.set_xticks(range(len(classes)), ticks, fontsize=9)
+    ax_class.set_ylabel("files dropped")
+    ax_class.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_class.set_title("dropped per class", fontsize=10)
+
+    reasons = sorted(summary["by_reason"].items(), key=lambda kv: kv[1])
+    if reasons:
+        ax_reason.barh(range(len(reasons)), [n for _, n in reasons], color=red, height=0.6)
+        ax_reason.set_yticks(range(len(reasons)), [r for r, _ in reasons], fontsize=8)
+        for i, (_, n) in enumerate(reasons):
+            ax_reason.text(n, i, f" {n}", va="center", fontsize=8)
+        ax_reason.set_xlabel("files")
+        ax_reason.xaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        ax_reason.text(0.5, 0.5, "nothing dropped", ha="center", va="center", transform=ax_reason.transAxes)
+    ax_reason.set_title("dropped, by reason (decode check)", fontsize=10)
+
+    jfif = summary["jfif_filter"]
+    wrongly = jfif["decodable_but_dropped"]
+    caught = jfif["would_drop"] - wrongly
+    ax_filter.bar([0], [summary["dropped"]], color=red, width=0.55, label="undecodable or excluded")
+    ax_filter.bar([1], [caught], color=red, width=0.55)
+    ax_filter.bar([1], [wrongly], bottom=[caught], color=orange, width=0.55, label="decodable, dropped anyway")
+    ax_filter.text(0, summary["dropped"], str(summary["dropped"]), ha="center", va="bottom", fontsize=9)
+    ax_filter.text(1, jfif["would_drop"], str(jfif["would_drop"]), ha="center", va="bottom", fontsize=9)
+    ax_filter.set_xticks(
+        [0, 1],
+        [f"decode check\n(kept {summary['kept']})", f"b'JFIF' header filter\n(kept {jfif['would_keep']})"],
+        fontsize=9,
+    )
+    ax_filter.set_xlim(-0.7, 1.7)
+    ax_filter.set_ylabel("files dropped")
+    ax_filter.set_title("decode check vs the Keras example's JFIF filter", fontsize=10)
+    ax_filter.set_xlabel(
+        f"JFIF filter: drops {files(wrongly, 'decodable')}, keeps {files(jfif['undecodable_but_kept'], 'undecodable')}",
+        fontsize=8,
+    )
+    ax_filter.legend(fontsize=8, loc="upper left")
+    for ax in (ax_class, ax_filter):
+        ax.margins(y=0.15)
+    fig.suptitle(
+        f"PetImages cleaning: {summary.get('archive', 'archive')} ({summary.get('total_members', '?')} members)"
+    )
+    _save(fig, out_dir, "data_cleaning.png")
+    return Plot(
+        "data_cleaning.png",
+        "Data cleaning",
+        "Files the decode-based cleaner dropped (per class, by reason), and what the Keras example's JFIF-header "
+        "filter would drop instead.",
+        "data",
+    )
+
+
+def write_plots(
+    rows: Sequence[Row],
+    slots: Sequence[RunSlot],
+    clean_summary: dict[str, Any],
+    settings: ReportSettings,
+    out_dir: Path,
+) -> list[Plot]:
+    """Every figure into out_dir (an empty directory); returns them in the order the report shows them."""
+    plots = [measured_vs_documented(rows, settings, out_dir)]
+    for variant in settings.variants:
+        variant_slots = [s for s in slots if s.variant == variant]
+        plots += [p for p in (history(variant, variant_slots, settings, out_dir),) if p]
+    for variant in settings.variants:
+        variant_slots = [s for s in slots if s.variant == variant]
+        plots += [p for p in (confusion(variant, variant_slots, settings, out_dir),) if p]
+    plots.append(data_cleaning(clean_summary, out_dir))
+    return plots

@@ -1,0 +1,221 @@
+"""The comparison table: one row per (variant, framework), measured over seeds against documented.py."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cnnrepro.documented import DOCUMENTED
+from cnnrepro.report.collect import ReportSettings, RunSlot
+from cnnrepro.report.stats import SeedSummary, summarize, welch
+
+REPRODUCED = "reproduced"
+ABOVE = "above"
+BELOW = "below"
+NOT_RUN = "not run"
+FAILED = "failed"
+MISSING = "missing"
+NO_DOCUMENTED = "no documented figure"
+VERDICTS = (REPRODUCED, ABOVE, BELOW, NOT_RUN, FAILED, MISSING, NO_DOCUMENTED)
+
+METRICS = ("val_accuracy", "test_accuracy")
+# A variant with no entry in documented.py is still reported; its measured split defaults to validation.
+DEFAULT_METRIC = "val_accuracy"
+
+
+@dataclass(frozen=True)
+class Parity:
+    """This framework against the reference framework (the first in params with completed runs)."""
+
+    versus: str
+    difference_pp: float
+    p_value: float | None
+    within_noise: bool | None
+
+    @property
+    def text(self) -> str:
+        head = f"vs {self.versus}: {self.difference_pp:+.2f} pp"
+        if self.within_noise is None:
+            return f"{head}; untested (needs 2+ seeds each)"
+        return f"{head}, Welch p={self.p_value:.3f}: {'within noise' if self.within_noise else 'differs'}"
+
+
+@dataclass
+class Row:
+    variant: str
+    framework: str
+    dataset: str | None
+    metric: str  # the split the source reports, which the verdict uses
+    documented: float | None
+    documented_text: str | None
+    source: str | None
+    printed: float | None
+    val: SeedSummary
+    test: SeedSummary
+    difference_pp: float | None
+    verdict: str
+    verdict_detail: str
+    seeds_expected: list[int]
+    seeds_completed: list[int] = field(default_factory=list)
+    seeds_missing: list[int] = field(default_factory=list)
+    seeds_not_run: list[int] = field(default_factory=list)
+    seeds_failed: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    parity: Parity | None = None
+    reference: bool = False  # the row other frameworks are compared with
+
+    def summary(self, metric: str) -> SeedSummary:
+        return self.val if metric == "val_accuracy" else self.test
+
+
+def _values(slots: Sequence[RunSlot], metric: str) -> list[float]:
+    return [
+        v
+        for s in slots
+        if s.status == "completed" and (v := getattr(s.record.metrics, metric)) is not None  # type: ignore[union-attr]
+    ]
+
+
+def _seeds(slots: Sequence[RunSlot], status: str) -> list[int]:
+    return [s.seed for s in slots if s.status == status]
+
+
+def _reasons(slots: Sequence[RunSlot], status: str) -> str:
+    """Seeds sharing one reason are named together, so three identical refusals read as one line."""
+    by_reason: dict[str, list[int]] = {}
+    for s in slots:
+        if s.status == status:
+            by_reason.setdefault(s.reason or "no reason given", []).append(s.seed)
+    return "; ".join(f"{reason} (seed {', '.join(map(str, seeds))})" for reason, seeds in by_reason.items())
+
+
+def _seed_notes(slots: Sequence[RunSlot]) -> list[str]:
+    notes = []
+    if missing := _seeds(slots, "missing"):
+        notes.append(f"missing seed {', '.join(map(str, missing))}")
+    if _seeds(slots, "not_run"):
+        notes.append(f"not run: {_reasons(slots, 'not_run')}")
+    if _seeds(slots, "failed"):
+        notes.append(f"failed: {_reasons(slots, 'failed')}")
+    return notes
+
+
+def verdict_for(
+    summary: SeedSummary, documented: float, tolerance_pp: float, confidence: float
+) -> tuple[str, float, str]:
+    """(verdict, difference in pp, which criterion decided) for a documented figure with measurements."""
+    assert summary.mean is not None
+    difference_pp = (summary.mean - documented) * 100
+    level = f"{confidence * 100:g}%"
+    # The slack absorbs float error of fraction -> pp (0.73 - 0.71 is 2.0000000000000018 pp), not a real margin.
+    if abs(difference_pp) <= tolerance_pp + 1e-9:
+        return REPRODUCED, difference_pp, f"|difference| {abs(difference_pp):.2f} pp <= {tolerance_pp:g} pp"
+    if summary.contains(documented):
+        return REPRODUCED, difference_pp, f"documented figure inside the {level} interval"
+    interval = "no interval (1 seed)" if not summary.has_interval else f"documented figure outside the {level} interval"
+    side = ABOVE if difference_pp > 0 else BELOW
+    return side, difference_pp, f"|difference| {abs(difference_pp):.2f} pp > {tolerance_pp:g} pp; {interval}"
+
+
+def build_row(variant: str, framework: str, slots: Sequence[RunSlot], settings: ReportSettings) -> Row:
+    doc = DOCUMENTED.get(variant)
+    metric = doc.metric if doc else DEFAULT_METRIC
+    row = Row(
+        variant=variant,
+        framework=framework,
+        dataset=doc.dataset if doc else None,
+        metric=metric,
+        documented=doc.documented if doc else None,
+        documented_text=doc.documented_text if doc else None,
+        source=doc.source if doc else None,
+        printed=doc.printed if doc else None,
+        val=summarize(_values(slots, "val_accuracy"), settings.confidence),
+        test=summarize(_values(slots, "test_accuracy"), settings.confidence),
+        difference_pp=None,
+        verdict=MISSING,
+        verdict_detail="",
+        seeds_expected=[s.seed for s in slots],
+        seeds_completed=_seeds(slots, "completed"),
+        seeds_missing=_seeds(slots, "missing"),
+        seeds_not_run=_seeds(slots, "not_run"),
+        seeds_failed=_seeds(slots, "failed"),
+        notes=_seed_notes(slots),
+    )
+    measured = row.summary(metric)
+    if not row.seeds_completed:
+        if row.seeds_not_run:
+            row.verdict, row.verdict_detail = NOT_RUN, _reasons(slots, "not_run")
+        elif row.seeds_failed:
+            row.verdict, row.verdict_detail = FAILED, _reasons(slots, "failed")
+        else:
+            row.verdict, row.verdict_detail = MISSING, "no outputs yet"
+        # The verdict already gives these reasons; the notes keep only what it does not say.
+        row.notes = [n for n in row.notes if not n.endswith(row.verdict_detail)]
+    elif row.documented is None:
+        row.verdict = NO_DOCUMENTED
+        row.verdict_detail = doc.documented_text if doc else "variant not in documented.py"
+    elif measured.n == 0:
+        row.verdict, row.verdict_detail = MISSING, f"completed runs report no {metric}"
+    else:
+        row.verdict, row.difference_pp, row.verdict_detail = verdict_for(
+            measured, row.documented, settings.tolerance_pp, settings.confidence
+        )
+    return row
+
+
+def _add_parity(rows: list[Row], by_key: dict[tuple[str, str], list[RunSlot]], settings: ReportSettings) -> None:
+    alpha = 1 - settings.confidence
+    for variant in settings.variants:
+        candidates = [r for r in rows if r.variant == variant and r.summary(r.metric).n > 0]
+        if len(candidates) < 2:
+            continue
+        reference, others = candidates[0], candidates[1:]
+        reference.reference = True
+        ref_values = _values(by_key[(variant, reference.framework)], reference.metric)
+        for row in others:
+            result = welch(_values(by_key[(variant, row.framework)], row.metric), ref_values, alpha)
+            row.parity = Parity(reference.framework, result.difference * 100, result.p_value, result.within_noise)
+
+
+def build_table(slots: Sequence[RunSlot], settings: ReportSettings) -> list[Row]:
+    """Rows in params order: variants, then frameworks; parity added where 2+ frameworks have measurements."""
+    by_key: dict[tuple[str, str], list[RunSlot]] = {}
+    for slot in slots:
+        by_key.setdefault((slot.variant, slot.framework), []).append(slot)
+    rows = [
+        build_row(variant, framework, by_key.get((variant, framework), []), settings)
+        for variant in settings.variants
+        for framework in settings.frameworks
+    ]
+    _add_parity(rows, by_key, settings)
+    return rows
+
+
+def rule_text(settings: ReportSettings) -> list[str]:
+    """The verdict and parity rules, stated in the report with the values they used."""
+    level = f"{settings.confidence * 100:g}%"
+    return [
+        f"Measured = mean over the seeds that completed; interval = two-sided {level} Student-t interval of "
+        "the mean (n-1 degrees of freedom, sample standard deviation); it needs 2+ seeds.",
+        "Difference = measured mean of the split the source reports (validation or test) minus the documented "
+        "figure, in percentage points (pp).",
+        f"**reproduced**: |difference| <= {settings.tolerance_pp:g} pp, or the documented figure lies inside the "
+        f"{level} interval. **above** / **below**: otherwise, by the sign of the difference.",
+        "**not run**: no seed completed and a run recorded why it could not run. **failed**: no seed completed "
+        "and a run failed. **missing**: an expected run has no outputs yet. **no documented figure**: the source "
+        "documents no accuracy; measured values are shown anyway. Partial seeds: statistics on the seeds that "
+        "exist, n shown, the others named in the notes. The interval is not clipped to [0, 100]%.",
+        f"Parity (when 2+ frameworks have measurements for a variant): Welch's t-test of the per-seed values "
+        f"against the first framework in params; **within noise** when p >= {1 - settings.confidence:.2g} "
+        "(alpha = 1 - confidence); untested with fewer than 2 seeds on either side.",
+    ]
+
+
+def verdict_counts(rows: Sequence[Row]) -> dict[str, int]:
+    counts = {v: 0 for v in VERDICTS}
+    for row in rows:
+        counts[row.verdict] += 1
+    return {k: v for k, v in counts.items() if v}
+
+
+METRIC_LABEL = {"val_accuracy": "validation", "test_accuracy": "test"}

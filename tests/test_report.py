@@ -1,0 +1,321 @@
+"""`cnnrepro report` on synthetic run outputs: verdicts, interval math, outputs that agree, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from scipy import stats as scipy_stats
+
+from cnnrepro import cli
+from cnnrepro.documented import DOCUMENTED
+from cnnrepro.errors import CnnreproError
+from cnnrepro.fsutil import read_json, write_json_atomic
+from cnnrepro.report.build import build_report
+from cnnrepro.report.collect import collect_runs
+from cnnrepro.report.ledger import fidelity_ledger
+from cnnrepro.report.stats import summarize
+from cnnrepro.report.table import build_table
+
+from .helpers_report import (
+    ALL_VARIANTS,
+    EXPECTED_VERDICTS,
+    FAILED_REASON,
+    FIDELITY_LOSS,
+    FIDELITY_RMSPROP,
+    NOT_RUN_REASON,
+    settings,
+    write_case_grid,
+    write_clean_summary,
+    write_params,
+    write_synthetic_run,
+)
+
+DOCUMENTED_FIGURES = {v: f.documented for v, f in DOCUMENTED.items()}
+VARIANT_ORDER = [v for group in ALL_VARIANTS.values() for v in group]
+
+
+def measured(runs: Path, variant: str, metric: str) -> list[float]:
+    """The per-seed figures as written to disk, read back independently of the report code."""
+    values = []
+    for path in sorted((runs / "torch" / variant).glob("seed*/metrics.json")):
+        metrics = json.loads(path.read_text())
+        if metrics["status"] == "completed" and metrics[metric] is not None:
+            values.append(metrics[metric])
+    return values
+
+
+# ---- interval math ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+@pytest.mark.parametrize("values", [[0.70, 0.72], [0.71, 0.69, 0.74], [0.9, 0.91, 0.93, 0.88, 0.95]])
+def test_interval_matches_scipy(values: list[float], confidence: float) -> None:
+    s = summarize(values, confidence)
+    sem = scipy_stats.sem(values)
+    low, high = scipy_stats.t.interval(confidence, len(values) - 1, loc=np.mean(values), scale=sem)
+    assert s.n == len(values)
+    assert s.mean == pytest.approx(np.mean(values), abs=1e-12)
+    assert s.std == pytest.approx(np.std(values, ddof=1), abs=1e-12)
+    assert (s.ci_low, s.ci_high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+
+
+def test_one_seed_has_no_interval_and_none_has_no_mean() -> None:
+    one = summarize([0.8], 0.95)
+    assert (one.n, one.mean, one.std, one.ci_low, one.has_interval) == (1, 0.8, None, None, False)
+    assert summarize([], 0.95).mean is None
+
+
+# ---- verdicts -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def case_rows(tmp_path: Path):
+    runs = tmp_path / "runs"
+    write_case_grid(runs, DOCUMENTED_FIGURES)
+    rows = build_table(collect_runs(runs, settings(VARIANT_ORDER)), settings(VARIANT_ORDER))
+    return runs, {r.variant: r for r in rows}
+
+
+def test_every_verdict_case(case_rows) -> None:
+    runs, rows = case_rows
+    assert {v: r.verdict for v, r in rows.items()} == EXPECTED_VERDICTS
+    for variant in ("baseline", "augmentation", "feature_extraction", "mnist_convnet", "mnist_dense", "lenet"):
+        row = rows[variant]
+        values = measured(runs, variant, row.metric)
+        assert row.summary(row.metric).n == len(values)
+        assert row.difference_pp == pytest.approx((np.mean(values) - row.documented) * 100, abs=1e-9)
+    # The interval criterion, not the tolerance, rescues mnist_dense; the report says which one decided.
+    assert abs(rows["mnist_dense"].difference_pp) > 2.0
+    assert "inside the 95% interval" in rows["mnist_dense"].verdict_detail
+    assert "<= 2 pp" in rows["baseline"].verdict_detail
+
+
+def test_partial_missing_not_run_and_failed_rows_name_their_seeds(case_rows) -> None:
+    _, rows = case_rows
+    convnet = rows["mnist_convnet"]
+    assert (convnet.test.n, convnet.seeds_completed, convnet.seeds_missing) == (2, [0, 2], [1])
+    assert "missing seed 1" in convnet.notes
+    lenet = rows["lenet"]
+    assert (lenet.test.n, lenet.seeds_failed) == (2, [1])
+    assert any(FAILED_REASON in n and "seed 1" in n for n in lenet.notes)
+    not_run = rows["feature_extraction_augmented"]
+    assert NOT_RUN_REASON in not_run.verdict_detail and not_run.val.n == 0
+    assert rows["fine_tuning"].seeds_missing == [0, 1, 2]
+    cam = rows["cam_convnet"]
+    assert cam.documented is None and cam.val.n == 3 and cam.difference_pp is None
+
+
+@pytest.mark.parametrize(
+    ("offsets", "tolerance", "verdict"),
+    [
+        ([0.019, 0.021, 0.020], 2.0, "reproduced"),  # +2.0 pp: on the tolerance edge
+        ([0.025, 0.026, 0.027], 2.0, "above"),  # tight seeds, interval misses documented
+        ([0.025, 0.026, 0.027], 3.0, "reproduced"),  # same numbers, wider tolerance
+        ([-0.05], 2.0, "below"),  # one seed: no interval, tolerance alone decides
+        ([-0.05, 0.04], 2.0, "reproduced"),  # two noisy seeds: the wide interval covers documented
+    ],
+)
+def test_tolerance_and_interval_rule(tmp_path: Path, offsets: list[float], tolerance: float, verdict: str) -> None:
+    doc = DOCUMENTED_FIGURES["baseline"]
+    for seed, off in enumerate(offsets):
+        write_synthetic_run(tmp_path, "torch", "baseline", seed, val=doc + off, test=doc)
+    st = settings(["baseline"], seeds=range(len(offsets)), tolerance_pp=tolerance)
+    (row,) = build_table(collect_runs(tmp_path, st), st)
+    assert row.verdict == verdict
+
+
+def test_parity_between_frameworks_uses_welch(tmp_path: Path) -> None:
+    doc = DOCUMENTED_FIGURES["baseline"]
+    torch_vals, same_vals, far_vals = [0.70, 0.72, 0.71], [0.71, 0.705, 0.725], [0.80, 0.81, 0.805]
+    for seed in range(3):
+        write_synthetic_run(tmp_path, "torch", "baseline", seed, val=torch_vals[seed], test=doc)
+        write_synthetic_run(tmp_path, "keras", "baseline", seed, val=same_vals[seed], test=doc)
+        write_synthetic_run(tmp_path, "jax", "baseline", seed, val=far_vals[seed], test=doc)
+    st = settings(["baseline"], frameworks=["torch", "keras", "jax"])
+    rows = {r.framework: r for r in build_table(collect_runs(tmp_path, st), st)}
+    assert rows["torch"].reference and rows["torch"].parity is None
+    keras, jax = rows["keras"].parity, rows["jax"].parity
+    assert keras.p_value == pytest.approx(scipy_stats.ttest_ind(same_vals, torch_vals, equal_var=False).pvalue)
+    assert keras.within_noise is True and jax.within_noise is False
+    assert jax.difference_pp == pytest.approx((np.mean(far_vals) - np.mean(torch_vals)) * 100)
+
+
+# ---- the command end to end ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    write_case_grid(root / "runs", DOCUMENTED_FIGURES)
+    write_clean_summary(root / "summary.json")
+    write_params(root / "params.yaml", variants=ALL_VARIANTS)
+    args = ["--params", str(root / "params.yaml"), "--runs", str(root / "runs")]
+    args += ["--clean-summary", str(root / "summary.json"), "--out", str(root / "reports")]
+    assert cli.main(["report", *args]) == 0
+    return root
+
+
+def test_cli_writes_every_output(built: Path) -> None:
+    out = built / "reports"
+    for name in ("comparison.md", "comparison.html", "comparison.csv", "comparison.json"):
+        assert (out / name).stat().st_size > 0
+    report = read_json(out / "comparison.json")
+    for plot in report["plots"]:
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    names = {Path(p).name for p in report["plots"]}
+    assert {"measured_vs_documented.png", "data_cleaning.png", "history_baseline.png", "confusion_lenet.png"} <= names
+    assert not any(p.name.endswith(".part") for p in out.rglob("*"))
+    assert [(r["variant"], r["verdict"]) for r in report["rows"]] == list(EXPECTED_VERDICTS.items())
+
+
+def test_every_completed_run_is_traced_to_its_mlflow_run(built: Path) -> None:
+    report = read_json(built / "reports" / "comparison.json")
+    md = (built / "reports" / "comparison.md").read_text()
+    for run in report["runs"]:
+        metrics_path = built / "runs" / run["framework"] / run["variant"] / f"seed{run['seed']}" / "run_info.json"
+        if run["status"] == "missing":
+            assert run["mlflow_run_id"] is None
+            continue
+        expected = json.loads(metrics_path.read_text())["mlflow"]["run_id"]
+        assert run["mlflow_run_id"] == expected and f"`{expected}`" in md
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in md
+
+
+def _md_comparison_table(md: str) -> list[dict[str, str]]:
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| Variant | Framework | Verdict"))
+    header = [h.strip() for h in lines[start].strip("|").split(" | ")]
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = re.split(r"(?<!\\) \| ", line.strip()[2:-2])
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def _parse_measured(cell: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in re.findall(r"-?\d+\.\d+", cell))
+
+
+def test_markdown_table_parses_back_to_the_csv_numbers(built: Path) -> None:
+    md_rows = _md_comparison_table((built / "reports" / "comparison.md").read_text())
+    with (built / "reports" / "comparison.csv").open(newline="") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert len(md_rows) == len(csv_rows) == len(VARIANT_ORDER)
+
+    def pct(value: str) -> float | None:
+        return round(float(value) * 100, 2) if value else None
+
+    for md, row in zip(md_rows, csv_rows, strict=True):
+        assert md["Variant"].strip("`") == row["variant"]
+        assert md["Verdict"].startswith(f"**{row['verdict']}**")
+        for split, column in (("val", "Validation acc. % (mean ± sd [CI])"), ("test", "Test acc. % (mean ± sd [CI])")):
+            n = int(row[f"{split}_n"])
+            assert int(md[f"n {split}"]) == n
+            expected = [pct(row[f"{split}_{k}"]) for k in ("mean", "std", "ci_low", "ci_high")]
+            assert _parse_measured(md[column]) == tuple(x for x in expected if x is not None)
+        diff = row["difference_pp"]
+        assert (md["Difference (pp)"] == "—") if not diff else float(md["Difference (pp)"]) == round(float(diff), 2)
+        assert (
+            (md["Documented %"] == "—")
+            if not row["documented"]
+            else float(md["Documented %"]) == pct(row["documented"])
+        )
+
+
+def test_report_text_names_the_rule_and_the_gaps(built: Path) -> None:
+    md = (built / "reports" / "comparison.md").read_text()
+    assert "|difference| <= 2 pp, or the documented figure lies inside the 95% interval" in md
+    assert NOT_RUN_REASON in md and FAILED_REASON in md
+    assert "missing seed 1" in md
+    assert "Not generated" in md  # no figures/ yet
+
+
+def test_corrupt_metrics_fails_with_one_line_naming_the_file(built: Path, tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    write_case_grid(runs, DOCUMENTED_FIGURES)
+    broken = runs / "torch" / "augmentation" / "seed2" / "metrics.json"
+    broken.write_text('{"framework": "torch", "variant": ')
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "comparison.md").write_text("previous report\n")
+    args = ["report", "--params", str(built / "params.yaml"), "--runs", str(runs)]
+    args += ["--clean-summary", str(built / "summary.json"), "--out", str(out)]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(broken) in err and "corrupt JSON" in err
+    assert (out / "comparison.md").read_text() == "previous report\n"  # nothing half-rewritten
+
+
+def test_run_in_the_wrong_directory_is_refused(tmp_path: Path) -> None:
+    path = write_synthetic_run(tmp_path, "torch", "baseline", 0, val=0.7, test=0.7)
+    metrics = read_json(path / "metrics.json")
+    write_json_atomic(path / "metrics.json", {**metrics, "seed": 5})
+    with pytest.raises(CnnreproError, match=re.escape(str(path / "metrics.json"))):
+        collect_runs(tmp_path, settings(["baseline"], seeds=[0]))
+
+
+def test_bad_clean_summary_names_the_key(tmp_path: Path) -> None:
+    summary = write_clean_summary(tmp_path / "summary.json")
+    data = read_json(summary)
+    del data["jfif_filter"]["would_keep"]
+    write_json_atomic(summary, data)
+    with pytest.raises(CnnreproError, match=r"summary\.json: missing key 'jfif_filter\.would_keep'"):
+        build_report(tmp_path / "runs", summary, tmp_path / "out", settings(["baseline"]))
+
+
+def test_confusion_labels_must_agree_across_seeds(tmp_path: Path) -> None:
+    for seed in range(2):
+        write_synthetic_run(tmp_path / "runs", "torch", "baseline", seed, val=0.7, test=0.7)
+    odd = tmp_path / "runs" / "torch" / "baseline" / "seed1" / "artifacts" / "confusion.json"
+    write_json_atomic(odd, {**read_json(odd), "labels": ["dog", "cat"]})
+    summary = write_clean_summary(tmp_path / "summary.json")
+    with pytest.raises(CnnreproError, match=re.escape(str(odd))):
+        build_report(tmp_path / "runs", summary, tmp_path / "out", settings(["baseline"], seeds=[0, 1]))
+
+
+def test_fidelity_ledger_is_deduplicated_by_id(case_rows) -> None:
+    runs, _ = case_rows
+    ledger = {e.id: e for e in fidelity_ledger(collect_runs(runs, settings(VARIANT_ORDER)))}
+    assert set(ledger) == {FIDELITY_LOSS["id"], FIDELITY_RMSPROP["id"]}
+    assert ledger[FIDELITY_LOSS["id"]].variants == ["baseline", "augmentation"]
+    assert ledger[FIDELITY_RMSPROP["id"]].variants == ["augmentation", "feature_extraction"]
+    assert ledger[FIDELITY_RMSPROP["id"]].reason == FIDELITY_RMSPROP["reason"]
+
+
+def test_figures_by_subfolder_and_stale_runs_listed_not_scored(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        write_synthetic_run(runs, "torch", "baseline", seed, val=0.7, test=0.7)
+    out = tmp_path / "reports"
+    for group in ("activations", "heatmaps"):
+        (out / "figures" / group).mkdir(parents=True)
+        Figure(figsize=(1, 1)).savefig(out / "figures" / group / f"{group}_0.png")
+    stale = write_synthetic_run(runs, "torch", "augmentation", 0, val=0.8, test=0.8)  # not in this grid
+    summary = write_clean_summary(tmp_path / "summary.json")
+    report = build_report(runs, summary, out, settings(["baseline"], seeds=[0, 1]))
+    assert report["unexpected_runs"] == [str(stale)]
+    assert [r["variant"] for r in report["rows"]] == ["baseline"]
+    assert report["figures"] == {
+        "activations": ["figures/activations/activations_0.png"],
+        "heatmaps": ["figures/heatmaps/heatmaps_0.png"],
+    }
+    md = (out / "comparison.md").read_text()
+    assert "### activations" in md and "](figures/heatmaps/heatmaps_0.png)" in md
+    assert "Not generated" not in md
+
+
+def test_interval_column_agrees_with_scipy_in_the_csv(built: Path) -> None:
+    with (built / "reports" / "comparison.csv").open(newline="") as f:
+        row = next(r for r in csv.DictReader(f) if r["variant"] == "mnist_dense")
+    values = measured(built / "runs", "mnist_dense", "test_accuracy")
+    low, high = scipy_stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=scipy_stats.sem(values))
+    assert math.isclose(float(row["test_ci_low"]), low) and math.isclose(float(row["test_ci_high"]), high)
