@@ -1,0 +1,141 @@
+"""`cnnrepro train`: train one (framework, variant, seed), write the run outputs, log it to MLflow.
+
+The config is resolved once (documented spec + params overrides + device), printed, logged as
+MLflow params and stored in run_info.json. Every MLflow call of a training run is in this module.
+A run that cannot happen here (VGG16 weights unavailable, the run it continues from not run) is
+written and logged as not_run with the reason, and the command exits 0 so the pipeline goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cnnrepro.config import load_params
+from cnnrepro.models.registry import list_variants
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--framework", required=True, choices=["torch"])
+    parser.add_argument("--variant", required=True, choices=list_variants())
+    parser.add_argument("--seed", required=True, type=int)
+    parser.add_argument(
+        "--data", required=True, type=Path, help="data/split/book, data/prepared or data/split/keras_example"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="the run directory, runs/<framework>/<variant>/seed<S>")
+    parser.add_argument("--init-from", type=Path, default=None, help="the run fine_tuning continues from")
+    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"), help="per-epoch checkpoint root")
+
+
+def main(args: argparse.Namespace) -> int:
+    return run(load_params(args.params), args)
+
+
+def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence = ()) -> int:
+    """Everything after argument parsing; `hooks` are extra per-epoch callbacks (tests use them)."""
+    from cnnrepro.training import runner
+    from cnnrepro.training.data import manifest_sha256
+    from cnnrepro.training.run_config import format_config, resolve_run_config
+
+    config = resolve_run_config(
+        params,
+        framework=args.framework,
+        variant=args.variant,
+        seed=args.seed,
+        data_dir=args.data,
+        out_dir=args.out,
+        init_from=args.init_from,
+    )
+    runner.clear_done_marker(args.out)
+    t0 = time.perf_counter()
+    info = runner.RunInfo(
+        framework=config["framework"],
+        variant=config["variant"],
+        seed=config["seed"],
+        status="running",
+        device=config["device"],
+        started_at=runner.now_iso(),
+        git_commit=runner.git_commit(),
+        data_manifest_sha256=manifest_sha256(config["data_dir"], config["dataset"]),
+        config=config,
+        overrides=config["overrides"],
+    )
+    try:
+        # The pipeline's download timeout, capped: a missing file should not hold a job for minutes.
+        runner.prepare(config, download_timeout_s=min(float(params["download"]["timeout_s"]), 30.0))
+    except runner.NotRunnable as exc:
+        info.status, info.reason = "not_run", str(exc)
+    name = f"{config['framework']}/{config['variant']}/seed{config['seed']}"
+    print(f"cnnrepro train {name}:\n{format_config(config)}", flush=True)
+
+    metrics = _tracked(params, config, info, args, tuple(hooks), t0)
+    if info.status == "completed":
+        print(
+            f"done: val_accuracy {metrics.val_accuracy} test_accuracy {metrics.test_accuracy} "
+            f"({info.duration_s:.1f} s) -> {args.out}",
+            flush=True,
+        )
+    else:
+        print(f"not run: {info.reason} -> {args.out}", flush=True)
+    return 0
+
+
+def _tracked(
+    params: dict[str, Any], config: dict[str, Any], info: Any, args: argparse.Namespace, hooks: tuple, t0: float
+) -> Any:
+    """Train (unless not_run) inside one MLflow run and write the outputs; every MLflow call is here."""
+    from cnnrepro import tracking
+    from cnnrepro.training import checkpoint as ckpt
+    from cnnrepro.training import runner
+
+    uri, experiment = tracking.tracking_settings(params)
+    parent = tracking.parent_run_id_from_env()
+    tags = {
+        "variant": config["variant"],
+        "seed": str(config["seed"]),
+        "framework": config["framework"],
+        "device": config["device"],
+        "git_commit": info.git_commit or "",
+        "data_hash": info.data_manifest_sha256 or "",
+        "status": info.status,
+    }
+    name = f"{config['framework']}/{config['variant']}/seed{config['seed']}"
+    with tracking.tracked_run(uri, experiment, run_name=name, tags=tags, parent_run_id=parent) as logger:
+        info.mlflow = {
+            "tracking_uri": uri,
+            "experiment_id": logger.experiment_id,
+            "run_id": logger.run_id,
+            "parent_run_id": parent,
+        }
+        logger.log_params(config)
+        result = None
+        if info.status != "not_run":
+
+            def log_epoch(row: dict[str, float]) -> None:
+                logger.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+
+            try:
+                result = runner.train_variant(config, checkpoint_root=args.checkpoints, hooks=(log_epoch, *hooks))
+            except runner.NotRunnable as exc:  # weights that fail only when loaded (torchvision)
+                info.reason = str(exc)
+        info.status = "completed" if result is not None else "not_run"
+        info.finished_at = runner.now_iso()
+        info.duration_s = round(time.perf_counter() - t0, 3)
+        info.train_duration_s = round(result.train_duration_s, 3) if result is not None else None
+        metrics = runner.write_outputs(args.out, config, info, result)
+        if result is not None:
+            # val_* of the last epoch are already in the per-epoch curves; log only what is new.
+            final = {k: v for k, v in result.metrics.items() if isinstance(v, int | float) and not k.startswith("val_")}
+            logger.log_metrics(final, step=len(result.history))
+        for file in ("history.csv", "metrics.json", "run_info.json"):
+            logger.log_artifact(Path(args.out) / file)
+        logger.log_artifact(Path(args.out) / "artifacts", "artifacts")
+        logger.set_tags({"status": info.status, **({"reason": info.reason} if info.reason else {})})
+    if result is not None:
+        ckpt.remove_checkpoint(
+            ckpt.checkpoint_path(args.checkpoints, config["framework"], config["variant"], config["seed"])
+        )
+    return metrics

@@ -1,0 +1,251 @@
+"""The training loop: Keras fit / fit_generator semantics in one readable PyTorch loop.
+
+Per epoch: `steps_per_epoch` batches from an endlessly cycling, reshuffling iterator (or one pass
+when the source trained on arrays), the training loss/accuracy averaged over the epoch's samples
+as Keras' progress bar does (each batch's figures taken before its update), then validation as
+the source computed it, one history row, a checkpoint, and the epoch hooks.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cnnrepro.training import checkpoint as ckpt
+from cnnrepro.training.data import KerasIterator, scale_input, to_float_nchw
+
+EpochHook = Callable[[dict[str, float]], None]
+
+
+@dataclass
+class DeviceSplit:
+    """A split on the training device: x uint8 (N, H, W, C) images or float features; y int64 (N,)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def batch(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.from_numpy(np.asarray(index, dtype=np.int64)).to(self.x.device)
+        return self.x.index_select(0, idx), self.y.index_select(0, idx)
+
+
+@dataclass
+class InputPipeline:
+    """Raw batch -> model input: to float NCHW 0-255, augment (training only), then scale."""
+
+    kind: str  # "images" | "features"
+    preprocessing: str = "scale"  # "scale" | "caffe"
+    input_scale: float = 1 / 255
+    augmentation: Any = None  # cnnrepro.training.augment.AugmentationSpec, or None
+    generator: torch.Generator | None = None
+
+    def __call__(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+        if self.kind == "features":
+            return x
+        x = to_float_nchw(x)
+        if train and self.augmentation is not None:
+            from cnnrepro.training.augment import augment_batch
+
+            x = augment_batch(x, self.augmentation, self.generator)
+        return scale_input(x, self.preprocessing, self.input_scale)
+
+
+def loss_sum_and_correct(logits: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss and number of correct predictions of one batch (float32 math)."""
+    logits = logits.float()
+    if loss == "binary_crossentropy":
+        logit = logits.squeeze(1)
+        total = F.binary_cross_entropy_with_logits(logit, y.float(), reduction="sum")
+        correct = ((logit > 0).long() == y).sum()
+    elif loss == "categorical_crossentropy":
+        total = F.cross_entropy(logits, y, reduction="sum")
+        correct = (logits.argmax(1) == y).sum()
+    else:
+        raise ValueError(f"unknown loss {loss!r}")
+    return total, correct
+
+
+def predicted_labels(logits: torch.Tensor, loss: str) -> torch.Tensor:
+    if loss == "binary_crossentropy":
+        return (logits.float().squeeze(1) > 0).long()
+    return logits.float().argmax(1)
+
+
+def sequential_batches(n: int, batch_size: int) -> Iterator[np.ndarray]:
+    for start in range(0, n, batch_size):
+        yield np.arange(start, min(start + batch_size, n))
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    split: DeviceSplit,
+    batches: Iterable[np.ndarray],
+    inputs: InputPipeline,
+    loss: str,
+    *,
+    mixed_precision: bool = False,
+    keep_predictions: bool = False,
+) -> dict[str, Any]:
+    """Loss and accuracy over the given batches, weighted by batch size (Keras' evaluate_generator average)."""
+    model.eval()
+    device = split.x.device
+    total = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    predictions, targets = [], []
+    for index in batches:
+        x, y = split.batch(index)
+        with autocast(device, mixed_precision):
+            logits = model(inputs(x, train=False))
+        batch_total, batch_correct = loss_sum_and_correct(logits, y, loss)
+        total += batch_total
+        correct += batch_correct
+        n += len(index)
+        if keep_predictions:
+            predictions.append(predicted_labels(logits, loss).cpu())
+            targets.append(y.cpu())
+    result: dict[str, Any] = {"loss": float(total) / n, "accuracy": float(correct) / n, "n": n}
+    if keep_predictions:
+        result["predictions"] = torch.cat(predictions).numpy()
+        result["targets"] = torch.cat(targets).numpy()
+    return result
+
+
+@dataclass
+class FitSettings:
+    loss: str
+    epochs: int
+    batch_size: int
+    steps_per_epoch: int | None  # None: one pass over the training split per epoch
+    validation_steps: int | None  # None: the whole validation split once per epoch
+    seed: int
+    mixed_precision: bool = False
+    checkpoint: Path | None = None
+    config_hash: str = ""
+    progress: bool = field(default_factory=lambda: sys.stderr.isatty())
+
+
+def _make_iterators(settings: FitSettings, n_train: int, n_val: int) -> dict[str, KerasIterator]:
+    # Streams derived from the seed, distinct per purpose, so the data order is a function of the seed only.
+    iterators = {"train": KerasIterator(n_train, settings.batch_size, shuffle=True, seed=[settings.seed, 1])}
+    if settings.validation_steps is not None:
+        # The book's validation generator: flow_from_directory's default shuffle=True, one object for all epochs.
+        iterators["validation"] = KerasIterator(n_val, settings.batch_size, shuffle=True, seed=[settings.seed, 2])
+    return iterators
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train: DeviceSplit,
+    validation: DeviceSplit,
+    inputs: InputPipeline,
+    settings: FitSettings,
+    hooks: Sequence[EpochHook] = (),
+) -> list[dict[str, float]]:
+    """Train `model` (only what the optimizer holds moves) and return the history, one row per epoch.
+
+    With a checkpoint of the same config, training continues after its epoch with every state restored.
+    """
+    iterators = _make_iterators(settings, len(train), len(validation))
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    state = ckpt.load_checkpoint(settings.checkpoint, settings.config_hash) if settings.checkpoint else None
+    if state is not None and state["epoch"] < settings.epochs:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for name, it in iterators.items():
+            it.load_state_dict(state["iterators"][name])
+        if inputs.generator is not None:
+            inputs.generator.set_state(state["augmentation_rng"])
+        ckpt.set_rng_states(state["rng"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"])
+        print(f"resuming from {settings.checkpoint} after epoch {start_epoch}", flush=True)
+        # Hooks see every epoch of the run once, the restored ones included (complete MLflow curves).
+        for row in history:
+            for hook in hooks:
+                hook(row)
+
+    device = train.x.device
+    for epoch in range(start_epoch + 1, settings.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        steps = settings.steps_per_epoch or iterators["train"].batches_per_pass()
+        total = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        for _ in _progress(range(steps), settings.progress, f"epoch {epoch}/{settings.epochs}"):
+            x, y = train.batch(next(iterators["train"]))
+            with autocast(device, settings.mixed_precision):
+                logits = model(inputs(x, train=True))
+            batch_total, batch_correct = loss_sum_and_correct(logits, y, settings.loss)
+            optimizer.zero_grad(set_to_none=True)
+            (batch_total / len(y)).backward()
+            optimizer.step()
+            total += batch_total.detach()
+            correct += batch_correct
+            seen += len(y)
+
+        if "validation" in iterators:
+            val_batches: Iterable[np.ndarray] = (
+                next(iterators["validation"]) for _ in range(settings.validation_steps)
+            )
+        else:
+            val_batches = sequential_batches(len(validation), settings.batch_size)
+        val = evaluate(model, validation, val_batches, inputs, settings.loss, mixed_precision=settings.mixed_precision)
+        row = {
+            "epoch": epoch,
+            "loss": float(total) / seen,
+            "accuracy": float(correct) / seen,
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+        }
+        history.append(row)
+        print(
+            f"epoch {epoch}/{settings.epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
+            f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} ({time.perf_counter() - started:.1f} s)",
+            flush=True,
+        )
+        if settings.checkpoint:
+            ckpt.save_checkpoint(
+                settings.checkpoint,
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "iterators": {name: it.state_dict() for name, it in iterators.items()},
+                    "augmentation_rng": inputs.generator.get_state() if inputs.generator is not None else None,
+                    "rng": ckpt.rng_states(),
+                    "history": history,
+                    "config_hash": settings.config_hash,
+                },
+            )
+        for hook in hooks:
+            hook(row)
+    return history
+
+
+def _progress(steps: range, enabled: bool, desc: str) -> Iterable[int]:
+    if not enabled:
+        return steps
+    from tqdm import tqdm
+
+    return tqdm(steps, desc=desc, leave=False, dynamic_ncols=True)

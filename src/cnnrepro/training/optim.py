@@ -1,0 +1,65 @@
+"""Optimizers with the sources' exact update rules.
+
+- "rmsprop_keras2": Keras 2.0.8 RMSprop (the book): a = rho*a + (1-rho)*g^2 from a = 0,
+  p -= lr * g / (sqrt(a) + eps), rho 0.9, eps 1e-8 outside the root, no momentum, not centered.
+  That is torch.optim.RMSprop with alpha=0.9 (torch's default alpha 0.99 makes the first steps
+  about 3x larger: 1/sqrt(0.01) vs 1/sqrt(0.1)).
+- "rmsprop_keras3": RMSprop of tf.keras >= 2.11 / Keras 3 (the CAM example, which needs
+  TF >= 2.10 for image_dataset_from_directory(subset="both")): eps 1e-7 INSIDE the root,
+  p -= lr * g / sqrt(a + eps). torch has no such option, hence the small class below.
+- "sgd": plain torch.optim.SGD, as d2l uses it (no momentum, no weight decay).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+KERAS2_RHO = 0.9
+KERAS2_EPSILON = 1e-8
+KERAS3_RHO = 0.9
+KERAS3_EPSILON = 1e-7
+OPTIMIZERS = ("rmsprop_keras2", "rmsprop_keras3", "sgd")
+
+
+def keras2_rmsprop(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.RMSprop:
+    return torch.optim.RMSprop(params, lr=lr, alpha=KERAS2_RHO, eps=KERAS2_EPSILON, momentum=0.0, centered=False)
+
+
+class Keras3RMSprop(torch.optim.Optimizer):
+    """p -= lr * g / sqrt(a + eps), a = rho*a + (1-rho)*g^2, a starting at 0 (Keras 3 / tf.keras >= 2.11)."""
+
+    def __init__(
+        self, params: Iterable[torch.nn.Parameter], lr: float, rho: float = KERAS3_RHO, eps: float = KERAS3_EPSILON
+    ) -> None:
+        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # torch's signature
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                square_avg = state["square_avg"]
+                square_avg.mul_(group["rho"]).addcmul_(p.grad, p.grad, value=1 - group["rho"])
+                p.addcdiv_(p.grad, square_avg.add(group["eps"]).sqrt_(), value=-group["lr"])
+        return loss
+
+
+def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """The optimizer a variant names; only parameters that require grad should be passed."""
+    if name == "rmsprop_keras2":
+        return keras2_rmsprop(params, lr)
+    if name == "rmsprop_keras3":
+        return Keras3RMSprop(params, lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})")

@@ -1,0 +1,118 @@
+"""Resolve one run's settings ONCE: the variant's documented spec, params overrides, device, options.
+
+The result is a plain JSON-able dict: printed at the start, logged to MLflow as params, stored in
+run_info.json, hashed for checkpoints, and read back by evaluate/predict to rebuild the inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnrepro.errors import CnnreproError
+from cnnrepro.models.registry import VariantSpec, get_variant
+from cnnrepro.training.data import SEMANTICS_RESIZE
+
+OVERRIDABLE = ("epochs", "steps_per_epoch", "validation_steps", "batch_size", "learning_rate", "max_train_images")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CnnreproError(f"params.yaml: train.device is {name!r} but CUDA is not available here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise CnnreproError(f"params.yaml: train.device is {name!r} but MPS is not available here")
+    return device
+
+
+def documented_settings(spec: VariantSpec) -> dict[str, Any]:
+    return {
+        "epochs": spec.epochs,
+        "steps_per_epoch": spec.steps_per_epoch,
+        "validation_steps": spec.validation_steps,
+        "batch_size": spec.batch_size,
+        "learning_rate": spec.learning_rate,
+        "max_train_images": None,
+    }
+
+
+def resolve_run_config(
+    params: dict[str, Any],
+    *,
+    framework: str,
+    variant: str,
+    seed: int,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    init_from: str | Path | None = None,
+) -> dict[str, Any]:
+    """Everything the run does, documented values replaced by train.overrides.<variant> where set."""
+    if framework != "torch":
+        raise CnnreproError(f"--framework {framework!r}: this trainer is the torch one (params train.frameworks)")
+    spec = get_variant(variant)
+    train = params["train"]
+    overrides = dict((train.get("overrides") or {}).get(variant) or {})
+    settings = documented_settings(spec) | overrides
+    if spec.continues_from and init_from is None:
+        raise CnnreproError(f"variant {variant} continues from {spec.continues_from}: pass --init-from RUN_DIR")
+    if not spec.continues_from and init_from is not None:
+        raise CnnreproError(f"variant {variant} trains from its own initialization: --init-from is not allowed")
+    semantics = train["augmentation_semantics"]
+    augmentation = None
+    if spec.augmentation is not None:
+        augmentation = {"semantics": semantics} | dict(spec.augmentation)
+    vgg = dict(train["vgg16"]) if spec.needs_vgg16 else None
+    caffe = vgg is not None and vgg["preprocessing"] == "caffe"
+    device = resolve_device(train["device"])
+    images = spec.dataset in ("dogs_vs_cats", "petimages_80_20")
+    return {
+        "framework": framework,
+        "variant": variant,
+        "seed": int(seed),
+        "dataset": spec.dataset,
+        "data_dir": str(data_dir),
+        "out_dir": str(out_dir),
+        "init_from": str(init_from) if init_from is not None else None,
+        "input_shape": list(spec.input_shape),
+        "classes": list(spec.classes),
+        "loss": spec.loss,
+        "optimizer": spec.optimizer,
+        "learning_rate": float(settings["learning_rate"]),
+        "epochs": int(settings["epochs"]),
+        "batch_size": int(settings["batch_size"]),
+        "steps_per_epoch": settings["steps_per_epoch"],
+        "validation_steps": settings["validation_steps"],
+        "validation_split": spec.validation_split,
+        "max_train_images": settings["max_train_images"],
+        "augmentation": augmentation,
+        "augmentation_semantics": semantics,
+        "resize_filter": (spec.resize_filter or SEMANTICS_RESIZE[semantics]) if images else None,
+        "preprocessing": "caffe" if caffe else "scale",
+        "input_scale": 1.0 if caffe else spec.input_scale,
+        "training_data": spec.training_data,
+        "trainable": spec.trainable,
+        "init": spec.init,
+        "vgg16": vgg,
+        "device": str(device),
+        "mixed_precision": bool(train["mixed_precision"]) and device.type == "cuda",
+        "num_threads": int(train["num_threads"]),
+        "overrides": overrides,
+        "documented_settings": documented_settings(spec),
+        "documented": {
+            "metric": spec.metric,
+            "figure": spec.documented.documented,
+            "text": spec.documented.documented_text,
+            "source": spec.source,
+        },
+    }
+
+
+def format_config(config: dict[str, Any]) -> str:
+    """The resolved config, one `key: value` per line (printed once at the start of a run)."""
+    width = max(len(k) for k in config)
+    return "\n".join(f"  {k:<{width}} : {json.dumps(v, default=str)}" for k, v in config.items())
