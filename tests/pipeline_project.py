@@ -67,6 +67,7 @@ def make_project(tmp: Path, params: dict[str, Any] | None = None) -> Path:
     for name in ("Snakefile", "dvc.yaml"):
         shutil.copy(PROJECT_ROOT / name, project / name)
     shutil.copytree(PROJECT_ROOT / "workflow", project / "workflow")
+    shutil.copytree(PROJECT_ROOT / "profiles", project / "profiles")
     # Code dependencies are hashed by DVC and listed as Snakemake inputs, so they must exist in the copy.
     shutil.copytree(PROJECT_ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = params if params is not None else tiny_params(make_mirror(tmp))

@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Commands that are pipeline stages: they refuse to run while another pipeline holds this directory.
+PIPELINE_STAGES = frozenset({"download", "clean", "split", "prepare-mnist", "train", "visualize", "report"})
+
+
 def _top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnrepro",
@@ -56,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     try:
+        if name in PIPELINE_STAGES:
+            from cnnrepro.pipeline_lock import guard_stage
+
+            guard_stage(name)
         return int(module.main(args) or 0)
     except CnnreproError as exc:
         print(f"cnnrepro {name}: error: {exc}", file=sys.stderr)

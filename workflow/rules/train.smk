@@ -10,6 +10,8 @@ TRAIN_CMD = (
     " --data {params.data} --out " + RUN_DIR.replace("{", "{wildcards.")
 )
 LOG = "logs/train/{framework}/{variant}/seed{seed}.log"
+# resources: gpu from common.smk (0 or 1); mem_mb is a peak-memory estimate per job, requested from a
+# cluster scheduler and enforced locally only under --resources mem_mb=N.
 
 
 rule train_pets:
@@ -23,6 +25,9 @@ rule train_pets:
     params:
         data="data/split/book",
     threads: 4
+    resources:
+        gpu=TRAIN_GPUS,
+        mem_mb=6000,
     log:
         LOG,
     shell:
@@ -41,6 +46,9 @@ rule train_pets_fine_tuning:
     params:
         data="data/split/book",
     threads: 4
+    resources:
+        gpu=TRAIN_GPUS,
+        mem_mb=6000,
     log:
         LOG,
     shell:
@@ -60,6 +68,9 @@ rule train_idx:
     params:
         data="data/prepared",
     threads: 4
+    resources:
+        gpu=TRAIN_GPUS,
+        mem_mb=3000,
     log:
         LOG,
     shell:
@@ -77,6 +88,9 @@ rule train_keras_example:
     params:
         data="data/split/keras_example",
     threads: 4
+    resources:
+        gpu=TRAIN_GPUS,
+        mem_mb=12000,
     log:
         LOG,
     shell:

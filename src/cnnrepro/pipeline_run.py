@@ -1,0 +1,208 @@
+"""One pipeline invocation: the directory lock, the MLflow store and parent run, the jobs' environment.
+
+Before any job starts (`begin`):
+  1. take `.cnnrepro/pipeline.lock` (`pipeline_lock`): a second pipeline here fails at once;
+  2. check params.yaml as the stages will read it (env overrides included; the mirror too while
+     raw data is still to be downloaded), so a mistake stops everything in one line;
+  3. create the MLflow store and experiment once, so parallel jobs never race to create them, and
+     mark FAILED the RUNNING runs whose process died (a job killed by SIGKILL or OOM);
+  4. open the parent run, unless CNNREPRO_PARENT_RUN_ID is already set (then it is the user's: it is
+     used and never closed here), and export it and the pipeline id to every job.
+After the jobs (`finish`): close the parent run FINISHED / FAILED / KILLED, mark the runs of jobs killed
+outright FAILED, release the lock.
+
+Snakemake calls these from its onstart / onsuccess / onerror hooks (the Snakefile); jobs inherit
+os.environ of the Snakemake process. DVC has no hooks, so `make dvc-repro` wraps it:
+
+    python -m cnnrepro.pipeline_run -- dvc repro [ARGS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnrepro import pipeline_lock, tracking
+from cnnrepro.config import DEFAULT_PARAMS, load_params, mirror_dir
+from cnnrepro.errors import CnnreproError
+
+RAW_DATA = ("data/raw/petimages", "data/raw/mnist", "data/raw/fashion_mnist")
+
+
+@dataclass
+class Session:
+    lock: pipeline_lock.PipelineLock
+    uri: str
+    experiment: str
+    parent_run_id: str
+    owns_parent: bool
+    saved_env: dict[str, str | None] = field(default_factory=dict)
+    finished: bool = False
+
+
+_current: Session | None = None
+
+
+def _note(message: str) -> None:
+    print(f"cnnrepro pipeline: {message}", file=sys.stderr, flush=True)
+
+
+def preflight(params: dict[str, Any]) -> None:
+    """What the stages would reject later, rejected now: the mirror, while raw data is missing."""
+    if any(not Path(path).exists() for path in RAW_DATA):
+        mirror_dir(params)
+
+
+def _tag_as_ours(uri: str, run_id: str) -> None:
+    """Record this (long-lived) process on the parent run, so a later `mark_stale_runs_failed` can
+    close it if this process dies without ending it (SIGKILL, power loss)."""
+    client = tracking._client(uri)
+    tags = {tracking.TAG_PID: str(os.getpid()), tracking.TAG_HOST: socket.gethostname()}
+    identity = tracking._process_identity(os.getpid())
+    if identity:
+        tags[tracking.TAG_PID_START] = identity
+    tracking.RunLogger(client, run_id, "").set_tags(tags)
+
+
+def _check_run_exists(uri: str, run_id: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tracking._retry(tracking._client(uri).get_run, run_id)
+    except MlflowException:
+        raise CnnreproError(
+            f"{tracking.PARENT_RUN_ENV}={run_id}: no such run in {uri} (unset it, or use `cnnrepro tracking start`)"
+        ) from None
+
+
+def _export(session: Session, name: str, value: str) -> None:
+    session.saved_env.setdefault(name, os.environ.get(name))
+    os.environ[name] = value
+
+
+def begin(tool: str, params_path: str | Path = DEFAULT_PARAMS, run_name: str | None = None) -> Session:
+    """Start a pipeline invocation in this process (see the module docstring); raises CnnreproError in one line."""
+    global _current
+    if _current is not None and not _current.finished:
+        return _current
+    lock = pipeline_lock.acquire(tool)
+    try:
+        params = load_params(params_path)
+        preflight(params)
+        uri, experiment = tracking.tracking_settings(params)
+        tracking.ensure_experiment(uri, experiment)
+        for run_id in tracking.mark_stale_runs_failed(uri, experiment):
+            _note(f"marked run {run_id} FAILED (its process is gone)")
+        parent = tracking.parent_run_id_from_env()
+        owns_parent = parent is None
+        if parent is None:
+            name = run_name or f"{tool} pipeline {time.strftime('%Y-%m-%d %H:%M:%S')}"
+            parent = tracking.start_pipeline_run(uri, experiment, name=name)
+            _tag_as_ours(uri, parent)
+        else:
+            _check_run_exists(uri, parent)
+    except BaseException:
+        lock.release()
+        raise
+    session = Session(lock, uri, experiment, parent, owns_parent)
+    _export(session, tracking.PARENT_RUN_ENV, parent)
+    _export(session, pipeline_lock.PIPELINE_ID_ENV, lock.holder.pipeline_id)
+    _current = session
+    # Ctrl-C stops Snakemake without calling onsuccess/onerror: close the parent run on the way out.
+    atexit.register(_finish_at_exit, session)
+    _note(f"{tool} pipeline {lock.holder.pipeline_id}: parent run {parent}{'' if owns_parent else ' (given)'}")
+    return session
+
+
+def finish(status: str, session: Session | None = None) -> None:
+    """End the invocation: close the parent run (if this process opened it) with `status`, release the lock."""
+    session = session or _current
+    if session is None or session.finished:
+        return
+    session.finished = True
+    try:
+        if session.owns_parent:
+            tracking.end_pipeline_run(session.uri, session.parent_run_id, status)
+        # Jobs killed outright (SIGKILL, OOM) left their runs RUNNING.
+        for run_id in tracking.mark_stale_runs_failed(session.uri, session.experiment):
+            _note(f"marked run {run_id} FAILED (its process is gone)")
+    finally:
+        session.lock.release()
+        for name, value in session.saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _finish_at_exit(session: Session) -> None:
+    if not session.finished:
+        try:
+            finish("KILLED", session)
+        except Exception as exc:  # the interpreter is exiting: report, never raise
+            _note(f"could not close parent run {session.parent_run_id}: {exc}")
+
+
+# --- `python -m cnnrepro.pipeline_run -- dvc repro ...` --------------------------------------------
+
+
+def run_wrapped(command: list[str], tool: str, params_path: str | Path = DEFAULT_PARAMS) -> int:
+    """Run `command` (e.g. `dvc repro`) as one pipeline invocation; return its exit status."""
+    session = begin(tool, params_path)
+    terminated = False
+
+    def forward_sigterm(signum: int, frame: Any) -> None:
+        nonlocal terminated
+        terminated = True
+        child.send_signal(signum)
+
+    # Ctrl-C reaches the child from the terminal (same process group); the wrapper waits for it to stop.
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        child = subprocess.Popen(command)
+        previous_term = signal.signal(signal.SIGTERM, forward_sigterm)
+        try:
+            code = child.wait()
+        finally:
+            signal.signal(signal.SIGTERM, previous_term)
+    except OSError as exc:
+        finish("FAILED", session)
+        raise CnnreproError(f"{command[0]}: cannot run ({exc.strerror})") from None
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+    interrupted = terminated or code < 0 or code in (130, 128 + signal.SIGTERM)
+    finish("FINISHED" if code == 0 else "KILLED" if interrupted else "FAILED", session)
+    return code if code >= 0 else 128 - code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cnnrepro.pipeline_run",
+        description="Run a pipeline command (e.g. `dvc repro`) holding the project's pipeline lock, "
+        "under one MLflow parent run.",
+    )
+    parser.add_argument("--tool", default=None, help="name recorded in the lock (default: the command's name)")
+    parser.add_argument("--params", default=str(DEFAULT_PARAMS), help="the pipeline's params file")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command given (usage: python -m cnnrepro.pipeline_run -- dvc repro)")
+    try:
+        return run_wrapped(command, args.tool or Path(command[0]).name, args.params)
+    except CnnreproError as exc:
+        print(f"cnnrepro pipeline: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
