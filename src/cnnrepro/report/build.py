@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnrepro.config import load_params
-from cnnrepro.fsutil import atomic_dir, write_json_atomic, write_text_atomic
+from cnnrepro.errors import CnnreproError
+from cnnrepro.fsutil import atomic_dir, read_json, write_json_atomic, write_text_atomic
 from cnnrepro.report.collect import ReportSettings, collect_runs, load_clean_summary, unexpected_runs
 from cnnrepro.report.document import build_document
 from cnnrepro.report.export import row_record, to_csv
@@ -43,6 +44,17 @@ def find_figures(out_dir: Path) -> dict[str, list[str]]:
     return groups
 
 
+def read_figure_index(out_dir: Path) -> dict[str, Any] | None:
+    """<out>/figures/index.json (captions, and what `cnnrepro visualize` skipped and why), or None."""
+    path = out_dir / "figures" / "index.json"
+    if not path.is_file():
+        return None
+    index = read_json(path)
+    if not isinstance(index, dict):
+        raise CnnreproError(f"{path}: expected a JSON object")
+    return index
+
+
 def build_report(
     runs_root: str | Path, clean_summary_path: str | Path, out_dir: str | Path, settings: ReportSettings
 ) -> dict[str, Any]:
@@ -61,7 +73,10 @@ def build_report(
     with atomic_dir(out_dir / "plots") as plots_dir:
         plots = write_plots(rows, slots, clean_summary, settings, plots_dir)
     figures = find_figures(out_dir)
-    doc = build_document(rows, runs, ledger, overrides, env, clean_summary, plots, figures, unexpected, settings)
+    figure_index = read_figure_index(out_dir)
+    doc = build_document(
+        rows, runs, ledger, overrides, env, clean_summary, plots, figures, unexpected, settings, figure_index
+    )
 
     result = {
         "settings": {
@@ -83,6 +98,7 @@ def build_report(
         "data_cleaning": clean_summary,
         "plots": [f"plots/{p.name}" for p in plots],
         "figures": figures,
+        "figures_skipped": (figure_index or {}).get("skipped", []),
     }
     write_text_atomic(out_dir / "comparison.md", render_markdown(doc))
     write_text_atomic(out_dir / "comparison.html", render_html(doc, out_dir))

@@ -314,6 +314,7 @@ def build_document(
     figures: dict[str, list[str]],
     unexpected: Sequence[str],
     settings: ReportSettings,
+    figure_index: dict[str, Any] | None = None,
 ) -> Document:
     doc = Document("Measured vs documented: do the published convnet figures hold?")
     counts = verdict_counts(rows)
@@ -365,10 +366,47 @@ def build_document(
     ]
     blocks += [Heading(2, "Environment"), *_environment(env, runs)]
     blocks.append(Heading(2, "Figures"))
-    if figures:
+    blocks += _figures(figures, figure_index)
+    return doc
+
+
+FIGURE_GROUPS = {
+    "activations": "Every channel of the first layers' outputs for one test image (book's scaling, viridis).",
+    "filters": "The input that maximizes each filter's mean response, by gradient ascent from gray + noise.",
+    "heatmaps": "Where the evidence for the predicted class lies: Grad-CAM, or CAM for the GAP model (jet).",
+}
+
+
+def _figures(figures: dict[str, list[str]], index: dict[str, Any] | None) -> list[Any]:
+    """The PNGs under figures/ by subfolder, captioned and ordered as index.json lists them, then what was skipped."""
+    records = {f"figures/{r['path']}": r for r in (index or {}).get("figures", [])}
+    skipped = (index or {}).get("skipped", [])
+    if not figures:
+        blocks: list[Any] = [
+            Paragraph("Not generated: `figures/` holds no PNGs yet (`cnnrepro visualize` writes them).")
+        ]
+    else:
+        blocks = []
+        if index:
+            budget = index.get("filters", {})
+            blocks.append(
+                Paragraph(
+                    f"Drawn by `cnnrepro visualize` on {index.get('device', '?')} from the runs of seed "
+                    f"{index.get('seed', '?')}; filter patterns: {budget.get('iterations', '?')} steps of "
+                    f"{budget.get('step', '?')}, a {budget.get('grid', '?')}x{budget.get('grid', '?')} grid "
+                    f"(settings `{budget.get('budget', 'visualize.filters')}`)."
+                )
+            )
+        order = {path: i for i, path in enumerate(records)}
         for group, paths in figures.items():
             blocks.append(Heading(3, group))
-            blocks += [Image(path, path.rsplit("/", 1)[-1]) for path in paths]
-    else:
-        blocks.append(Paragraph("Not generated: `figures/` holds no PNGs yet (`cnnrepro visualize` writes them)."))
-    return doc
+            if group in FIGURE_GROUPS:
+                blocks.append(Paragraph(FIGURE_GROUPS[group]))
+            for path in sorted(paths, key=lambda p: (order.get(p, len(order)), p)):
+                record = records.get(path)
+                title = record["title"] if record else path.rsplit("/", 1)[-1]
+                blocks.append(Image(path, title, record.get("caption", "") if record else ""))
+    if skipped:
+        blocks.append(Heading(3, "Figures not made"))
+        blocks.append(Bullets([f"**{s['kind']}** {s['item']}: {s['reason']}" for s in skipped]))
+    return blocks

@@ -43,6 +43,7 @@ td.verdict-no-documented-figure { background: #fff6d6 !important; }
 figure { margin: 14px 0 26px; }
 .gallery { display: flex; flex-wrap: wrap; gap: 8px 24px; align-items: flex-start; }
 .gallery figure { flex: 0 1 calc(50% - 12px); min-width: 420px; margin: 10px 0 18px; }
+.gallery figure.wide { flex-basis: 100%; }
 figure img { max-width: 100%; height: auto; border: 1px solid #e3e3e8; }
 figcaption { font-size: 13px; color: #555; margin-top: 4px; max-width: 1100px; }
 """
@@ -80,6 +81,19 @@ def _table(table: Table) -> str:
     return f'<div class="scroll"><table{css}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
+WIDE_PX = 1200  # wider than a half-page gallery column shows readably (e.g. a 16-channel activation grid)
+
+
+def _is_wide(path: Path) -> bool:
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(path) as img:  # reads the header only
+            return img.size[0] > WIDE_PX
+    except OSError:
+        return False
+
+
 def _gallery(figures: list[str]) -> str:
     """Consecutive figures side by side where the window is wide enough; a lone figure keeps its full width."""
     if len(figures) < 2:
@@ -95,7 +109,8 @@ def render_html(doc: Document, base_dir: Path) -> str:
         if isinstance(block, Image):
             caption = f"<figcaption>{_inline(block.caption)}</figcaption>" if block.caption else ""
             alt = html.escape(block.title)
-            gallery.append(f'<figure><img src="{data_uri(base_dir / block.path)}" alt="{alt}">{caption}</figure>')
+            css = ' class="wide"' if _is_wide(base_dir / block.path) else ""
+            gallery.append(f'<figure{css}><img src="{data_uri(base_dir / block.path)}" alt="{alt}">{caption}</figure>')
             continue
         parts.append(_gallery(gallery))
         gallery = []
