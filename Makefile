@@ -5,12 +5,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+KERAS_STAMP := $(VENV)/.installed-keras
 # Jobs call `cnnrepro`, `snakemake` and `dvc` by name: the environment's bin comes first.
 export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND := Agg
 CORES ?= 8
 
-.PHONY: reproduce test test-all lint report dvc-repro mlflow-ui system-deps clean-env
+.PHONY: reproduce test test-all keras lint report dvc-repro mlflow-ui system-deps clean-env
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,26 +20,35 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+# TensorFlow is an optional extra (the default params train PyTorch only); the tests need it.
+$(KERAS_STAMP): $(STAMP) requirements-keras.lock
+	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-keras.lock
+	touch $@
+
+keras: $(KERAS_STAMP)
+
 ## The main job: every stage, from download to reports/comparison.*, under Snakemake.
 reproduce: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 
-## The same DAG under DVC.
+## The same DAG under DVC, as one pipeline: the directory lock, the MLflow store created once, and one
+## parent run exported to every stage (CNNREPRO_PARENT_RUN_ID; one you set yourself is kept, not closed).
+## Extra arguments: make dvc-repro DVC_ARGS="train_idx --force"
 dvc-repro: $(STAMP)
-	$(BIN)/dvc repro
+	$(BIN)/python -m cnnrepro.pipeline_run -- $(BIN)/dvc repro $(DVC_ARGS)
 
 ## Regenerate the report from whatever runs exist.
 report: $(STAMP)
 	$(BIN)/cnnrepro report --runs runs --clean-summary data/clean/summary.json --out reports
 
 ## The test suite CI runs (the fast subset; slow end-to-end runs are marked `slow`).
-test: $(STAMP) system-deps
+test: $(KERAS_STAMP) system-deps
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/pytest -m "not slow"
 
 ## Every test, the slow end-to-end runs included.
-test-all: $(STAMP) system-deps
+test-all: $(KERAS_STAMP) system-deps
 	$(BIN)/pytest
 
 lint: $(STAMP)

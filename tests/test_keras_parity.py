@@ -1,0 +1,533 @@
+"""The Keras implementation against the PyTorch port: same architectures (parameter counts, layer output
+shapes), same first batch (data order and augmentation), same first step (loss and weights after one
+optimizer step from copied weights), and the same run outputs through `cnnrepro train --framework keras`.
+
+Everything that needs TensorFlow is skipped when it is not importable (the `keras` extra); the missing-
+install message and the DAG check run everywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cnnrepro.config import load_params
+from cnnrepro.errors import CnnreproError
+from cnnrepro.models import vgg16 as torch_vgg16
+from cnnrepro.models.layers import count_parameters as torch_count
+from cnnrepro.models.registry import create_model as create_torch_model
+from cnnrepro.models.registry import get_variant, list_variants
+from cnnrepro.runs import HISTORY_COLUMNS, load_run
+from cnnrepro.training import runner
+from cnnrepro.training.loop import FitSettings, InputPipeline, _make_iterators, loss_sum_and_correct
+from cnnrepro.training.optim import make_optimizer as make_torch_optimizer
+from cnnrepro.training.run_config import resolve_run_config
+
+from .dag import snakemake_jobs
+from .helpers_train import (
+    UNREACHABLE_URL,
+    keras_vgg16_weights,
+    make_image_folder,
+    make_npz,
+    tiny_overrides,
+    write_keras_h5,
+    write_params,
+)
+from .pipeline_project import SHIPPED_PARAMS, make_mirror, make_project, tiny_params
+from .test_dag_parity import assert_same_dag
+
+HAVE_TF = importlib.util.find_spec("tensorflow") is not None
+needs_tf = pytest.mark.skipif(not HAVE_TF, reason="TensorFlow is not installed (pip install -e .[keras])")
+
+# Where the gradient is this small, float32 summation noise decides the RMSprop step (the step saturates
+# at lr / sqrt(1 - rho) as soon as |g| >> eps): such elements are counted, not compared.
+NOISY_GRADIENT = 1e-6
+KERAS_MODULES = ("cnnrepro.keras_impl.train", "cnnrepro.keras_impl.optim", "cnnrepro.keras_impl.models")
+
+
+# --- fixtures --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return "sqlite:///" + str(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("book"), {"train": 3, "validation": 2, "test": 2})
+
+
+@pytest.fixture(scope="module")
+def keras_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("keras_example"), {"train": 2, "validation": 1}, seed=1)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("prepared")
+    make_npz(root / "mnist.npz", n_train=64, n_test=20)
+    make_npz(root / "fashion_mnist.npz", n_train=64, n_test=20, seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def vgg_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_keras_h5(tmp_path_factory.mktemp("weights") / "vgg16_notop.h5", keras_vgg16_weights(seed=3))
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _data(variant: str, request: pytest.FixtureRequest) -> Path:
+    dataset = get_variant(variant).dataset
+    name = {"dogs_vs_cats": "book", "petimages_80_20": "keras_example"}.get(dataset, "prepared")
+    return request.getfixturevalue(name)
+
+
+def _train_argv(params: Path, framework: str, variant: str, data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--params",
+        str(params),
+        "--framework",
+        framework,
+        "--variant",
+        variant,
+        "--seed",
+        "0",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--checkpoints",
+        str(out.parent / "checkpoints"),
+        *extra,
+    ]
+
+
+# --- without TensorFlow ------------------------------------------------------------------------------
+
+
+def test_missing_tensorflow_is_one_line_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], prepared: Path, store: str, work: Path
+) -> None:
+    from cnnrepro.cli import main
+    from cnnrepro.keras_impl import INSTALL_HINT, import_keras
+
+    monkeypatch.setitem(sys.modules, "keras", None)  # `import keras` now raises ImportError
+    for name in KERAS_MODULES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(CnnreproError, match=r"install the extra: pip install -e \.\[keras\]"):
+        import_keras()
+    params = write_params(work / "params.yaml", tracking_uri=store, frameworks=["torch", "keras"])
+    out = work / "runs" / "keras" / "mnist_dense" / "seed0"
+    assert main(_train_argv(params, "keras", "mnist_dense", prepared, out)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cnnrepro train: error: --framework keras needs Keras 3") and INSTALL_HINT in err
+    assert "\n" not in err
+    assert not (out / "metrics.json").exists()
+
+
+def test_keras_in_params_puts_keras_jobs_in_both_dags(tmp_path: Path) -> None:
+    assert SHIPPED_PARAMS["train"]["frameworks"] == ["torch"]  # the extra stays optional by default
+    params = tiny_params(make_mirror(tmp_path))
+    params["train"]["frameworks"] = ["torch", "keras"]
+    params["train"]["variants"] = {
+        "pets": ["feature_extraction_augmented"],
+        "pets_fine_tuning": ["fine_tuning"],
+        "idx": ["lenet"],
+        "keras_example": [],
+    }
+    project = make_project(tmp_path, params)
+    keras_cmds = [job.cmd for job in snakemake_jobs(project) if "--framework keras" in job.cmd]
+    assert len(keras_cmds) == 3
+    assert any("--init-from runs/keras/feature_extraction_augmented/seed0" in cmd for cmd in keras_cmds)
+    assert assert_same_dag(project) > 0
+
+
+# --- architectures -----------------------------------------------------------------------------------
+
+TORCH_KINDS = (
+    (nn.Conv2d, "conv"),
+    (nn.MaxPool2d, "pool"),
+    (nn.AvgPool2d, "pool"),
+    (nn.Flatten, "flatten"),
+    (nn.Dropout, "dropout"),
+    (nn.Linear, "dense"),
+)
+
+
+def _torch_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
+    """(kind, output shape) of every layer-like module in call order, 4-D outputs as channels-last."""
+    shapes: list[tuple[str, tuple[int, ...]]] = []
+
+    def hook(kind: str):
+        def record(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            shape = tuple(output.shape[1:])
+            shapes.append((kind, (shape[1], shape[2], shape[0]) if len(shape) == 3 else shape))
+
+        return record
+
+    handles = []
+    for module in model.modules():
+        kind = next((kind for cls, kind in TORCH_KINDS if isinstance(module, cls)), None)
+        if kind is not None:
+            handles.append(module.register_forward_hook(hook(kind)))
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *input_shape))
+    for handle in handles:
+        handle.remove()
+    return shapes
+
+
+def _keras_shapes(model: Any) -> list[tuple[str, tuple[int, ...]]]:
+    from cnnrepro.keras_impl.models import keras, output_shapes
+
+    kinds = {
+        keras.layers.Conv2D: "conv",
+        keras.layers.MaxPooling2D: "pool",
+        keras.layers.AveragePooling2D: "pool",
+        keras.layers.Flatten: "flatten",
+        keras.layers.Dropout: "dropout",
+        keras.layers.Dense: "dense",
+    }
+    # GlobalAveragePooling2D is skipped: the PyTorch CAM model averages inline in forward(), not in a module.
+    return [(kinds[type(layer)], shape) for layer, shape in output_shapes(model) if type(layer) in kinds]
+
+
+def _freeze_torch(model: nn.Module, trainable: str) -> None:
+    if trainable == "head":
+        torch_vgg16.freeze_conv_base(model)
+    elif trainable == "head+block5":
+        torch_vgg16.freeze_conv_base(model, torch_vgg16.FINE_TUNED_LAYERS)
+
+
+@needs_tf
+@pytest.mark.parametrize("variant", list_variants())
+def test_keras_model_has_the_torch_parameter_counts_and_layer_shapes(variant: str) -> None:
+    from cnnrepro.keras_impl import models
+
+    spec = get_variant(variant)
+    torch_model = create_torch_model(variant)
+    keras_model = models.create_model(variant)
+    assert models.count_parameters(keras_model) == torch_count(torch_model)
+    _freeze_torch(torch_model, spec.trainable)
+    models.set_trainable(keras_model, spec.trainable)
+    assert models.count_parameters(keras_model, trainable_only=True) == torch_count(torch_model, trainable_only=True)
+    assert _keras_shapes(keras_model) == _torch_shapes(torch_model, spec.input_shape)
+    assert tuple(keras_model.inputs[0].shape[1:]) == models.nhwc(variant)
+
+
+@needs_tf
+@pytest.mark.parametrize("style", ["keras1", "keras2"])
+def test_vgg16_base_loads_the_keras_h5_as_keras_applications_does(tmp_path: Path, style: str) -> None:
+    from cnnrepro.keras_impl import models
+
+    weights = keras_vgg16_weights(seed=5)
+    base = models.vgg16_conv_base(write_keras_h5(tmp_path / "w.h5", weights, style=style))
+    for name, (kernel, bias) in weights.items():
+        loaded_kernel, loaded_bias = base.get_layer(name).get_weights()
+        np.testing.assert_array_equal(loaded_kernel, kernel)
+        np.testing.assert_array_equal(loaded_bias, bias)
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(CnnreproError, match=r"bad\.h5"):
+        models.vgg16_conv_base(tmp_path / "bad.h5")
+
+
+# --- the optimizers ------------------------------------------------------------------------------------
+
+
+def _apply(keras_optimizer: Any, torch_name: str, lr: float, grads: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The same gradient sequence through a Keras optimizer and a PyTorch one, from the same start."""
+    from cnnrepro.keras_impl.models import keras
+
+    start = np.linspace(-1, 1, grads[0].size, dtype=np.float32).reshape(grads[0].shape)
+    variable = keras.Variable(start)
+    param = nn.Parameter(torch.from_numpy(start.copy()))
+    torch_optimizer = make_torch_optimizer(torch_name, [param], lr)
+    for g in grads:
+        keras_optimizer.apply_gradients([(keras.ops.convert_to_tensor(g), variable)])
+        param.grad = torch.from_numpy(g.copy())
+        torch_optimizer.step()
+    return np.asarray(variable.numpy()), param.detach().numpy()
+
+
+@needs_tf
+def test_keras2_rmsprop_is_the_books_rule_and_keras3_rmsprop_is_not() -> None:
+    from cnnrepro.keras_impl.models import keras
+    from cnnrepro.keras_impl.optim import Keras2RMSprop, make_optimizer
+
+    rng = np.random.default_rng(0)
+    # Gradients from 1e-6 to 1e-2: where the two rules part (epsilon inside or outside the root).
+    grads = [(rng.standard_normal(200) * 10.0 ** rng.uniform(-6, -2, 200)).astype(np.float32) for _ in range(3)]
+    lr = 1e-3
+    keras_side, torch_side = _apply(Keras2RMSprop(learning_rate=lr), "rmsprop_keras2", lr, grads)
+    np.testing.assert_allclose(keras_side, torch_side, rtol=0, atol=1e-7)
+    native, keras3_torch = _apply(make_optimizer("rmsprop_keras3", lr), "rmsprop_keras3", lr, grads)
+    np.testing.assert_allclose(native, keras3_torch, rtol=0, atol=1e-7)
+    # Keras 3's own RMSprop is not the book's: here its steps fall short by up to ~3x lr.
+    assert np.abs(native - torch_side).max() > lr
+    sgd, torch_sgd = _apply(keras.optimizers.SGD(learning_rate=0.9), "sgd", 0.9, grads)
+    np.testing.assert_allclose(sgd, torch_sgd, rtol=0, atol=1e-7)
+
+
+# --- the first batch and the first step ------------------------------------------------------------------
+
+
+def _zero_dropout(keras_model: Any, torch_model: nn.Module) -> None:
+    """Dropout masks are each framework's own draws; the step is compared without them."""
+    from cnnrepro.keras_impl.models import keras, leaf_layers
+
+    for layer in leaf_layers(keras_model):
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
+    for module in torch_model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+
+
+def _in_keras_layout(keras_model: Any, torch_model: nn.Module, tensors: str) -> list[np.ndarray]:
+    """The torch model's weights ("data") or gradients ("grad"), in the Keras model's get_weights() order."""
+    from cnnrepro.keras_impl.models import load_torch_weights
+
+    view = copy.deepcopy(torch_model)
+    with torch.no_grad():
+        for source, target in zip(torch_model.parameters(), view.parameters(), strict=True):
+            value = source.grad if tensors == "grad" else source
+            target.copy_(value if value is not None else torch.zeros_like(source))
+    load_torch_weights(keras_model, view)
+    return [np.asarray(w) for w in keras_model.get_weights()]
+
+
+@needs_tf
+@pytest.mark.parametrize("variant", list_variants())
+def test_first_batch_and_first_step_match_the_pytorch_port(
+    variant: str, request: pytest.FixtureRequest, store: str, work: Path, vgg_h5: Path
+) -> None:
+    from cnnrepro.keras_impl import models, optim
+    from cnnrepro.keras_impl import train as keras_train
+
+    spec = get_variant(variant)
+    params = write_params(
+        work / "params.yaml",
+        tracking_uri=store,
+        overrides=tiny_overrides(**{variant: {"batch_size": 2}}),
+        frameworks=["torch", "keras"],
+        vgg16={"path": str(vgg_h5)},
+    )
+    init_from = work / "init" if spec.continues_from else None
+    config = resolve_run_config(
+        load_params(params),
+        framework="keras",
+        variant=variant,
+        seed=3,
+        data_dir=_data(variant, request),
+        out_dir=work / "out",
+        init_from=init_from,
+    )
+    config["init_from"] = None  # the step from copied weights; continuing a run is tested end to end below
+    splits = runner.load_splits(config)
+
+    # The first training batch, as each framework's loop draws it from the same seed.
+    streams = keras_train.make_streams(config, splits["train"], splits["validation"], keras_train.image_inputs(config))
+    x, y = next(streams.train)
+    settings = FitSettings(config["loss"], 1, 2, config["steps_per_epoch"], config["validation_steps"], seed=3)
+    index = next(_make_iterators(settings, len(splits["train"]), len(splits["validation"]))["train"])
+    augmentation, generator = runner._augmentation(config, torch.device("cpu"))
+    pipeline = InputPipeline("images", config["preprocessing"], config["input_scale"], augmentation, generator)
+    x_torch = pipeline(torch.from_numpy(splits["train"].images[index]), train=True)
+    np.testing.assert_allclose(x, x_torch.permute(0, 2, 3, 1).numpy(), rtol=0, atol=1e-6)
+    labels = torch.from_numpy(splits["train"].labels[index])
+    expected_y = keras_train.targets(labels.numpy(), config["loss"], len(config["classes"]))
+    np.testing.assert_array_equal(y, expected_y)
+    # Each epoch's validation batches: the next validation_steps of the same persistent iterator.
+    torch_validation = _make_iterators(settings, len(splits["train"]), len(splits["validation"]))["validation"]
+    for _ in range(2):
+        expected = [next(torch_validation).tolist() for _ in range(config["validation_steps"])]
+        assert [b.tolist() for b in streams.next_validation_batches()] == expected
+
+    torch.manual_seed(0)
+    torch_model = create_torch_model(variant)
+    keras_model = models.create_model(variant)
+    models.load_torch_weights(keras_model, torch_model)
+    _freeze_torch(torch_model, spec.trainable)
+    models.set_trainable(keras_model, spec.trainable)
+    _zero_dropout(keras_model, torch_model)
+    torch_trained, keras_trained = torch_model, keras_model
+    if spec.training_data == "vgg16_features":
+        with torch.no_grad():
+            x_torch = torch_model.conv_base(x_torch)
+        x = np.asarray(keras_model.layers[0].predict_on_batch(x))
+        np.testing.assert_allclose(x, x_torch.permute(0, 2, 3, 1).numpy(), rtol=1e-4, atol=1e-5)
+        torch_trained, keras_trained = torch_model.head, models.feature_head(keras_model)
+
+    torch_params = [p for p in torch_trained.parameters() if p.requires_grad]
+    torch_optimizer = make_torch_optimizer(config["optimizer"], torch_params, config["learning_rate"])
+    torch_trained.train()
+    total, _ = loss_sum_and_correct(torch_trained(x_torch), labels, config["loss"])
+    torch_loss = total / len(labels)
+    torch_optimizer.zero_grad()
+    torch_loss.backward()
+    torch_optimizer.step()
+
+    before = [np.asarray(w) for w in keras_model.get_weights()]
+    keras_trained.compile(
+        optimizer=optim.make_optimizer(config["optimizer"], config["learning_rate"]),
+        loss=optim.make_loss(config["loss"], variant),
+        metrics=["accuracy"],
+    )
+    keras_loss = keras_trained.train_on_batch(x, y, return_dict=True)["loss"]
+    assert keras_loss == pytest.approx(torch_loss.item(), abs=1e-5)
+
+    after = [np.asarray(w) for w in keras_model.get_weights()]
+    reference = models.create_model(variant)
+    torch_after = _in_keras_layout(reference, torch_model, "data")
+    grads = _in_keras_layout(reference, torch_model, "grad")
+    for k_before, k_after, t_after, g in zip(before, after, torch_after, grads, strict=True):
+        # Frozen layers do not move in either framework; trained ones move in both.
+        assert np.array_equal(k_before, k_after) == (not np.any(g)), "a frozen layer moved, or a trained one did not"
+        clear = np.abs(g) >= NOISY_GRADIENT
+        diff = np.abs(k_after - t_after)
+        assert diff[clear].max(initial=0.0) <= 1e-5
+        assert np.count_nonzero(diff[~clear] > 1e-5) <= max(1, 1e-4 * g.size)
+
+
+# --- runs through the command --------------------------------------------------------------------------
+
+
+def _check_run(out: Path, framework: str, variant: str, store: str, epochs: int = 2) -> dict[str, Any]:
+    from mlflow.tracking import MlflowClient
+
+    record = load_run(out)
+    assert record.metrics.status == "completed", record.metrics.reason
+    assert (record.metrics.framework, record.metrics.variant) == (framework, variant)
+    assert len(record.history) == record.metrics.epochs_run == epochs
+    assert set(record.history[0]) == set(HISTORY_COLUMNS)
+    assert all(np.isfinite(row[k]) for row in record.history for k in HISTORY_COLUMNS)
+    assert record.info["framework"] == framework and record.info["config"]["framework"] == framework
+    confusion = record.confusion
+    assert np.sum(confusion["matrix"]) > 0 and len(confusion["labels"]) == len(get_variant(variant).classes)
+    fidelity = json.loads((out / "artifacts" / "fidelity.json").read_text())
+    assert fidelity == record.info["fidelity"]
+    run = MlflowClient(tracking_uri=store).get_run(record.info["mlflow"]["run_id"])
+    assert run.data.tags["framework"] == framework and run.data.tags["status"] == "completed"
+    assert run.info.status == "FINISHED"
+    return record.info
+
+
+@needs_tf
+@pytest.mark.parametrize("variant", ["baseline", "mnist_convnet", "lenet"])
+def test_tiny_runs_in_both_frameworks_write_the_same_contract(
+    variant: str, request: pytest.FixtureRequest, store: str, work: Path
+) -> None:
+    from cnnrepro.cli import main
+
+    full_validation = get_variant(variant).validation_steps is None
+    overrides = tiny_overrides(**{variant: {"batch_size": 4}})
+    if full_validation:  # keep the documented "every validation image once per epoch"
+        del overrides[variant]["validation_steps"]
+    params = write_params(work / "params.yaml", tracking_uri=store, overrides=overrides, frameworks=["torch", "keras"])
+    data = _data(variant, request)
+    infos = {}
+    for framework in ("torch", "keras"):
+        out = work / "runs" / framework / variant / "seed0"
+        assert main(_train_argv(params, framework, variant, data, out)) == 0
+        infos[framework] = _check_run(out, framework, variant, store)
+    keras_dir, torch_dir = (work / "runs" / f / variant / "seed0" for f in ("keras", "torch"))
+    assert {p.name for p in keras_dir.iterdir()} == {p.name for p in torch_dir.iterdir()}
+    assert (keras_dir / "artifacts" / "model.keras").is_file()
+    keras_info, torch_info = infos["keras"], infos["torch"]
+    if full_validation and get_variant(variant).validation_split == "test":
+        # Validation walks the whole test split once per epoch, so the last epoch's figures are the final ones.
+        for framework in ("torch", "keras"):
+            m = load_run(work / "runs" / framework / variant / "seed0").metrics
+            assert m.val_accuracy == pytest.approx(m.test_accuracy, abs=1e-6)
+            assert m.val_loss == pytest.approx(m.test_loss, rel=1e-5)
+    assert keras_info["packages"]["keras"] and keras_info["config"]["keras_backend"] == "tensorflow"
+    assert keras_info["device"] == "cpu"
+    keras_ids = {e["id"] for e in keras_info["fidelity"]}
+    assert {"keras3_framework", "keras_random_draws", "override_epochs"} <= keras_ids
+    assert "layout_nchw" in {e["id"] for e in torch_info["fidelity"]} and "layout_nchw" not in keras_ids
+    assert ("keras2_rmsprop_rule" in keras_ids) == (variant != "lenet")
+    # The same resolved settings, apart from what names the framework and its device.
+    differing = {k for k in torch_info["config"] if torch_info["config"][k] != keras_info["config"].get(k)}
+    assert differing <= {"framework", "out_dir"}
+
+
+@pytest.mark.slow  # two VGG16 runs through the command: about a minute on 2 idle cores, several when shared
+@needs_tf
+def test_frozen_base_then_fine_tuning_in_keras(book: Path, store: str, work: Path, vgg_h5: Path) -> None:
+    from cnnrepro.cli import main
+    from cnnrepro.keras_impl import models
+
+    one_step = {"epochs": 1, "steps_per_epoch": 1, "validation_steps": 1, "batch_size": 2}
+    overrides = {"feature_extraction_augmented": one_step, "fine_tuning": one_step}
+    params = write_params(
+        work / "params.yaml", tracking_uri=store, overrides=overrides, vgg16={"path": str(vgg_h5)}, frameworks=["keras"]
+    )
+    frozen = work / "runs" / "keras" / "feature_extraction_augmented" / "seed0"
+    assert main(_train_argv(params, "keras", "feature_extraction_augmented", book, frozen)) == 0
+    info = _check_run(frozen, "keras", "feature_extraction_augmented", store, epochs=1)
+    assert info["config"]["vgg16"]["weights_file"] == str(vgg_h5)
+
+    tuned = work / "runs" / "keras" / "fine_tuning" / "seed0"
+    assert main(_train_argv(params, "keras", "fine_tuning", book, tuned, "--init-from", str(frozen))) == 0
+    _check_run(tuned, "keras", "fine_tuning", store, epochs=1)
+
+    def weights(run: Path, variant: str) -> dict[str, list[np.ndarray]]:
+        model = models.create_model(variant)
+        model.load_weights(run / "artifacts" / "model.keras")
+        return {layer.name: layer.get_weights() for layer in models.leaf_layers(model) if layer.weights}
+
+    h5 = keras_vgg16_weights(seed=3)
+    start, end = weights(frozen, "feature_extraction_augmented"), weights(tuned, "fine_tuning")
+    for name, arrays in start.items():
+        if name.startswith("block"):
+            # The frozen run never moved the ImageNet (here: test) weights.
+            np.testing.assert_array_equal(arrays[0], h5[name][0])
+        moved = any(not np.array_equal(a, b) for a, b in zip(arrays, end[name], strict=True))
+        assert moved == (name.startswith(("block5", "dense"))), name
+
+
+@needs_tf
+def test_vgg_runs_without_weights_are_not_run_and_init_from_must_be_keras(
+    book: Path, store: str, work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cnnrepro.cli import main
+
+    no_weights = {"url": UNREACHABLE_URL}
+    params = write_params(work / "params.yaml", tracking_uri=store, vgg16=no_weights, frameworks=["keras"])
+    out = work / "runs" / "keras" / "feature_extraction" / "seed0"
+    assert main(_train_argv(params, "keras", "feature_extraction", book, out)) == 0
+    record = load_run(out)
+    assert record.metrics.status == "not_run" and record.metrics.reason.startswith("ImageNet weights unavailable")
+    assert record.info["framework"] == "keras" and not (out / "artifacts" / "model.keras").exists()
+    assert "keras3_framework" in {e["id"] for e in record.info["fidelity"]}
+
+    torchvision = write_params(work / "tv.yaml", tracking_uri=store, vgg16={"source": "torchvision"})
+    assert main(_train_argv(torchvision, "keras", "feature_extraction", book, work / "tv")) == 0
+    assert "Keras trainer loads only the Keras h5" in load_run(work / "tv").metrics.reason
+
+    torch_run = work / "runs" / "torch" / "feature_extraction_augmented" / "seed0"
+    torch_run.mkdir(parents=True)
+    (torch_run / "metrics.json").write_text(
+        json.dumps({"framework": "torch", "variant": "feature_extraction_augmented", "status": "completed"})
+    )
+    argv = _train_argv(params, "keras", "fine_tuning", book, work / "ft", "--init-from", str(torch_run))
+    assert main(argv) == 1
+    assert "a Keras run continues a Keras one" in capsys.readouterr().err
