@@ -1,0 +1,226 @@
+"""`cnnrepro bench`: training speed of the pipeline's path against a naive one and the device's peak.
+
+    cnnrepro bench --variants baseline,mnist_convnet --steps 20      # per-step table, fast vs naive
+    cnnrepro bench --reproduction --epochs-scale 0.01                # every variant end to end, timed
+
+Nothing here is asserted: the figures are printed (or written as JSON) for a person to judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnrepro.bench.measure import PathResult, measure_fast, measure_naive, not_run
+from cnnrepro.bench.peaks import device_peak
+from cnnrepro.bench.reproduction import pipeline_variants, run_reproduction
+from cnnrepro.bench.table import reproduction_table, speedups, step_table
+from cnnrepro.config import load_params
+from cnnrepro.errors import CnnreproError
+from cnnrepro.fsutil import write_json_atomic
+from cnnrepro.models.registry import get_variant
+from cnnrepro.training import runner
+from cnnrepro.training.run_config import resolve_run_config
+
+# Where each dataset's prepared data lies under --data-root (the pipeline's own layout).
+DATA_SUBDIRS = {
+    "dogs_vs_cats": "split/book",
+    "petimages_80_20": "split/keras_example",
+    "mnist": "prepared",
+    "fashion_mnist": "prepared",
+}
+
+
+LEGEND = (
+    "data = batch fetch + augment + scale; compute = forward, loss, backward, optimizer step; "
+    "pure = the same update on one ready batch;\n"
+    "vs pure = step time over pure (the input path's cost; CPU target <= 15%); GFLOP/img train = from the "
+    "layers, counted = torch FlopCounterMode; TFLOP/s = train FLOPs x img/s"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--variants", help="comma-separated variants (default: the ones params.yaml trains)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per path, after the warm-up")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (cuDNN autotune, compile)")
+    parser.add_argument("--batch-size", type=int, help="instead of each variant's documented batch size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", type=Path, default=Path("data"), help="holds split/book, prepared, ...")
+    parser.add_argument("--device", help="instead of params train.device (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--mixed-precision", action="store_true", help="bf16 autocast on (CUDA only)")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout on")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the trained module")
+    parser.add_argument("--naive-workers", type=int, default=2, help="DataLoader workers of the naive path")
+    parser.add_argument(
+        "--cpu-peak-seconds", type=float, default=1.0, help="length of each CPU matmul-rate measurement"
+    )
+    parser.add_argument("--no-naive", action="store_true", help="time the fast path only")
+    parser.add_argument("--reproduction", action="store_true", help="train every variant end to end, timed")
+    parser.add_argument("--epochs-scale", type=float, default=1.0, help="with --reproduction: epochs x this")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+
+
+def bench_params(params: dict[str, Any], args: argparse.Namespace, variants: list[str]) -> dict[str, Any]:
+    """params.yaml with the command line's options applied (a copy)."""
+    local = copy.deepcopy(params)
+    train = local["train"]
+    if args.device:
+        train["device"] = args.device
+    for flag in ("mixed_precision", "channels_last", "compile"):
+        if getattr(args, flag):
+            train[flag] = True
+    if args.batch_size:
+        overrides = train["overrides"] = dict(train.get("overrides") or {})
+        for name in variants:
+            overrides[name] = dict(overrides.get(name) or {}) | {"batch_size": args.batch_size}
+    return local
+
+
+def data_dirs(root: Path) -> dict[str, Path]:
+    return {dataset: root / sub for dataset, sub in DATA_SUBDIRS.items()}
+
+
+def variant_config(params: dict[str, Any], variant: str, seed: int, data_root: Path) -> dict[str, Any]:
+    """The run config `cnnrepro train` would resolve; fine_tuning starts from the ImageNet base
+    directly (the speed of its steps does not depend on the head it continues from)."""
+    spec = get_variant(variant)
+    placeholder = Path("-") if spec.continues_from else None
+    config = resolve_run_config(
+        params,
+        framework="torch",
+        variant=variant,
+        seed=seed,
+        data_dir=data_dirs(data_root)[spec.dataset],
+        out_dir="-",
+        init_from=placeholder,
+    )
+    config["init_from"] = None
+    return config
+
+
+def bench_variant(config: dict[str, Any], args: argparse.Namespace) -> list[PathResult]:
+    """Fast then naive rows of one variant; not_run rows with the reason when it cannot run here."""
+    # The runner's progress lines (weights, feature extraction) go to stderr: stdout is for the table or JSON.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            runner.prepare(config, download_timeout_s=10.0)
+        except runner.NotRunnable as exc:
+            return not_run(config["variant"], str(exc))
+        device = torch.device(config["device"])
+        rows = []
+        try:
+            # Measured right before each path: on a shared CPU the reachable rate moves with the load.
+            peak = device_peak(device, config["mixed_precision"], cpu_seconds=args.cpu_peak_seconds)
+            rows.append(measure_fast(config, steps=args.steps, warmup=args.warmup, peak=peak))
+            if not args.no_naive:
+                peak = device_peak(device, False, cpu_seconds=args.cpu_peak_seconds)
+                workers = args.naive_workers
+                rows.append(measure_naive(config, steps=args.steps, warmup=args.warmup, peak=peak, workers=workers))
+        except CnnreproError as exc:  # e.g. this variant's data is not prepared
+            return not_run(config["variant"], str(exc))
+        return rows
+
+
+def environment() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+    return info
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.steps < 1 or args.warmup < 0:
+        raise CnnreproError(f"--steps {args.steps} / --warmup {args.warmup}: need steps >= 1 and warmup >= 0")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise CnnreproError(f"--batch-size {args.batch_size}: must be >= 1")
+    if not args.epochs_scale > 0:
+        raise CnnreproError(f"--epochs-scale {args.epochs_scale}: must be > 0")
+    if args.naive_workers < 0:
+        raise CnnreproError(f"--naive-workers {args.naive_workers}: must be >= 0")
+    if not args.cpu_peak_seconds > 0:
+        raise CnnreproError(f"--cpu-peak-seconds {args.cpu_peak_seconds}: must be > 0")
+
+
+def main(args: argparse.Namespace) -> int:
+    _check(args)
+    params = load_params(args.params)
+    names = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else pipeline_variants(params)
+    for name in names:
+        get_variant(name)  # unknown names fail before anything runs
+    params = bench_params(params, args, names)
+    env = environment()
+    if args.reproduction:
+        times = run_reproduction(
+            params, data_dirs(args.data_root), seed=args.seed, epochs_scale=args.epochs_scale, variants=names
+        )
+        report = {
+            "kind": "reproduction",
+            "environment": env,
+            "epochs_scale": args.epochs_scale,
+            "total_wall_s": sum(t.wall_s for t in times),
+            "variants": [t.as_dict() for t in times],
+        }
+        text = reproduction_table(times)
+    else:
+        results: list[PathResult] = []
+        for name in names:
+            results += bench_variant(variant_config(params, name, args.seed, args.data_root), args)
+        report = {
+            "kind": "steps",
+            "environment": env,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "results": [r.as_dict() for r in results],
+            "fast_over_naive": speedups(results),
+        }
+        text = step_table(results) + "\n" + LEGEND
+        ratios = ", ".join(f"{v} x{r:.2f}" for v, r in report["fast_over_naive"].items())
+        if ratios:
+            text += f"\nfast/naive images/s: {ratios}"
+    if args.out:
+        write_json_atomic(args.out, report)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        load = env["load_average"]
+        where = f"device {_device_words(params)}, torch {env['torch']}, {env['threads']} threads"
+        print(f"cnnrepro bench: {where}; load average at start {load[0]:.2f}" if load else f"cnnrepro bench: {where}")
+        if not args.reproduction:
+            print(f"{args.steps} timed steps per path after {args.warmup} warm-up; naive path: {_naive_words(args)}")
+            print(_peak_words(results))
+        print(text)
+    sys.stdout.flush()
+    return 0
+
+
+def _device_words(params: dict[str, Any]) -> str:
+    name = params["train"]["device"]
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return f"{name} ({torch.cuda.get_device_name()})" if name.startswith("cuda") else name
+
+
+def _naive_words(args: argparse.Namespace) -> str:
+    if args.no_naive:
+        return "not run (--no-naive)"
+    return f"DataLoader, {args.naive_workers} workers, JPEG decode per draw, per-image CPU augmentation, fp32 NCHW"
+
+
+def _peak_words(results: list[PathResult]) -> str:
+    sources = sorted({f"{r.peak_precision}: {r.peak_source}" for r in results if r.peak_source})
+    return "peak: " + ("; ".join(sources) if sources else "-")
