@@ -10,6 +10,7 @@ rule report:
     input:
         [run_outputs(group) for group in VARIANT_GROUPS],
         "data/clean/summary.json",
+        "reports/figures",
         CODE + "/report",
     output:
         *REPORT_OUTPUTS,

@@ -40,6 +40,7 @@ edge pixel is still taken; scipy >= 1.6 "constant" gives cval already past the e
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -182,12 +183,26 @@ def transform_matrices(params: dict[str, torch.Tensor], height: int, width: int)
     shearing = _batched([[1, -torch.sin(shear), 0], [0, torch.cos(shear), 0], [0, 0, 1]], theta)
     zoom = _batched([[zx, 0, 0], [0, zy, 0], [0, 0, 1]], theta)
     matrix = rotation @ shift @ shearing @ zoom
+    fixed = _fixed_matrices(height, width, theta.dtype, theta.device)
+    return fixed["to_centre"] @ matrix @ fixed["from_centre"]
+
+
+@functools.lru_cache(maxsize=64)
+def _fixed_matrices(height: int, width: int, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+    """The per-size constant matrices, made once per size, dtype and device: built per batch on a GPU,
+    each would be a host-to-GPU copy (and linalg.inv an error check) that waits for the GPU to drain.
+    Callers only read them."""
     centre_r, centre_c = height / 2 + 0.5, width / 2 + 0.5
-    to_centre = torch.tensor([[1, 0, centre_r], [0, 1, centre_c], [0, 0, 1]], dtype=theta.dtype, device=theta.device)
-    from_centre = torch.tensor(
-        [[1, 0, -centre_r], [0, 1, -centre_c], [0, 0, 1]], dtype=theta.dtype, device=theta.device
+    to_pixels = torch.tensor(
+        [[width / 2, 0, (width - 1) / 2], [0, height / 2, (height - 1) / 2], [0, 0, 1]], dtype=dtype, device=device
     )
-    return to_centre @ matrix @ from_centre
+    return {
+        "to_centre": torch.tensor([[1, 0, centre_r], [0, 1, centre_c], [0, 0, 1]], dtype=dtype, device=device),
+        "from_centre": torch.tensor([[1, 0, -centre_r], [0, 1, -centre_c], [0, 0, 1]], dtype=dtype, device=device),
+        "to_pixels": to_pixels,
+        "from_pixels": torch.linalg.inv(to_pixels),
+        "swap": torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=dtype, device=device),
+    }
 
 
 def _normalized_theta(matrices: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -196,12 +211,9 @@ def _normalized_theta(matrices: torch.Tensor, height: int, width: int) -> torch.
     P maps normalized (x, y, 1) to pixel (col, row, 1): col = W/2 x + (W - 1)/2; S swaps (col, row) and
     (row, col). theta = P^-1 S A S P.
     """
-    dtype, device = matrices.dtype, matrices.device
-    to_pixels = torch.tensor(
-        [[width / 2, 0, (width - 1) / 2], [0, height / 2, (height - 1) / 2], [0, 0, 1]], dtype=dtype, device=device
-    )
-    swap = torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=dtype, device=device)
-    full = torch.linalg.inv(to_pixels) @ swap @ matrices @ swap @ to_pixels
+    fixed = _fixed_matrices(height, width, matrices.dtype, matrices.device)
+    swap = fixed["swap"]
+    full = fixed["from_pixels"] @ swap @ matrices @ swap @ fixed["to_pixels"]
     return full[:, :2, :]
 
 
@@ -220,13 +232,16 @@ def _wrapped_grid(grid: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def _affine(images: torch.Tensor, matrices: torch.Tensor, spec: AugmentationSpec) -> torch.Tensor:
     n, channels, height, width = images.shape
     theta = _normalized_theta(matrices, height, width).to(device=images.device, dtype=torch.float32)
-    grid = F.affine_grid(theta, [n, channels, height, width], align_corners=False)
-    if spec.fill_mode == "wrap":
-        grid = _wrapped_grid(grid, height, width)
-        images = F.pad(images, (1, 1, 1, 1), mode="circular")
-    return F.grid_sample(
-        images, grid, mode=spec.interpolation, padding_mode=_PADDING[spec.fill_mode], align_corners=False
-    )
+    # Under bf16 autocast affine_grid's internal bmm would run in bf16: sampling points off by up to
+    # half a pixel at 150 wide. The warp is data preparation, not model arithmetic: always float32.
+    with torch.autocast(images.device.type, enabled=False):
+        grid = F.affine_grid(theta, [n, channels, height, width], align_corners=False)
+        if spec.fill_mode == "wrap":
+            grid = _wrapped_grid(grid, height, width)
+            images = F.pad(images, (1, 1, 1, 1), mode="circular")
+        return F.grid_sample(
+            images, grid, mode=spec.interpolation, padding_mode=_PADDING[spec.fill_mode], align_corners=False
+        )
 
 
 def apply_transforms(images: torch.Tensor, params: dict[str, torch.Tensor], spec: AugmentationSpec) -> torch.Tensor:

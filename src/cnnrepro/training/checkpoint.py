@@ -22,7 +22,11 @@ from cnnrepro.fsutil import atomic_path
 
 # Settings that may differ between the killed run and its continuation without changing what it
 # computes: epochs (a longer run continues a shorter one's exact trajectory) and where outputs go.
-HASH_EXCLUDED = ("epochs", "out_dir", "overrides", "documented_settings")
+# The image cache's location never changes a decoded pixel.
+HASH_EXCLUDED = ("epochs", "out_dir", "overrides", "documented_settings", "image_cache")
+# Options added after checkpoints were written: at these values they hash as if absent, so a run
+# checkpointed before they existed still resumes; switched on, they change the arithmetic and the hash.
+HASH_ABSENT_AT = {"channels_last": False, "compile": False}
 
 
 def checkpoint_path(root: str | Path, framework: str, variant: str, seed: int) -> Path:
@@ -30,7 +34,11 @@ def checkpoint_path(root: str | Path, framework: str, variant: str, seed: int) -
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
-    kept = {k: v for k, v in config.items() if k not in HASH_EXCLUDED}
+    kept = {
+        k: v
+        for k, v in config.items()
+        if k not in HASH_EXCLUDED and not (k in HASH_ABSENT_AT and v == HASH_ABSENT_AT[k])
+    }
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 

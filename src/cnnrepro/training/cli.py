@@ -17,9 +17,13 @@ from typing import Any
 from cnnrepro.config import load_params
 from cnnrepro.models.registry import list_variants
 
+# Tags of a run that resumed from a checkpoint: the epoch it resumed after, and the MLflow run that wrote it.
+TAG_RESUMED_AFTER = "cnnrepro.resumed_after_epoch"
+TAG_RESUMED_FROM = "cnnrepro.resumed_from_run"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--framework", required=True, choices=["torch"])
+    parser.add_argument("--framework", required=True, choices=["torch", "keras"])
     parser.add_argument("--variant", required=True, choices=list_variants())
     parser.add_argument("--seed", required=True, type=int)
     parser.add_argument(
@@ -49,6 +53,7 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence = ()) 
         out_dir=args.out,
         init_from=args.init_from,
     )
+    trainer = _trainer(config["framework"])  # before anything is touched: a missing extra fails here
     runner.clear_done_marker(args.out)
     t0 = time.perf_counter()
     info = runner.RunInfo(
@@ -65,7 +70,7 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence = ()) 
     )
     try:
         # The pipeline's download timeout, capped: a missing file should not hold a job for minutes.
-        runner.prepare(config, download_timeout_s=min(float(params["download"]["timeout_s"]), 30.0))
+        trainer.prepare(config, download_timeout_s=min(float(params["download"]["timeout_s"]), 30.0))
     except runner.NotRunnable as exc:
         info.status, info.reason = "not_run", str(exc)
     name = f"{config['framework']}/{config['variant']}/seed{config['seed']}"
@@ -83,6 +88,17 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence = ()) 
     return 0
 
 
+def _trainer(framework: str) -> Any:
+    """The module that trains this framework: the PyTorch runner, or the Keras one (imports TensorFlow)."""
+    if framework == "keras":
+        from cnnrepro.keras_impl import train as keras_train
+
+        return keras_train
+    from cnnrepro.training import runner
+
+    return runner
+
+
 def _tracked(
     params: dict[str, Any], config: dict[str, Any], info: Any, args: argparse.Namespace, hooks: tuple, t0: float
 ) -> Any:
@@ -91,6 +107,7 @@ def _tracked(
     from cnnrepro.training import checkpoint as ckpt
     from cnnrepro.training import runner
 
+    trainer = _trainer(config["framework"])
     uri, experiment = tracking.tracking_settings(params)
     parent = tracking.parent_run_id_from_env()
     tags = {
@@ -117,15 +134,26 @@ def _tracked(
             def log_epoch(row: dict[str, float]) -> None:
                 logger.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
 
+            def link_resumed(owner: dict[str, Any], epoch: int) -> None:
+                # Name the run that wrote the checkpoint (killed: its process is gone, so it is marked FAILED).
+                logger.set_tags({TAG_RESUMED_AFTER: epoch, TAG_RESUMED_FROM: owner.get("mlflow_run_id") or ""})
+                tracking.mark_stale_runs_failed(uri, experiment)
+
             try:
-                result = runner.train_variant(config, checkpoint_root=args.checkpoints, hooks=(log_epoch, *hooks))
+                result = trainer.train_variant(
+                    config,
+                    checkpoint_root=args.checkpoints,
+                    hooks=(log_epoch, *hooks),
+                    owner={"mlflow_run_id": logger.run_id, "tracking_uri": uri},
+                    on_resume=link_resumed,
+                )
             except runner.NotRunnable as exc:  # weights that fail only when loaded (torchvision)
                 info.reason = str(exc)
         info.status = "completed" if result is not None else "not_run"
         info.finished_at = runner.now_iso()
         info.duration_s = round(time.perf_counter() - t0, 3)
         info.train_duration_s = round(result.train_duration_s, 3) if result is not None else None
-        metrics = runner.write_outputs(args.out, config, info, result)
+        metrics = trainer.write_outputs(args.out, config, info, result)
         if result is not None:
             # val_* of the last epoch are already in the per-epoch curves; log only what is new.
             final = {k: v for k, v in result.metrics.items() if isinstance(v, int | float) and not k.startswith("val_")}

@@ -7,6 +7,7 @@ transform, then standardize/rescale).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -97,8 +98,22 @@ def load_images(paths: list[Path], size: tuple[int, int], resample: str, channel
 
 
 def load_image_split(
-    root: str | Path, size: tuple[int, int], resample: str, expected_classes: tuple[str, ...] | None = None
+    root: str | Path,
+    size: tuple[int, int],
+    resample: str,
+    expected_classes: tuple[str, ...] | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    manifest_sha256: str | None = None,
 ) -> Split:
+    """Every image of a class-folder split, decoded and resized; with cache_dir, decoded once across
+    processes (cnnrepro.training.cache, keyed by manifest_sha256 and the folder listing)."""
+    if cache_dir is not None:
+        from cnnrepro.training.cache import cached_image_split
+
+        return cached_image_split(
+            root, size, resample, cache_dir, manifest_sha256=manifest_sha256, expected_classes=expected_classes
+        )
     paths, labels, classes = list_image_folder(root)
     if expected_classes is not None and classes != tuple(expected_classes):
         raise CnnreproError(f"{root}: class folders {list(classes)}, expected {list(expected_classes)}")
@@ -216,6 +231,11 @@ def scale_input(x: torch.Tensor, preprocessing: str, input_scale: float) -> torc
     "caffe": VGG16's ImageNet convention: RGB -> BGR, 0-255, per-channel mean subtracted.
     """
     if preprocessing == "caffe":
-        mean = torch.tensor(CAFFE_MEAN_BGR, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        return x.flip(1) - mean
+        return x.flip(1) - _caffe_mean(x.device, x.dtype)
     return x * input_scale if input_scale != 1 else x
+
+
+@functools.lru_cache(maxsize=8)
+def _caffe_mean(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Made once per device: per batch it would be a host-to-GPU copy waiting for the GPU each time."""
+    return torch.tensor(CAFFE_MEAN_BGR, device=device, dtype=dtype).view(1, 3, 1, 1)

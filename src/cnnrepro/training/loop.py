@@ -37,7 +37,18 @@ class DeviceSplit:
         return int(self.y.shape[0])
 
     def batch(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.from_numpy(np.asarray(index, dtype=np.int64)).to(self.x.device)
+        if self.x.device.type == "cpu":
+            # numpy copies whole rows; torch's CPU index_select on uint8 images loops per element
+            # (measured: 150 ms vs 0.2 ms for 20 images of 150x150x3). The same bytes either way.
+            rows = np.asarray(index, dtype=np.int64)
+            return torch.from_numpy(self.x.numpy()[rows]), torch.from_numpy(self.y.numpy()[rows])
+        idx = torch.from_numpy(np.asarray(index, dtype=np.int64))
+        if self.x.device.type == "cuda":
+            # A plain host-to-GPU copy waits until the GPU has drained its queue, every step; from
+            # pinned memory without blocking, the CPU queues the next step while the GPU runs this one.
+            idx = idx.pin_memory().to(self.x.device, non_blocking=True)
+        else:
+            idx = idx.to(self.x.device)
         return self.x.index_select(0, idx), self.y.index_select(0, idx)
 
 
@@ -50,6 +61,7 @@ class InputPipeline:
     input_scale: float = 1 / 255
     augmentation: Any = None  # cnnrepro.training.augment.AugmentationSpec, or None
     generator: torch.Generator | None = None
+    channels_last: bool = False  # NHWC memory for a model converted to channels_last (train.channels_last)
 
     def __call__(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
         if self.kind == "features":
@@ -59,7 +71,8 @@ class InputPipeline:
             from cnnrepro.training.augment import augment_batch
 
             x = augment_batch(x, self.augmentation, self.generator)
-        return scale_input(x, self.preprocessing, self.input_scale)
+        x = scale_input(x, self.preprocessing, self.input_scale)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 def loss_sum_and_correct(logits: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,6 +103,28 @@ def sequential_batches(n: int, batch_size: int) -> Iterator[np.ndarray]:
 
 def autocast(device: torch.device, enabled: bool) -> torch.autocast:
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str,
+    *,
+    mixed_precision: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update on a model-ready batch: forward (bf16 autocast if asked), float32 loss, backward, step.
+
+    Returns the batch's summed loss (detached) and number correct, still on the device (no sync).
+    """
+    with autocast(x.device, mixed_precision):
+        logits = model(x)
+    batch_total, batch_correct = loss_sum_and_correct(logits, y, loss)
+    optimizer.zero_grad(set_to_none=True)
+    (batch_total / len(y)).backward()
+    optimizer.step()
+    return batch_total.detach(), batch_correct
 
 
 @torch.no_grad()
@@ -139,6 +174,9 @@ class FitSettings:
     mixed_precision: bool = False
     checkpoint: Path | None = None
     config_hash: str = ""
+    # Saved with every checkpoint (e.g. the MLflow run that wrote it); handed to on_resume(owner, epoch).
+    owner: dict[str, Any] = field(default_factory=dict)
+    on_resume: Callable[[dict[str, Any], int], None] | None = None
     progress: bool = field(default_factory=lambda: sys.stderr.isatty())
 
 
@@ -179,6 +217,8 @@ def fit(
         history = list(state["history"])
         start_epoch = int(state["epoch"])
         print(f"resuming from {settings.checkpoint} after epoch {start_epoch}", flush=True)
+        if settings.on_resume is not None:
+            settings.on_resume(dict(state.get("owner") or {}), start_epoch)
         # Hooks see every epoch of the run once, the restored ones included (complete MLflow curves).
         for row in history:
             for hook in hooks:
@@ -194,13 +234,10 @@ def fit(
         seen = 0
         for _ in _progress(range(steps), settings.progress, f"epoch {epoch}/{settings.epochs}"):
             x, y = train.batch(next(iterators["train"]))
-            with autocast(device, settings.mixed_precision):
-                logits = model(inputs(x, train=True))
-            batch_total, batch_correct = loss_sum_and_correct(logits, y, settings.loss)
-            optimizer.zero_grad(set_to_none=True)
-            (batch_total / len(y)).backward()
-            optimizer.step()
-            total += batch_total.detach()
+            batch_total, batch_correct = train_step(
+                model, optimizer, inputs(x, train=True), y, settings.loss, mixed_precision=settings.mixed_precision
+            )
+            total += batch_total
             correct += batch_correct
             seen += len(y)
 
@@ -236,6 +273,7 @@ def fit(
                     "rng": ckpt.rng_states(),
                     "history": history,
                     "config_hash": settings.config_hash,
+                    "owner": settings.owner,
                 },
             )
         for hook in hooks:

@@ -16,17 +16,24 @@ from cnnrepro.errors import CnnreproError
 from cnnrepro.models.registry import VariantSpec, get_variant
 from cnnrepro.training.data import SEMANTICS_RESIZE
 
+# train.image_cache_dir when not set; relative to the working directory (the project root under both orchestrators).
+DEFAULT_CACHE_DIR = "data/cache"
 OVERRIDABLE = ("epochs", "steps_per_epoch", "validation_steps", "batch_size", "learning_rate", "max_train_images")
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise CnnreproError(f"params.yaml: train.device is {name!r} but CUDA is not available here")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise CnnreproError(f"params.yaml: train.device is {name!r} but MPS is not available here")
+    if device.type == "cuda" and device.index is None:
+        # Several GPUs and parallel jobs: each takes a free one as its current device ("cuda" stays "cuda").
+        from cnnrepro.gpus import claim_cuda_device
+
+        claim_cuda_device()
     return device
 
 
@@ -52,8 +59,8 @@ def resolve_run_config(
     init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Everything the run does, documented values replaced by train.overrides.<variant> where set."""
-    if framework != "torch":
-        raise CnnreproError(f"--framework {framework!r}: this trainer is the torch one (params train.frameworks)")
+    if framework not in ("torch", "keras"):
+        raise CnnreproError(f"--framework {framework!r}: not one of torch, keras (params train.frameworks)")
     spec = get_variant(variant)
     train = params["train"]
     overrides = dict((train.get("overrides") or {}).get(variant) or {})
@@ -68,8 +75,10 @@ def resolve_run_config(
         augmentation = {"semantics": semantics} | dict(spec.augmentation)
     vgg = dict(train["vgg16"]) if spec.needs_vgg16 else None
     caffe = vgg is not None and vgg["preprocessing"] == "caffe"
-    device = resolve_device(train["device"])
+    # The Keras trainer resolves the device from TensorFlow's view (cnnrepro.keras_impl.train.prepare).
+    device = resolve_device(train["device"]) if framework == "torch" else None
     images = spec.dataset in ("dogs_vs_cats", "petimages_80_20")
+    cache_images = images and bool(train.get("image_cache", False))
     return {
         "framework": framework,
         "variant": variant,
@@ -98,8 +107,12 @@ def resolve_run_config(
         "trainable": spec.trainable,
         "init": spec.init,
         "vgg16": vgg,
-        "device": str(device),
-        "mixed_precision": bool(train["mixed_precision"]) and device.type == "cuda",
+        "device": str(device) if device is not None else train["device"],
+        "mixed_precision": device is not None and bool(train["mixed_precision"]) and device.type == "cuda",
+        "channels_last": bool(train.get("channels_last", False)),
+        "compile": bool(train.get("compile", False)),
+        # Where decoded images are cached (None: decode in every process); never changes a result.
+        "image_cache": str(train.get("image_cache_dir") or DEFAULT_CACHE_DIR) if cache_images else None,
         "num_threads": int(train["num_threads"]),
         "overrides": overrides,
         "documented_settings": documented_settings(spec),

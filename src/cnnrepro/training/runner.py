@@ -11,6 +11,7 @@ import platform
 import random
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -28,7 +29,7 @@ from cnnrepro.models import vgg16
 from cnnrepro.models.registry import create_model, get_variant
 from cnnrepro.runs import RunMetrics, write_run
 from cnnrepro.training import checkpoint as ckpt
-from cnnrepro.training.data import Split, load_image_split, load_npz
+from cnnrepro.training.data import Split, load_image_split, load_npz, manifest_sha256
 from cnnrepro.training.loop import DeviceSplit, EpochHook, FitSettings, InputPipeline, evaluate, fit, sequential_batches
 from cnnrepro.training.optim import make_optimizer
 
@@ -121,8 +122,12 @@ def load_splits(config: dict[str, Any]) -> dict[str, Split | None]:
     else:
         names = ("train", "validation", "test") if config["dataset"] == "dogs_vs_cats" else ("train", "validation")
         splits = {"test": None}
+        cache_dir = config.get("image_cache")
+        manifest = manifest_sha256(data, config["dataset"]) if cache_dir else None
         for name in names:
-            splits[name] = load_image_split(data / name, size, config["resize_filter"], classes)
+            splits[name] = load_image_split(
+                data / name, size, config["resize_filter"], classes, cache_dir=cache_dir, manifest_sha256=manifest
+            )
     limit = config.get("max_train_images")
     train = splits["train"]
     if limit and train is not None and limit < len(train):
@@ -201,23 +206,41 @@ def seed_everything(seed: int) -> None:
 # --- the run -----------------------------------------------------------------------------------------
 
 
-def train_variant(
-    config: dict[str, Any], *, checkpoint_root: str | Path = "checkpoints", hooks: tuple[EpochHook, ...] = ()
-) -> RunResult:
-    """Train one (variant, seed) to the end and score it. prepare(config) must have run."""
+def configure_process(config: dict[str, Any]) -> None:
+    """Seeds, thread count and cuDNN autotuning, as every run sets them before building anything."""
     seed_everything(config["seed"])
     if config["num_threads"] > 0:
         torch.set_num_threads(config["num_threads"])
-    device = torch.device(config["device"])
-    if device.type == "cuda":
+    if torch.device(config["device"]).type == "cuda":
         # Fixed input sizes: let cuDNN pick its fastest kernels (already nondeterministic, see the ledger).
         torch.backends.cudnn.benchmark = True
-    splits = load_splits(config)
-    print("data: " + ", ".join(f"{name} {len(s)}" for name, s in splits.items() if s is not None), flush=True)
-    started = time.perf_counter()
+
+
+@dataclass
+class TrainingSetup:
+    """What fit() needs, built as a run builds it (`cnnrepro bench` times the same objects)."""
+
+    model: nn.Module  # the whole network, as saved
+    trained: nn.Module  # what the optimizer moves: the head when training on VGG16 features
+    optimizer: torch.optim.Optimizer
+    inputs: InputPipeline  # raw batch -> model input for `trained`
+    train: DeviceSplit
+    validation: DeviceSplit
+    test: DeviceSplit | None
+
+
+def setup_training(config: dict[str, Any], splits: dict[str, Split | None]) -> TrainingSetup:
+    """Model on the device (channels_last / compiled if asked), data on the device, VGG16 features
+    computed once where the variant trains on them, and the optimizer over what trains."""
+    device = torch.device(config["device"])
     model = build_model(config).to(device)
+    channels_last = bool(config.get("channels_last"))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     augmentation, generator = _augmentation(config, device)
-    image_inputs = InputPipeline("images", config["preprocessing"], config["input_scale"], augmentation, generator)
+    image_inputs = InputPipeline(
+        "images", config["preprocessing"], config["input_scale"], augmentation, generator, channels_last
+    )
     train, validation, test = (_to_device(splits[k], device) for k in ("train", "validation", "test"))
     if validation is None or train is None:
         raise CnnreproError(f"{config['data_dir']}: no training or validation split")
@@ -232,8 +255,33 @@ def train_variant(
         test = extract_features(model.conv_base, test, image_inputs, bs, amp) if test is not None else None
         trained, inputs = model.head, InputPipeline("features")
 
+    if config.get("compile"):
+        # In place (nn.Module.compile): state_dict keys stay as they are for checkpoints and safetensors.
+        trained.compile()
     params = [p for p in trained.parameters() if p.requires_grad]
     optimizer = make_optimizer(config["optimizer"], params, config["learning_rate"])
+    return TrainingSetup(model, trained, optimizer, inputs, train, validation, test)
+
+
+def train_variant(
+    config: dict[str, Any],
+    *,
+    checkpoint_root: str | Path = "checkpoints",
+    hooks: tuple[EpochHook, ...] = (),
+    owner: dict[str, Any] | None = None,
+    on_resume: Callable[[dict[str, Any], int], None] | None = None,
+) -> RunResult:
+    """Train one (variant, seed) to the end and score it. prepare(config) must have run.
+
+    `owner` is saved with each checkpoint; a run resuming from one calls `on_resume(its owner, epoch)`.
+    """
+    configure_process(config)
+    splits = load_splits(config)
+    print("data: " + ", ".join(f"{name} {len(s)}" for name, s in splits.items() if s is not None), flush=True)
+    started = time.perf_counter()
+    setup = setup_training(config, splits)
+    trained, optimizer, inputs = setup.trained, setup.optimizer, setup.inputs
+    train, validation, test = setup.train, setup.validation, setup.test
     checkpoint = ckpt.checkpoint_path(checkpoint_root, config["framework"], config["variant"], config["seed"])
     settings = FitSettings(
         loss=config["loss"],
@@ -245,12 +293,14 @@ def train_variant(
         mixed_precision=config["mixed_precision"],
         checkpoint=checkpoint,
         config_hash=ckpt.config_hash(config),
+        owner=dict(owner or {}),
+        on_resume=on_resume,
     )
     history = fit(trained, optimizer, train, validation, inputs, settings, hooks)
     train_duration = time.perf_counter() - started
 
     metrics, confusion = score_final(trained, test, validation, inputs, config, history)
-    return RunResult(history, metrics, confusion, model, train_duration)
+    return RunResult(history, metrics, confusion, setup.model, train_duration)
 
 
 def score_final(
@@ -305,11 +355,15 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_commit() -> str | None:
+    """HEAD, with "-dirty" when tracked code under src/ differs from it: the hash alone would misstate what ran."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
+        if out.returncode != 0 or not out.stdout.strip():
+            return None
+        diff = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src"], capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+    return out.stdout.strip() + ("-dirty" if diff.returncode == 1 else "")
 
 
 def now_iso() -> str:
