@@ -110,6 +110,8 @@ def write_params(target: Path, *, tracking_uri: str, overrides: dict[str, Any] |
     params["tracking"] = {"uri": tracking_uri, "experiment": "train-tests"}
     params["train"]["overrides"] = overrides or {}
     params["train"]["num_threads"] = 1
+    # The decode-once cache stays beside the test's own files, never in the repository's data/.
+    params["train"]["image_cache_dir"] = str(target.parent / "image_cache")
     for key, value in train.items():
         if isinstance(value, dict) and isinstance(params["train"].get(key), dict):
             params["train"][key] = params["train"][key] | value
