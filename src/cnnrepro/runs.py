@@ -114,3 +114,31 @@ def load_run(path: str | Path) -> RunRecord:
     history = _read_history(path / "history.csv")
     info = read_json(path / "run_info.json")
     return RunRecord(path=path, metrics=metrics, history=history, info=info)
+
+
+def summarize_final(
+    history: list[dict[str, float]],
+    final: dict[str, Any],
+    classes: list[str],
+    split: str,
+    has_test: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """metrics.json figures and confusion.json of a finished run, the same for every framework.
+
+    `final` is the last model scored once on `split`: accuracy, loss, and per-image targets/predictions.
+    The validation figures are the last epoch's, as the sources read their curves.
+    """
+    import numpy as np
+
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(final["targets"]), np.asarray(final["predictions"])), 1)
+    best = max(history, key=lambda row: row["val_accuracy"]) if history else None
+    metrics = {
+        "val_accuracy": history[-1]["val_accuracy"] if history else None,
+        "val_loss": history[-1]["val_loss"] if history else None,
+        "test_accuracy": final["accuracy"] if has_test else None,
+        "test_loss": final["loss"] if has_test else None,
+        "best_epoch": int(best["epoch"]) if best else None,
+        "epochs_run": len(history),
+    }
+    return metrics, {"labels": list(classes), "matrix": matrix.tolist(), "split": split}

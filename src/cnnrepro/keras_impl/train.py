@@ -29,7 +29,7 @@ from cnnrepro.fsutil import atomic_dir, read_json, sha256_file, write_json_atomi
 from cnnrepro.keras_impl import import_keras, ledger
 from cnnrepro.models import vgg16
 from cnnrepro.models.registry import get_variant
-from cnnrepro.runs import RunMetrics, write_run
+from cnnrepro.runs import RunMetrics, summarize_final, write_run
 from cnnrepro.training import runner
 from cnnrepro.training.data import KerasIterator, Split
 from cnnrepro.training.loop import EpochHook, FitSettings, InputPipeline, _make_iterators, sequential_batches
@@ -384,19 +384,7 @@ def train_variant(
     # The final model on every image of the test split once (the validation split where there is none).
     scored, split_name = (test, "test") if test is not None else (validation, "validation")
     final = score(trained, scored, inputs, config)
-    classes = list(config["classes"])
-    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    np.add.at(matrix, (final["targets"], final["predictions"]), 1)
-    best = max(history, key=lambda row: row["val_accuracy"]) if history else None
-    metrics = {
-        "val_accuracy": history[-1]["val_accuracy"] if history else None,
-        "val_loss": history[-1]["val_loss"] if history else None,
-        "test_accuracy": final["accuracy"] if test is not None else None,
-        "test_loss": final["loss"] if test is not None else None,
-        "best_epoch": int(best["epoch"]) if best else None,
-        "epochs_run": len(history),
-    }
-    confusion = {"labels": classes, "matrix": matrix.tolist(), "split": split_name}
+    metrics, confusion = summarize_final(history, final, list(config["classes"]), split_name, test is not None)
     return KerasRunResult(history, metrics, confusion, model, train_duration)
 
 

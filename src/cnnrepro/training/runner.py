@@ -27,7 +27,7 @@ from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, read_json, sha256_file, write_json_atomic
 from cnnrepro.models import vgg16
 from cnnrepro.models.registry import create_model, get_variant
-from cnnrepro.runs import RunMetrics, write_run
+from cnnrepro.runs import RunMetrics, summarize_final, write_run
 from cnnrepro.training import checkpoint as ckpt
 from cnnrepro.training.data import Split, load_image_split, load_npz, manifest_sha256
 from cnnrepro.training.loop import DeviceSplit, EpochHook, FitSettings, InputPipeline, evaluate, fit, sequential_batches
@@ -326,19 +326,7 @@ def score_final(
         mixed_precision=config["mixed_precision"],
         keep_predictions=True,
     )
-    classes = list(config["classes"])
-    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    np.add.at(matrix, (final["targets"], final["predictions"]), 1)
-    best = max(history, key=lambda row: row["val_accuracy"]) if history else None
-    metrics = {
-        "val_accuracy": history[-1]["val_accuracy"] if history else None,
-        "val_loss": history[-1]["val_loss"] if history else None,
-        "test_accuracy": final["accuracy"] if test is not None else None,
-        "test_loss": final["loss"] if test is not None else None,
-        "best_epoch": int(best["epoch"]) if best else None,
-        "epochs_run": len(history),
-    }
-    return metrics, {"labels": classes, "matrix": matrix.tolist(), "split": split_name}
+    return summarize_final(history, final, list(config["classes"]), split_name, has_test=test is not None)
 
 
 # --- outputs -----------------------------------------------------------------------------------------
