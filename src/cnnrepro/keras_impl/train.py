@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from cnnrepro.errors import CnnreproError
-from cnnrepro.fsutil import atomic_dir, read_json, sha256_file, write_json_atomic
+from cnnrepro.fsutil import read_json, sha256_file
 from cnnrepro.keras_impl import import_keras, ledger
 from cnnrepro.models import vgg16
 from cnnrepro.models.registry import get_variant
-from cnnrepro.runs import RunMetrics, summarize_final, write_run
+from cnnrepro.runs import RunMetrics, summarize_final
 from cnnrepro.training import runner
 from cnnrepro.training.data import KerasIterator, Split
 from cnnrepro.training.loop import EpochHook, FitSettings, InputPipeline, _make_iterators, sequential_batches
@@ -406,21 +406,14 @@ def write_outputs(
     out: str | Path, config: dict[str, Any], info: runner.RunInfo, result: KerasRunResult | None
 ) -> RunMetrics:
     """artifacts/ (whole or not at all: fidelity.json, model.keras, confusion.json), then the three run files."""
-    out = Path(out)
-    entries = ledger.entries_for(config)
-    info.fidelity = entries
     info.packages = package_versions()
     info.device = config["device"]  # resolved by prepare(), after the command created `info`
-    with atomic_dir(out / "artifacts") as artifacts:
-        write_json_atomic(artifacts / "fidelity.json", entries)
-        if result is not None:
-            result.model.save(artifacts / MODEL_FILE)
-            write_json_atomic(artifacts / "confusion.json", result.confusion)
-    if result is None:
-        metrics = RunMetrics(config["framework"], config["variant"], config["seed"], "not_run", reason=info.reason)
-        history: list[dict[str, float]] = []
-    else:
-        metrics = RunMetrics(config["framework"], config["variant"], config["seed"], "completed", **result.metrics)
-        history = result.history
-    write_run(out, metrics, history, asdict(info))
-    return metrics
+    return runner.write_outputs(
+        out,
+        config,
+        info,
+        result,
+        entries=ledger.entries_for(config),
+        save=lambda model, path: model.save(path),
+        model_file=MODEL_FILE,
+    )

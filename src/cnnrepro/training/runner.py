@@ -387,15 +387,27 @@ def save_model(model: nn.Module, path: Path) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path))
 
 
-def write_outputs(out: str | Path, config: dict[str, Any], info: RunInfo, result: RunResult | None) -> RunMetrics:
-    """artifacts/ (whole or not at all), then history.csv, run_info.json and, last, metrics.json."""
+def write_outputs(
+    out: str | Path,
+    config: dict[str, Any],
+    info: RunInfo,
+    result: RunResult | None,
+    *,
+    entries: list[dict[str, str]] | None = None,
+    save: Callable[[Any, Path], None] = save_model,
+    model_file: str = MODEL_FILE,
+) -> RunMetrics:
+    """artifacts/ (whole or not at all), then history.csv, run_info.json and, last, metrics.json.
+
+    Every framework writes through here; it supplies its own ledger entries and model format.
+    """
     out = Path(out)
-    entries = fidelity.entries_for(config)
+    entries = fidelity.entries_for(config) if entries is None else entries
     info.fidelity = entries
     with atomic_dir(out / "artifacts") as artifacts:
         write_json_atomic(artifacts / "fidelity.json", entries)
         if result is not None:
-            save_model(result.model, artifacts / MODEL_FILE)
+            save(result.model, artifacts / model_file)
             write_json_atomic(artifacts / "confusion.json", result.confusion)
     if result is None:
         metrics = RunMetrics(config["framework"], config["variant"], config["seed"], "not_run", reason=info.reason)
