@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from cnnrepro.config import load_params
@@ -433,7 +435,7 @@ def _check_run(out: Path, framework: str, variant: str, store: str, epochs: int 
 @needs_tf
 @pytest.mark.parametrize("variant", ["baseline", "mnist_convnet", "lenet"])
 def test_tiny_runs_in_both_frameworks_write_the_same_contract(
-    variant: str, request: pytest.FixtureRequest, store: str, work: Path
+    variant: str, request: pytest.FixtureRequest, store: str, work: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from cnnrepro.cli import main
 
@@ -467,6 +469,53 @@ def test_tiny_runs_in_both_frameworks_write_the_same_contract(
     # The same resolved settings, apart from what names the framework and its device.
     differing = {k for k in torch_info["config"] if torch_info["config"][k] != keras_info["config"].get(k)}
     assert differing <= {"framework", "out_dir"}
+    for framework in ("torch", "keras"):
+        _check_evaluate_and_predict(work / "runs" / framework / variant / "seed0", data, work, capsys)
+
+
+def _check_evaluate_and_predict(run: Path, data: Path, work: Path, capsys: pytest.CaptureFixture) -> None:
+    """`cnnrepro evaluate` reproduces the run's own test figures and `cnnrepro predict`'s labels agree with it,
+    whichever framework trained the run."""
+    from cnnrepro.cli import main
+    from cnnrepro.training.data import load_npz
+
+    record = load_run(run)
+    config, batch = record.info["config"], str(record.info["config"]["batch_size"])
+    if config["dataset"] in ("mnist", "fashion_mnist"):
+        target = [config["dataset"], "--prepared", str(data)]
+        test = load_npz(data / f"{config['dataset']}.npz", tuple(config["classes"]))["test"]
+        images, truth = [], []
+        for i, (pixels, label) in enumerate(zip(test.images[..., 0], test.labels, strict=True)):
+            images.append(work / "digits" / f"{i}.png")
+            images[-1].parent.mkdir(exist_ok=True)
+            Image.fromarray(pixels, mode="L").save(images[-1])
+            truth.append(config["classes"][label])
+    else:
+        target = [str(data / "test")]
+        images = sorted((data / "test").rglob("*.jpg"))
+        truth = [path.parent.name for path in images]
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--data", *target, "--batch-size", batch, "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == len(images)
+    assert result["accuracy"] == pytest.approx(record.metrics.test_accuracy, abs=1e-6)
+    assert result["loss"] == pytest.approx(record.metrics.test_loss, rel=1e-5)
+    assert main(["predict", "--run", str(run), "--device", "cpu", *map(str, images)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["image"] for line in lines] == [str(p) for p in images]
+    for line in lines:
+        assert sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert line["probability"] == max(line["probabilities"].values())
+    correct = sum(line["label"] == label for line, label in zip(lines, truth, strict=True))
+    assert correct / len(images) == pytest.approx(result["accuracy"])
+    if record.metrics.framework == "keras":
+        broken = work / "broken_run"
+        shutil.copytree(run, broken)
+        (broken / "artifacts" / "model.keras").write_bytes(b"garbage")
+        assert main(["predict", "--run", str(broken), str(images[0])]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and f"{broken / 'artifacts' / 'model.keras'}: cannot load" in err
+        shutil.rmtree(broken)
 
 
 @pytest.mark.slow  # two VGG16 runs through the command: about a minute on 2 idle cores, several when shared
