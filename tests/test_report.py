@@ -112,6 +112,22 @@ def test_partial_missing_not_run_and_failed_rows_name_their_seeds(case_rows) -> 
     assert cam.documented is None and cam.val.n == 3 and cam.difference_pp is None
 
 
+def test_reasons_that_name_their_own_seed_read_as_one_line(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed in (0, 1, 2):
+        upstream = f"runs/torch/feature_extraction_augmented/seed{seed}"
+        reason = f"continues from {upstream}, which is not_run: {NOT_RUN_REASON}"
+        write_synthetic_run(runs, "torch", "fine_tuning", seed, status="not_run", reason=reason)
+    write_synthetic_run(runs, "torch", "lenet", 0, status="failed", reason="killed in seed0's epoch 3")
+    write_synthetic_run(runs, "torch", "lenet", 1, status="failed", reason="seed10 and seed1 both failed")
+    report = settings(["fine_tuning", "lenet"], seeds=(0, 1))
+    rows = {r.variant: r for r in build_table(collect_runs(runs, report), report)}
+    shared = "continues from runs/torch/feature_extraction_augmented/seed{seed}, which is not_run"
+    assert rows["fine_tuning"].verdict_detail == f"{shared}: {NOT_RUN_REASON} (seed 0, 1)"
+    # Reasons that differ beyond their seed stay apart and are shown as written; seed10 is not seed 1.
+    assert rows["lenet"].verdict_detail == ("killed in seed0's epoch 3 (seed 0); seed10 and seed1 both failed (seed 1)")
+
+
 @pytest.mark.parametrize(
     ("offsets", "tolerance", "verdict"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -81,12 +82,21 @@ def _seeds(slots: Sequence[RunSlot], status: str) -> list[int]:
 
 
 def _reasons(slots: Sequence[RunSlot], status: str) -> str:
-    """Seeds sharing one reason are named together, so three identical refusals read as one line."""
-    by_reason: dict[str, list[int]] = {}
+    """Seeds sharing one reason are named together, so three identical refusals read as one line.
+
+    A reason that names its own seed's run (fine_tuning's "continues from .../seed1, which is not_run: ...")
+    is compared with that seed written as {seed}, so such chains also read as one line.
+    """
+    groups: dict[str, list[RunSlot]] = {}
     for s in slots:
         if s.status == status:
-            by_reason.setdefault(s.reason or "no reason given", []).append(s.seed)
-    return "; ".join(f"{reason} (seed {', '.join(map(str, seeds))})" for reason, seeds in by_reason.items())
+            shared = re.sub(rf"\bseed{s.seed}\b", "seed{seed}", s.reason or "no reason given")
+            groups.setdefault(shared, []).append(s)
+    parts = []
+    for shared, members in groups.items():
+        text = shared if len(members) > 1 else (members[0].reason or "no reason given")
+        parts.append(f"{text} (seed {', '.join(str(m.seed) for m in members)})")
+    return "; ".join(parts)
 
 
 def _seed_notes(slots: Sequence[RunSlot]) -> list[str]:
