@@ -189,6 +189,10 @@ def test_cli_writes_every_output(built: Path) -> None:
     assert {"measured_vs_documented.png", "data_cleaning.png", "history_baseline.png", "confusion_lenet.png"} <= names
     assert not any(p.name.endswith(".part") for p in out.rglob("*"))
     assert [(r["variant"], r["verdict"]) for r in report["rows"]] == list(EXPECTED_VERDICTS.items())
+    # The report says how to rebuild itself with the arguments it was built from.
+    rebuild = f"cnnrepro report --params {built / 'params.yaml'} --runs {built / 'runs'} "
+    rebuild += f"--clean-summary {built / 'summary.json'} --out {out}"
+    assert f"Regenerate with `{rebuild}`." in (out / "comparison.md").read_text()
 
 
 def test_every_completed_run_is_traced_to_its_mlflow_run(built: Path) -> None:

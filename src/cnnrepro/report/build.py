@@ -7,6 +7,7 @@ a corrupt run output is fatal, with a one-line message naming the file.
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from cnnrepro.report.render_md import render_markdown
 from cnnrepro.report.table import build_table, rule_text, verdict_counts
 
 OUTPUT_NAMES = ("comparison.md", "comparison.html", "comparison.csv", "comparison.json")
+DEFAULT_COMMAND = "cnnrepro report --runs runs --clean-summary data/clean/summary.json --out reports"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,9 +58,14 @@ def read_figure_index(out_dir: Path) -> dict[str, Any] | None:
 
 
 def build_report(
-    runs_root: str | Path, clean_summary_path: str | Path, out_dir: str | Path, settings: ReportSettings
+    runs_root: str | Path,
+    clean_summary_path: str | Path,
+    out_dir: str | Path,
+    settings: ReportSettings,
+    command: str = DEFAULT_COMMAND,
 ) -> dict[str, Any]:
-    """Build every output; returns the JSON document that comparison.json holds."""
+    """Build every output; returns the JSON document that comparison.json holds. `command` is printed in
+    the report as the way to regenerate it."""
     out_dir = Path(out_dir)
     # Read and check every input before writing anything, so a corrupt run leaves the old report in place.
     clean_summary = load_clean_summary(clean_summary_path)
@@ -75,7 +82,7 @@ def build_report(
     figures = find_figures(out_dir)
     figure_index = read_figure_index(out_dir)
     doc = build_document(
-        rows, runs, ledger, overrides, env, clean_summary, plots, figures, unexpected, settings, figure_index
+        rows, runs, ledger, overrides, env, clean_summary, plots, figures, unexpected, settings, command, figure_index
     )
 
     result = {
@@ -107,9 +114,18 @@ def build_report(
     return result
 
 
+def regenerate_command(args: argparse.Namespace) -> str:
+    """The command line that rebuilds this report (--params only when it is not the default file)."""
+    argv = ["cnnrepro", "report"]
+    if str(args.params) != "params.yaml":
+        argv += ["--params", str(args.params)]
+    argv += ["--runs", str(args.runs), "--clean-summary", str(args.clean_summary), "--out", str(args.out)]
+    return shlex.join(argv)
+
+
 def main(args: argparse.Namespace) -> int:
     settings = ReportSettings.from_params(load_params(args.params))
-    result = build_report(args.runs, args.clean_summary, args.out, settings)
+    result = build_report(args.runs, args.clean_summary, args.out, settings, regenerate_command(args))
     counts = ", ".join(f"{n} {v}" for v, n in result["verdict_counts"].items())
     print(f"report: {len(result['rows'])} rows ({counts}) -> {Path(args.out) / 'comparison.html'}")
     return 0

@@ -314,6 +314,7 @@ def build_document(
     figures: dict[str, list[str]],
     unexpected: Sequence[str],
     settings: ReportSettings,
+    command: str,
     figure_index: dict[str, Any] | None = None,
 ) -> Document:
     doc = Document("Measured vs documented: do the published convnet figures hold?")
@@ -328,11 +329,7 @@ def build_document(
             + "."
         )
     )
-    blocks.append(
-        Paragraph(
-            "Regenerate with `cnnrepro report --runs runs --clean-summary data/clean/summary.json --out reports`."
-        )
-    )
+    blocks.append(Paragraph(f"Regenerate with `{command}`."))
     blocks += [Heading(2, "Comparison"), Bullets(rule_text(settings)), comparison_table(rows)]
     blocks.append(
         Paragraph(
