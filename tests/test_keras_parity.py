@@ -1,6 +1,7 @@
 """The Keras implementation against the PyTorch port: same architectures (parameter counts, layer output
 shapes), same first batch (data order and augmentation), same first step (loss and weights after one
-optimizer step from copied weights), and the same run outputs through `cnnrepro train --framework keras`.
+optimizer step from copied weights), the same run outputs through `cnnrepro train --framework keras`, and
+the same resume after a kill.
 
 Everything that needs TensorFlow is skipped when it is not importable (the `keras` extra); the missing-
 install message and the DAG check run everywhere.
@@ -12,6 +13,8 @@ import copy
 import importlib.util
 import json
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from cnnrepro import tracking
 from cnnrepro.config import load_params
 from cnnrepro.errors import CnnreproError
 from cnnrepro.models import vgg16 as torch_vgg16
@@ -29,12 +33,15 @@ from cnnrepro.models.layers import count_parameters as torch_count
 from cnnrepro.models.registry import create_model as create_torch_model
 from cnnrepro.models.registry import get_variant, list_variants
 from cnnrepro.runs import HISTORY_COLUMNS, load_run
+from cnnrepro.training import checkpoint as ckpt
 from cnnrepro.training import runner
+from cnnrepro.training.cli import TAG_RESUMED_AFTER
 from cnnrepro.training.loop import FitSettings, InputPipeline, _make_iterators, loss_sum_and_correct
 from cnnrepro.training.optim import make_optimizer as make_torch_optimizer
 from cnnrepro.training.run_config import resolve_run_config
 
 from .dag import snakemake_jobs
+from .helpers_faults import wait_for
 from .helpers_train import (
     UNREACHABLE_URL,
     keras_vgg16_weights,
@@ -580,3 +587,64 @@ def test_vgg_runs_without_weights_are_not_run_and_init_from_must_be_keras(
     argv = _train_argv(params, "keras", "fine_tuning", book, work / "ft", "--init-from", str(torch_run))
     assert main(argv) == 1
     assert "a Keras run continues a Keras one" in capsys.readouterr().err
+
+
+# --- killed and resumed --------------------------------------------------------------------------------
+
+KILL_EPOCHS = 6
+
+
+@needs_tf
+def test_killed_keras_training_resumes_to_the_uninterrupted_result(work: Path, store: str) -> None:
+    """`cnnrepro train --framework keras` SIGKILLed after an epoch's checkpoint; the rerun resumes from it
+    (weights, optimizer, dropout seed state, replayed data and augmentation draws) and ends with the weights
+    and history of an uninterrupted run. The augmentation variant: dropout and random augmentation, the
+    states a resume is most likely to lose."""
+    from cnnrepro.keras_impl import models
+
+    variant = "augmentation"
+    book = make_image_folder(work / "book", {"train": 8, "validation": 4, "test": 2}, size=(60, 60))
+    overrides = {variant: {"epochs": KILL_EPOCHS, "steps_per_epoch": 6, "batch_size": 4, "validation_steps": 2}}
+    params = write_params(work / "params.yaml", tracking_uri=store, overrides=overrides, frameworks=["keras"])
+
+    def command(out: str, checkpoints: str) -> list[str]:
+        argv = _train_argv(params, "keras", variant, book, work / out)
+        argv[argv.index("--checkpoints") + 1] = str(work / checkpoints)
+        return ["cnnrepro", *argv]
+
+    log = work / "victim.log"
+    checkpoint = ckpt.checkpoint_path(work / "ck", "keras", variant, 0)
+    with log.open("w") as sink:
+        victim = subprocess.Popen(command("resumed", "ck"), stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: checkpoint.exists() and "epoch 2/" in log.read_text(), 300, "epoch 2", 0.05, victim, log)
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        victim.kill()
+    killed_after = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
+    assert 1 <= killed_after < KILL_EPOCHS
+    assert not (work / "resumed" / "metrics.json").exists()
+
+    for out, checkpoints in (("straight", "ck-straight"), ("resumed", "ck")):
+        done = subprocess.run(command(out, checkpoints), capture_output=True, text=True, check=False, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"resuming from {checkpoint} after epoch {killed_after}" in done.stdout
+    assert not checkpoint.exists()  # removed once the outputs are written
+
+    weights = {}
+    for out in ("straight", "resumed"):
+        model = models.create_model(variant)
+        model.load_weights(work / out / "artifacts" / "model.keras")
+        # weights, not variables: a saved model holds no seed-generator state, so a loaded one has a fresh draw.
+        weights[out] = {v.path: np.asarray(v.numpy()) for v in model.weights}
+    straight, resumed = weights.values()
+    different = [name for name in straight if not np.array_equal(straight[name], resumed[name])]
+    assert not different, f"weights differ from the uninterrupted run: {different}"
+    assert (work / "straight" / "history.csv").read_text() == (work / "resumed" / "history.csv").read_text()
+    # MLflow: the resumed run names the epoch it continued after and carries the whole curve.
+    run_id = json.loads((work / "resumed" / "run_info.json").read_text())["mlflow"]["run_id"]
+    client = tracking._client(store)
+    assert client.get_run(run_id).data.tags[TAG_RESUMED_AFTER] == str(killed_after)
+    steps = [m.step for m in client.get_metric_history(run_id, "val_accuracy")]
+    assert sorted(steps) == list(range(1, KILL_EPOCHS + 1))

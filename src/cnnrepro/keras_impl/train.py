@@ -8,14 +8,15 @@ flags set before compiling, fine-tuning from the frozen-base run's saved model. 
 generators is shared with the PyTorch runs: the same decoded uint8 arrays
 (cnnrepro.training.data), the same Keras-iterator batch indices from the same seed streams, and the
 same augmentation engine and draws (cnnrepro.training.augment, through torch CPU tensors), so the two
-frameworks see the same batches in the same order. Not implemented here: per-epoch checkpoints (a
-killed Keras run starts over) and mixed precision (Keras runs float32).
+frameworks see the same batches in the same order. Per-epoch checkpoints use the PyTorch runs' file
+and rules (cnnrepro.training.checkpoint); see EpochCheckpoint. Not implemented here: mixed precision
+(Keras runs float32).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +31,7 @@ from cnnrepro.keras_impl import import_keras, ledger
 from cnnrepro.models import vgg16
 from cnnrepro.models.registry import get_variant
 from cnnrepro.runs import RunMetrics, summarize_final
+from cnnrepro.training import checkpoint as ckpt
 from cnnrepro.training import runner
 from cnnrepro.training.data import KerasIterator, Split
 from cnnrepro.training.loop import EpochHook, FitSettings, InputPipeline, _make_iterators, sequential_batches
@@ -273,16 +275,77 @@ def evaluate_batches(
     return {"loss": float(result["loss"]), "accuracy": float(result["accuracy"])}
 
 
+@dataclass
+class EpochCheckpoint:
+    """checkpoints/keras/<variant>/seed<S>/last.pt after every epoch: the trained model's variables (the
+    dropout seed-generator states included), the optimizer's, the validation iterator, the RNGs, the
+    history, the config hash and the owner (the MLflow run), as the PyTorch loop's checkpoint.
+
+    The training generator's position is not saved but replayed: Keras pulls a generator ahead of what
+    it has trained on (tf.data prefetch), so the saved position would be wrong. A resumed run regenerates
+    the epochs' batches it already trained on (index draws and augmentation draws, no model work) and
+    continues with the next one, which is the batch the killed run would have trained on.
+    """
+
+    path: Path
+    config_hash: str
+    owner: dict[str, Any]
+
+    def save(self, model: Any, streams: Streams, epoch: int, history: list[dict[str, float]]) -> None:
+        ckpt.save_checkpoint(
+            self.path,
+            {
+                "framework": "keras",
+                "epoch": epoch,
+                "model": [np.asarray(v.numpy()) for v in model.variables],
+                "optimizer": [np.asarray(v.numpy()) for v in model.optimizer.variables],
+                "validation_iterator": streams.validation_iterator.state_dict(),
+                "rng": ckpt.rng_states(),
+                "history": list(history),
+                "config_hash": self.config_hash,
+                "owner": self.owner,
+            },
+        )
+
+    def restore(self, model: Any, streams: Streams, epochs: int) -> tuple[int, list[dict[str, float]], dict[str, Any]]:
+        """(epochs trained, their history rows, the owner that wrote them); (0, [], {}) without a usable checkpoint."""
+        state = ckpt.load_checkpoint(self.path, self.config_hash)
+        if state is None or state.get("framework") != "keras" or not 0 < int(state["epoch"]) < epochs:
+            return 0, [], {}
+        model.optimizer.build(model.trainable_variables)
+        pairs = ((model.variables, state["model"]), (model.optimizer.variables, state["optimizer"]))
+        if any([tuple(v.shape) for v in variables] != [np.shape(x) for x in values] for variables, values in pairs):
+            print(f"checkpoint {self.path} does not fit this model; starting from scratch", flush=True)
+            return 0, [], {}
+        for variables, values in pairs:
+            for variable, value in zip(variables, values, strict=True):
+                variable.assign(value)
+        epoch = int(state["epoch"])
+        for _ in range(epoch * streams.steps_per_epoch):
+            next(streams.train)
+        streams.validation_iterator.load_state_dict(state["validation_iterator"])
+        ckpt.set_rng_states(state["rng"])
+        return epoch, list(state["history"]), dict(state.get("owner") or {})
+
+
 class _EpochEnd(keras.callbacks.Callback):
     """Per epoch: validation on the next batches of the persistent iterator, one history row (the runs
-    contract), the line the PyTorch loop prints, and the epoch hooks (MLflow)."""
+    contract), the line the PyTorch loop prints, the checkpoint, and the epoch hooks (MLflow)."""
 
-    def __init__(self, streams: Streams, epochs: int, hooks: Sequence[EpochHook]) -> None:
+    def __init__(
+        self,
+        streams: Streams,
+        epochs: int,
+        hooks: Sequence[EpochHook],
+        checkpoint: EpochCheckpoint | None = None,
+        history: Sequence[dict[str, float]] = (),
+    ) -> None:
         super().__init__()
         self.streams = streams
         self.epochs = epochs
         self.hooks = hooks
-        self.rows: list[dict[str, float]] = []
+        self.checkpoint = checkpoint
+        self.rows: list[dict[str, float]] = list(history)
         self._started = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -301,18 +364,38 @@ class _EpochEnd(keras.callbacks.Callback):
             f"({time.perf_counter() - self._started:.1f} s)",
             flush=True,
         )
+        if self.checkpoint is not None:
+            self.checkpoint.save(self.model, s, epoch + 1, self.rows)
         for hook in self.hooks:
             hook(row)
 
 
-def fit(model: Any, streams: Streams, epochs: int, hooks: Sequence[EpochHook]) -> list[dict[str, float]]:
+def fit(
+    model: Any,
+    streams: Streams,
+    epochs: int,
+    hooks: Sequence[EpochHook],
+    checkpoint: EpochCheckpoint | None = None,
+    on_resume: Callable[[dict[str, Any], int], None] | None = None,
+) -> list[dict[str, float]]:
     """The book's fit_generator call in Keras 3: model.fit on the generator with steps_per_epoch; the
-    validation_steps batches are scored at each epoch's end (see Streams). One history row per epoch."""
-    callback = _EpochEnd(streams, epochs, hooks)
+    validation_steps batches are scored at each epoch's end (see Streams). One history row per epoch.
+    With a checkpoint of the same config, training continues after its epoch with every state restored."""
+    start, history, owner = checkpoint.restore(model, streams, epochs) if checkpoint else (0, [], {})
+    if start:
+        print(f"resuming from {checkpoint.path} after epoch {start}", flush=True)  # type: ignore[union-attr]
+        if on_resume is not None:
+            on_resume(owner, start)
+        # Hooks see every epoch of the run once, the restored ones included (complete MLflow curves).
+        for row in history:
+            for hook in hooks:
+                hook(row)
+    callback = _EpochEnd(streams, epochs, hooks, checkpoint, history)
     model.fit(
         streams.train,
         steps_per_epoch=streams.steps_per_epoch,
         epochs=epochs,
+        initial_epoch=start,
         shuffle=False,  # the generator shuffles, as flow_from_directory did
         callbacks=[callback],
         verbose=0,
@@ -343,12 +426,11 @@ def train_variant(
     checkpoint_root: str | Path = "checkpoints",
     hooks: tuple[EpochHook, ...] = (),
     owner: dict[str, Any] | None = None,
-    on_resume: Any = None,
+    on_resume: Callable[[dict[str, Any], int], None] | None = None,
 ) -> KerasRunResult:
     """Train one (variant, seed) in Keras to the end and score it. prepare(config) must have run.
 
-    checkpoint_root, owner and on_resume are the PyTorch runner's checkpoint interface: Keras runs
-    keep no checkpoints, so they are accepted and unused.
+    `owner` is saved with each checkpoint; a run resuming from one calls `on_resume(its owner, epoch)`.
     """
     from cnnrepro.keras_impl import models, optim
 
@@ -378,7 +460,13 @@ def train_variant(
         loss=optim.make_loss(config["loss"], config["variant"]),
         metrics=["accuracy"],
     )
-    history = fit(trained, make_streams(config, train, validation, inputs), config["epochs"], hooks)
+    checkpoint = EpochCheckpoint(
+        ckpt.checkpoint_path(checkpoint_root, config["framework"], config["variant"], config["seed"]),
+        ckpt.config_hash(config),
+        dict(owner or {}),
+    )
+    streams = make_streams(config, train, validation, inputs)
+    history = fit(trained, streams, config["epochs"], hooks, checkpoint, on_resume)
     train_duration = time.perf_counter() - started
 
     # The final model on every image of the test split once (the validation split where there is none).
