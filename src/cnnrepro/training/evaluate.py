@@ -69,7 +69,9 @@ def load_trained(run: str | Path, device: str = "cpu") -> tuple[Any, dict[str, A
     return model.to(torch_device).eval(), config
 
 
-def class_probabilities(run: str | Path, device: str = "auto") -> tuple[Callable[[np.ndarray], np.ndarray], dict]:
+def class_probabilities(
+    run: str | Path, device: str = "auto"
+) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
     """(uint8 (N, H, W, C) images -> (N, classes) probabilities, the run's config), for a run of either framework."""
     import torch
 
