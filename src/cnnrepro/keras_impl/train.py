@@ -383,13 +383,7 @@ def fit(
     With a checkpoint of the same config, training continues after its epoch with every state restored."""
     start, history, owner = checkpoint.restore(model, streams, epochs) if checkpoint else (0, [], {})
     if start:
-        print(f"resuming from {checkpoint.path} after epoch {start}", flush=True)  # type: ignore[union-attr]
-        if on_resume is not None:
-            on_resume(owner, start)
-        # Hooks see every epoch of the run once, the restored ones included (complete MLflow curves).
-        for row in history:
-            for hook in hooks:
-                hook(row)
+        ckpt.announce_resume(checkpoint.path, start, owner, history, hooks, on_resume)  # type: ignore[union-attr]
     callback = _EpochEnd(streams, epochs, hooks, checkpoint, history)
     model.fit(
         streams.train,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +88,23 @@ def remove_checkpoint(path: str | Path) -> None:
             parent.rmdir()  # only when empty
         except OSError:
             break
+
+
+def announce_resume(
+    path: str | Path,
+    epoch: int,
+    owner: dict[str, Any],
+    history: Sequence[dict[str, float]],
+    hooks: Iterable[Callable[[dict[str, float]], None]],
+    on_resume: Callable[[dict[str, Any], int], None] | None,
+) -> None:
+    """What a resumed run does before its next epoch, in either framework: one line, on_resume(owner, epoch)
+    (the command links the killed MLflow run), and every restored epoch through the hooks once, so the
+    MLflow curves are complete."""
+    print(f"resuming from {path} after epoch {epoch}", flush=True)
+    if on_resume is not None:
+        on_resume(owner, epoch)
+    hooks = tuple(hooks)
+    for row in history:
+        for hook in hooks:
+            hook(row)

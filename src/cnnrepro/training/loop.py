@@ -216,13 +216,8 @@ def fit(
         ckpt.set_rng_states(state["rng"])
         history = list(state["history"])
         start_epoch = int(state["epoch"])
-        print(f"resuming from {settings.checkpoint} after epoch {start_epoch}", flush=True)
-        if settings.on_resume is not None:
-            settings.on_resume(dict(state.get("owner") or {}), start_epoch)
-        # Hooks see every epoch of the run once, the restored ones included (complete MLflow curves).
-        for row in history:
-            for hook in hooks:
-                hook(row)
+        owner = dict(state.get("owner") or {})
+        ckpt.announce_resume(settings.checkpoint, start_epoch, owner, history, hooks, settings.on_resume)
 
     device = train.x.device
     for epoch in range(start_epoch + 1, settings.epochs + 1):
