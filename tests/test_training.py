@@ -36,9 +36,6 @@ from .helpers_train import (
     write_params,
 )
 
-HAVE_AUGMENT = importlib.util.find_spec("cnnrepro.training.augment") is not None
-needs_augment = pytest.mark.skipif(not HAVE_AUGMENT, reason="cnnrepro.training.augment not written yet")
-
 RUN_INFO_KEYS = {
     "framework",
     "variant",
@@ -303,7 +300,6 @@ def test_variant_trains_a_few_steps(variant: str, request: pytest.FixtureRequest
         assert run["info"]["config"]["max_train_images"] == 64
 
 
-@needs_augment
 @pytest.mark.parametrize("variant", ["augmentation", "cam_convnet"])
 def test_augmented_variant_trains_a_few_steps(
     variant: str, request: pytest.FixtureRequest, store: str, work: Path
@@ -345,7 +341,6 @@ def test_feature_extraction_trains_the_head_on_cached_features(
     assert {r["val_accuracy"] for r in load_run(out).history} <= {0.0, 0.5, 1.0}
 
 
-@needs_augment
 def test_frozen_base_then_fine_tuning_move_only_what_the_book_trains(
     small_book: Path, store: str, work: Path, test_only_h5: Path
 ) -> None:
@@ -387,7 +382,7 @@ def test_fine_tuning_refuses_a_run_of_another_variant(book: Path, store: str, wo
 # --- resume --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["mnist_convnet", pytest.param("augmentation", marks=needs_augment)])
+@pytest.mark.parametrize("variant", ["mnist_convnet", "augmentation"])
 def test_a_killed_run_resumes_to_the_uninterrupted_result(
     variant: str, request: pytest.FixtureRequest, store: str, work: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
