@@ -246,18 +246,26 @@ def write_idx_pins(target: str | Path, pins_by_dataset: dict[str, dict[str, IdxS
 # ---------------------------------------------------------------- HTTP
 
 
+# How long a stalling answer waits: far beyond any client timeout the tests set.
+STALL_S = 2.0
+
+
 @dataclass
 class LoopbackServer:
     """Serves files from `root` on 127.0.0.1; `plan[path]` scripts the answers to successive requests.
 
-    Answers: "ok", "404", "403", "500", "503", "truncate" (Content-Length of the whole file, half
-    the body, then the connection closes). When a plan runs out, the answer is "ok".
+    Answers: "ok", "404", "403", "500", "503"; "truncate", "stall_body" and "reset" send the whole
+    file's Content-Length and half the body, then close the connection, stall past the client's read
+    timeout, or close with a TCP RST; "stall_headers" reads the request and never answers in time;
+    "unsized_cut" sends half the body with no Content-Length (the client cannot tell it is short).
+    When a plan runs out, the answer is "ok".
     """
 
     root: Path
     plan: dict[str, list[str]] = field(default_factory=dict)
     hits: Counter = field(default_factory=Counter)
     url: str = ""
+    stop: threading.Event = field(default_factory=threading.Event)  # releases stalled answers at shutdown
 
     def url_for(self, name: str) -> str:
         return f"{self.url}/{name}"
@@ -282,18 +290,35 @@ def _handler(server: LoopbackServer) -> type[http.server.BaseHTTPRequestHandler]
                 self.wfile.write(body)
                 return
             data = file.read_bytes()
+            if answer == "stall_headers":
+                server.stop.wait(STALL_S)
+                self.close_connection = True
+                return
+            if answer == "unsized_cut":
+                # HTTP/1.0 style: the body ends when the connection closes.
+                self.protocol_version = "HTTP/1.0"
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.close_connection = True
+                return
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(data)))
-            if answer == "truncate":
-                self.send_header("Connection", "close")
+            if answer == "ok":
                 self.end_headers()
-                self.wfile.write(data[: len(data) // 2])
-                self.wfile.flush()
-                self.close_connection = True
+                self.wfile.write(data)
                 return
+            self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(data)
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            if answer == "stall_body":
+                server.stop.wait(STALL_S)
+            elif answer == "reset":
+                # SO_LINGER 0: close() sends RST instead of FIN, as a crashed proxy or middlebox does.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -305,12 +330,14 @@ def _handler(server: LoopbackServer) -> type[http.server.BaseHTTPRequestHandler]
 def serve_directory(root: str | Path, plan: dict[str, list[str]] | None = None) -> Iterator[LoopbackServer]:
     server = LoopbackServer(Path(root), dict(plan or {}))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
+    httpd.daemon_threads = True
     server.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server
     finally:
+        server.stop.set()  # release stalled handlers at once
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
@@ -339,3 +366,19 @@ def write_params(target: str | Path, changes: dict[str, Any] | None = None) -> P
     target = Path(target)
     target.write_text(yaml.safe_dump(params, sort_keys=False))
     return target
+
+
+def petimages_params(tmp_path: Path, mirror: Path | None, urls: list[str], sha256: str | None) -> Path:
+    """tmp_path/params.yaml downloading the fixture's pets.zip: the mirror (or none), these URLs, no retries."""
+    return write_params(
+        tmp_path / "params.yaml",
+        {
+            "data.mirror": str(mirror) if mirror else None,
+            "download.petimages.archive": "pets.zip",
+            "download.petimages.urls": urls,
+            "download.petimages.sha256": sha256,
+            "download.retries": 0,
+            "download.backoff_s": 0,
+            "download.timeout_s": 5,
+        },
+    )

@@ -18,6 +18,7 @@ from .helpers_data import (
     closed_port_url,
     make_idx_gz_dir,
     make_petimages_zip,
+    petimages_params,
     serve_directory,
     write_idx_pins,
     write_params,
@@ -147,26 +148,11 @@ def test_fetch_copies_local_and_file_url_sources(served: Path, tmp_path: Path) -
 # ---------------------------------------------------------------- datasets through the CLI
 
 
-def _petimages_params(tmp_path: Path, mirror: Path | None, urls: list[str], sha256: str | None) -> Path:
-    return write_params(
-        tmp_path / "params.yaml",
-        {
-            "data.mirror": str(mirror) if mirror else None,
-            "download.petimages.archive": "pets.zip",
-            "download.petimages.urls": urls,
-            "download.petimages.sha256": sha256,
-            "download.retries": 0,
-            "download.backoff_s": 0,
-            "download.timeout_s": 5,
-        },
-    )
-
-
 def test_cli_petimages_takes_the_mirror_first(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     pets = make_petimages_zip(mirror / "petimages" / "pets.zip", n_per_class=2)
     with serve_directory(mirror / "petimages") as server:
-        params = _petimages_params(tmp_path, mirror, [server.url_for("pets.zip")], pets.sha256)
+        params = petimages_params(tmp_path, mirror, [server.url_for("pets.zip")], pets.sha256)
         out = tmp_path / "data" / "raw" / "petimages"
         assert cli_main(["download", "--params", str(params), "--dataset", "petimages", "--out", str(out)]) == 0
         assert server.hits["pets.zip"] == 0
@@ -184,7 +170,7 @@ def test_cli_petimages_without_mirror_file_downloads_and_records_unpinned_hash(t
     (mirror / "petimages").mkdir(parents=True)
     with serve_directory(served) as server:
         url = server.url_for("pets.zip")
-        params = _petimages_params(tmp_path, mirror, [url], None)
+        params = petimages_params(tmp_path, mirror, [url], None)
         out = tmp_path / "raw"
         assert cli_main(["download", "--params", str(params), "--dataset", "petimages", "--out", str(out)]) == 0
         assert server.hits["pets.zip"] == 1
@@ -200,7 +186,7 @@ def test_cli_petimages_rejects_a_non_zip(tmp_path: Path, capsys: pytest.CaptureF
     (served / "pets.zip").write_bytes(b"<html>moved</html>")
     with serve_directory(served) as server:
         url = server.url_for("pets.zip")
-        params = _petimages_params(tmp_path, None, [url], None)
+        params = petimages_params(tmp_path, None, [url], None)
         out = tmp_path / "raw" / "petimages"
         assert cli_main(["download", "--params", str(params), "--dataset", "petimages", "--out", str(out)]) == 1
     assert capsys.readouterr().err.strip() == f"cnnrepro download: error: {url}: not a zip archive"
@@ -211,7 +197,7 @@ def test_cli_unreachable_source_without_mirror_fails_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = closed_port_url() + "/pets.zip"
-    params = _petimages_params(tmp_path, None, [url], None)
+    params = petimages_params(tmp_path, None, [url], None)
     out = tmp_path / "raw" / "petimages"
     assert cli_main(["download", "--params", str(params), "--dataset", "petimages", "--out", str(out)]) == 1
     err = capsys.readouterr().err

@@ -32,11 +32,10 @@ from cnnrepro import pipeline_lock, pipeline_run, tracking
 from cnnrepro.cli import main as cli_main
 from cnnrepro.errors import CnnreproError
 
-from .helpers_data import write_params
+from .helpers_data import serve_directory, write_params
 from .helpers_faults import kill_tree, project_with_profiles, set_params, wait_for
 from .helpers_train import make_npz, shared_store
 from .pipeline_project import ARCHIVE, make_mirror, make_project, run, tiny_params
-from .test_faults_download import fault_server
 
 # A process that holds the pipeline lock as `tool` and prints its pipeline id, then waits to be killed.
 HOLD_LOCK = """
@@ -433,7 +432,7 @@ def test_interrupted_dvc_repro_keeps_dvc_lock_valid_and_finishes_next_time(tmp_p
     www = tmp_path / "www"
     www.mkdir()
     shutil.copy(mirror / "petimages" / ARCHIVE, www / ARCHIVE)
-    with fault_server(www, {ARCHIVE: ["stall_body"]}) as server:
+    with serve_directory(www, {ARCHIVE: ["stall_body"]}) as server:
         params = copy.deepcopy(params)
         params["data"]["mirror"] = None
         params["download"]["petimages"]["urls"] = [server.url_for(ARCHIVE)]
