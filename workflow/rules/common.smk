@@ -1,8 +1,9 @@
 # Names and paths shared by the rules; the variant lists and seeds come from params.yaml only.
 TRAIN = config["train"]
 VARIANT_GROUPS = TRAIN["variants"]
-CODE = "src/cnnrepro"
-TRAIN_CODE = [CODE + "/models", CODE + "/training"]
+# The code files each `cnnrepro <command>` imports (src/cnnrepro/stage_code.py walks them; dvc.yaml lists the same).
+from cnnrepro.stage_code import stage_code
+
 RUN_DIR = "runs/{framework}/{variant}/seed{seed}"
 
 

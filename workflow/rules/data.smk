@@ -1,7 +1,6 @@
 rule download:
     input:
-        CODE + "/data/download.py",
-        CODE + "/data/idx.py",
+        stage_code("download"),
     output:
         directory("data/raw/{dataset}"),
     wildcard_constraints:
@@ -15,7 +14,7 @@ rule download:
 rule clean:
     input:
         "data/raw/petimages",
-        CODE + "/data/clean.py",
+        stage_code("clean"),
     output:
         directory("data/clean/petimages"),
         directory("data/clean/quarantine"),
@@ -30,7 +29,7 @@ rule clean:
 rule split:
     input:
         "data/clean/petimages",
-        CODE + "/data/split.py",
+        stage_code("split"),
     output:
         directory("data/split/book"),
         directory("data/split/keras_example"),
@@ -43,8 +42,7 @@ rule split:
 rule prepare_mnist:
     input:
         "data/raw/{dataset}",
-        CODE + "/data/idx.py",
-        CODE + "/data/mnist.py",
+        stage_code("prepare-mnist"),
     output:
         "data/prepared/{dataset}.npz",
     wildcard_constraints:

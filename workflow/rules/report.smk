@@ -11,7 +11,7 @@ rule report:
         [run_outputs(group) for group in VARIANT_GROUPS],
         "data/clean/summary.json",
         "reports/figures",
-        CODE + "/report",
+        stage_code("report"),
     output:
         *REPORT_OUTPUTS,
         directory("reports/plots"),

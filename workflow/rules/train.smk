@@ -17,7 +17,7 @@ LOG = "logs/train/{framework}/{variant}/seed{seed}.log"
 rule train_pets:
     input:
         "data/split/book",
-        TRAIN_CODE,
+        stage_code("train"),
     output:
         **RUN_OUTPUTS,
     wildcard_constraints:
@@ -38,7 +38,7 @@ rule train_pets_fine_tuning:
     input:
         "data/split/book",
         "runs/{framework}/feature_extraction_augmented/seed{seed}/artifacts",
-        TRAIN_CODE,
+        stage_code("train"),
     output:
         **RUN_OUTPUTS,
     wildcard_constraints:
@@ -60,7 +60,7 @@ rule train_idx:
     input:
         "data/prepared/mnist.npz",
         "data/prepared/fashion_mnist.npz",
-        TRAIN_CODE,
+        stage_code("train"),
     output:
         **RUN_OUTPUTS,
     wildcard_constraints:
@@ -80,7 +80,7 @@ rule train_idx:
 rule train_keras_example:
     input:
         "data/split/keras_example",
-        TRAIN_CODE,
+        stage_code("train"),
     output:
         **RUN_OUTPUTS,
     wildcard_constraints:

@@ -17,7 +17,7 @@ rule visualize:
     input:
         visualize_runs(),
         "data/split/book",
-        CODE + "/visualize",
+        stage_code("visualize"),
     output:
         directory("reports/figures"),
     log:
