@@ -644,7 +644,7 @@ def test_killed_keras_training_resumes_to_the_uninterrupted_result(work: Path, s
     assert (work / "straight" / "history.csv").read_text() == (work / "resumed" / "history.csv").read_text()
     # MLflow: the resumed run names the epoch it continued after and carries the whole curve.
     run_id = json.loads((work / "resumed" / "run_info.json").read_text())["mlflow"]["run_id"]
-    client = tracking._client(store)
+    client = tracking.client(store)
     assert client.get_run(run_id).data.tags[TAG_RESUMED_AFTER] == str(killed_after)
     steps = [m.step for m in client.get_metric_history(run_id, "val_accuracy")]
     assert sorted(steps) == list(range(1, KILL_EPOCHS + 1))

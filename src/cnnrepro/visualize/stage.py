@@ -417,7 +417,7 @@ def log_to_mlflow(records: list[FigureRecord], figures_dir: Path, default_uri: s
     A run that cannot be reached is noted in the record (and printed), not fatal: the figures stand alone.
     """
     # tracking's store opening (lock, busy timeout) and retry are reused; the run is reopened by id only.
-    from cnnrepro.tracking import _client, _first_line, _retry
+    from cnnrepro.tracking import client, first_line, retry
 
     targets = {id(r): _mlflow_target(r, default_uri) for r in records}
     for record in records:
@@ -437,10 +437,9 @@ def log_to_mlflow(records: list[FigureRecord], figures_dir: Path, default_uri: s
         artifact_path = f"figures/{record.kind}"
         if target not in errors:
             try:
-                client = _client(uri)
-                _retry(client.log_artifact, run_id, str(figures_dir / record.path), artifact_path)
+                retry(client(uri).log_artifact, run_id, str(figures_dir / record.path), artifact_path)
             except Exception as exc:  # an unreachable store or a deleted run must not lose the figures
-                errors[target] = f"{type(exc).__name__}: {_first_line(exc)[:200]}"
+                errors[target] = f"{type(exc).__name__}: {first_line(exc)[:200]}"
                 print(f"visualize: warning: MLflow run {run_id} in {uri}: {errors[target]}")
         if target in errors:
             record.mlflow = {"logged": False, "run_id": run_id, "reason": errors[target]}
