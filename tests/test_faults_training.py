@@ -22,8 +22,8 @@ import yaml
 from safetensors.torch import load_file
 
 from cnnrepro import pipeline_lock, tracking
-from cnnrepro.training import checkpoint as ckpt
-from cnnrepro.training.cli import TAG_RESUMED_AFTER, TAG_RESUMED_FROM
+from cnnrepro.engine import checkpoint as ckpt
+from cnnrepro.train_cli import TAG_RESUMED_AFTER, TAG_RESUMED_FROM
 
 from .helpers_faults import copy_profiles, find_descendant, kill_tree, project_with_profiles, set_params, wait_for
 from .helpers_train import make_npz, shared_store, train, write_params

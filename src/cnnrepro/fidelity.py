@@ -102,7 +102,7 @@ LEDGER: tuple[LedgerEntry, ...] = (
         BOOK_AUGMENTED,
         "random augmentation",
         "ImageDataGenerator.random_transform: scipy.ndimage affine_transform per image on the CPU",
-        "cnnrepro.training.augment: the same per-image parameter distributions, applied as one batched "
+        "cnnrepro.engine.augment: the same per-image parameter distributions, applied as one batched "
         "affine resampling in PyTorch",
         "same transform family and parameter distributions; pixel values can differ at the resampling level.",
     ),
@@ -181,7 +181,7 @@ LEDGER: tuple[LedgerEntry, ...] = (
         ("cam_convnet",),
         "random augmentation",
         "RandomFlip('horizontal') + RandomRotation(0.1): per image, bilinear, fill_mode 'reflect'",
-        "cnnrepro.training.augment with rotation_range 36 degrees, horizontal_flip, fill 'reflect', bilinear",
+        "cnnrepro.engine.augment with rotation_range 36 degrees, horizontal_flip, fill 'reflect', bilinear",
         "same distributions (0.1 of a full turn = 36 degrees); resampling details can differ.",
     ),
     LedgerEntry(

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from cnnrepro.engine.data import Split
 from cnnrepro.errors import CnnreproError
 from cnnrepro.keras_impl import import_keras
-from cnnrepro.training.data import Split
 
 keras = import_keras()
 

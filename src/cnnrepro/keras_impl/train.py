@@ -6,10 +6,10 @@ generator with `steps_per_epoch`, `validation_steps` batches of a persistent val
 epoch (scored at the epoch's end; see Streams for why not through fit's validation_data), `trainable`
 flags set before compiling, fine-tuning from the frozen-base run's saved model. What feeds the
 generators is shared with the PyTorch runs: the same decoded uint8 arrays
-(cnnrepro.training.data), the same Keras-iterator batch indices from the same seed streams, and the
-same augmentation engine and draws (cnnrepro.training.augment, through torch CPU tensors), so the two
+(cnnrepro.engine.data), the same Keras-iterator batch indices from the same seed streams, and the
+same augmentation engine and draws (cnnrepro.engine.augment, through torch CPU tensors), so the two
 frameworks see the same batches in the same order. Per-epoch checkpoints use the PyTorch runs' file
-and rules (cnnrepro.training.checkpoint); see EpochCheckpoint. Not implemented here: mixed precision
+and rules (cnnrepro.engine.checkpoint); see EpochCheckpoint. Not implemented here: mixed precision
 (Keras runs float32).
 """
 
@@ -18,39 +18,28 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from cnnrepro.engine import checkpoint as ckpt
+from cnnrepro.engine import lifecycle
+from cnnrepro.engine.backend import EpochHook, ResumeHook, RunResult
+from cnnrepro.engine.data import KerasIterator, Split
+from cnnrepro.engine.inputs import InputPipeline, augmentation, epoch_line, make_iterators, sequential_batches
+from cnnrepro.engine.lifecycle import NotRunnable, check_init_run, data_line, load_splits
 from cnnrepro.errors import CnnreproError
-from cnnrepro.fsutil import read_json, sha256_file
+from cnnrepro.fsutil import sha256_file
 from cnnrepro.keras_impl import import_keras, ledger
 from cnnrepro.models import vgg16
-from cnnrepro.models.registry import get_variant
-from cnnrepro.runs import RunMetrics, summarize_final
-from cnnrepro.training import checkpoint as ckpt
-from cnnrepro.training import runner
-from cnnrepro.training.data import KerasIterator, Split
-from cnnrepro.training.loop import EpochHook, FitSettings, InputPipeline, _make_iterators, sequential_batches
+from cnnrepro.runs import summarize_final
 
 keras = import_keras()
 
 MODEL_FILE = "model.keras"
-PACKAGES = ("keras", "tensorflow", "tensorflow-cpu", "torch", "numpy", "pillow", "h5py", "mlflow", "cnnrepro")
-# The PyTorch runner's exception: the command line turns it into a not_run run for either framework.
-NotRunnable = runner.NotRunnable
-
-
-@dataclass
-class KerasRunResult:
-    history: list[dict[str, float]]
-    metrics: dict[str, Any]
-    confusion: dict[str, Any]
-    model: Any
-    train_duration_s: float
+PACKAGES = (*lifecycle.BASE_PACKAGES, "keras", "tensorflow", "tensorflow-cpu")
 
 
 # --- can it run? -------------------------------------------------------------------------------------
@@ -105,7 +94,7 @@ def prepare(config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None
     config["device"] = resolve_device(config["device"], config["num_threads"])
     vgg = config.get("vgg16")
     if config["init_from"] is not None:
-        config["init_model_sha256"] = _check_init_run(Path(config["init_from"]), config)
+        config["init_model_sha256"] = check_init_run(Path(config["init_from"]), config, MODEL_FILE)
     elif vgg is not None:
         if vgg["source"] != "keras":
             raise NotRunnable(
@@ -118,28 +107,6 @@ def prepare(config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None
             raise NotRunnable(str(exc)) from None
         vgg["weights_file"] = str(path)
         vgg["weights_sha256"] = sha256_file(path)
-
-
-def _check_init_run(run: Path, config: dict[str, Any]) -> str:
-    """The run fine_tuning continues from: a completed Keras run of the right variant; returns its model's sha256."""
-    metrics = read_json(run / "metrics.json")
-    status = metrics.get("status") if isinstance(metrics, dict) else None
-    if status != "completed":
-        reason = metrics.get("reason") if isinstance(metrics, dict) else None
-        raise NotRunnable(f"continues from {run}, which is {status or 'not a run'}: {reason or 'no reason given'}")
-    if metrics.get("framework") != "keras":
-        raise CnnreproError(
-            f"{run}: --init-from is a {metrics.get('framework')} run; a Keras run continues a Keras one"
-        )
-    expected = get_variant(config["variant"]).continues_from
-    if metrics.get("variant") != expected:
-        raise CnnreproError(
-            f"{run}: --init-from is a {metrics.get('variant')} run; {config['variant']} continues from {expected}"
-        )
-    model = run / "artifacts" / MODEL_FILE
-    if not model.is_file():
-        raise CnnreproError(f"{model}: missing (the run it continues from has no Keras model)")
-    return sha256_file(model)
 
 
 # --- model and data ----------------------------------------------------------------------------------
@@ -231,8 +198,8 @@ class Streams:
 
 def image_inputs(config: dict[str, Any]) -> InputPipeline:
     """The PyTorch runs' input pipeline for this config, its augmentation generator seeded as theirs."""
-    augmentation, generator = runner._augmentation(config, torch.device("cpu"))
-    return InputPipeline("images", config["preprocessing"], config["input_scale"], augmentation, generator)
+    spec, generator = augmentation(config, torch.device("cpu"))
+    return InputPipeline("images", config["preprocessing"], config["input_scale"], spec, generator)
 
 
 def make_streams(config: dict[str, Any], train: Split, validation: Split, inputs: InputPipeline) -> Streams:
@@ -243,15 +210,7 @@ def make_streams(config: dict[str, Any], train: Split, validation: Split, inputs
     validation iterator walks the split in order, so every epoch scores every image once.
     """
     batch_size = config["batch_size"]
-    settings = FitSettings(
-        loss=config["loss"],
-        epochs=config["epochs"],
-        batch_size=batch_size,
-        steps_per_epoch=config["steps_per_epoch"],
-        validation_steps=config["validation_steps"],
-        seed=config["seed"],
-    )
-    iterators = _make_iterators(settings, len(train), len(validation))
+    iterators = make_iterators(config["seed"], batch_size, config["validation_steps"], len(train), len(validation))
     val_iterator = iterators.get("validation") or KerasIterator(len(validation), batch_size, shuffle=False)
     n_classes = len(config["classes"])
     train_y = targets(train.labels, config["loss"], n_classes)
@@ -358,12 +317,7 @@ class _EpochEnd(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "accuracy": float(logs["accuracy"])}
         row |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
         self.rows.append(row)
-        print(
-            f"epoch {epoch + 1}/{self.epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
-            f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} "
-            f"({time.perf_counter() - self._started:.1f} s)",
-            flush=True,
-        )
+        print(epoch_line(row, self.epochs, time.perf_counter() - self._started), flush=True)
         if self.checkpoint is not None:
             self.checkpoint.save(self.model, s, epoch + 1, self.rows)
         for hook in self.hooks:
@@ -418,10 +372,10 @@ def train_variant(
     config: dict[str, Any],
     *,
     checkpoint_root: str | Path = "checkpoints",
-    hooks: tuple[EpochHook, ...] = (),
+    hooks: Sequence[EpochHook] = (),
     owner: dict[str, Any] | None = None,
-    on_resume: Callable[[dict[str, Any], int], None] | None = None,
-) -> KerasRunResult:
+    on_resume: ResumeHook | None = None,
+) -> RunResult:
     """Train one (variant, seed) in Keras to the end and score it. prepare(config) must have run.
 
     `owner` is saved with each checkpoint; a run resuming from one calls `on_resume(its owner, epoch)`.
@@ -432,8 +386,8 @@ def train_variant(
     _deterministic_ops()
     if config["num_threads"] > 0:
         torch.set_num_threads(config["num_threads"])
-    splits = runner.load_splits(config)
-    print("data: " + ", ".join(f"{name} {len(s)}" for name, s in splits.items() if s is not None), flush=True)
+    splits = load_splits(config)
+    print(data_line(splits), flush=True)
     train, validation, test = splits["train"], splits["validation"], splits["test"]
     if validation is None or train is None:
         raise CnnreproError(f"{config['data_dir']}: no training or validation split")
@@ -467,35 +421,46 @@ def train_variant(
     scored, split_name = (test, "test") if test is not None else (validation, "validation")
     final = score(trained, scored, inputs, config)
     metrics, confusion = summarize_final(history, final, list(config["classes"]), split_name, test is not None)
-    return KerasRunResult(history, metrics, confusion, model, train_duration)
+    return RunResult(history, metrics, confusion, model, train_duration)
 
 
-# --- outputs -----------------------------------------------------------------------------------------
+# --- the backend --------------------------------------------------------------------------------------
+
+
+class KerasBackend:
+    """The Keras 3 backend (cnnrepro.engine.backend.Backend)."""
+
+    framework = "keras"
+    model_file = MODEL_FILE
+
+    def prepare(self, config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None:
+        prepare(config, download_timeout_s=download_timeout_s)
+
+    def train_variant(
+        self,
+        config: dict[str, Any],
+        *,
+        checkpoint_root: str | Path = "checkpoints",
+        hooks: Sequence[EpochHook] = (),
+        owner: dict[str, Any] | None = None,
+        on_resume: ResumeHook | None = None,
+    ) -> RunResult:
+        return train_variant(config, checkpoint_root=checkpoint_root, hooks=hooks, owner=owner, on_resume=on_resume)
+
+    def save_model(self, model: Any, path: Path) -> None:
+        model.save(path)
+
+    def ledger_entries(self, config: dict[str, Any]) -> list[dict[str, str]]:
+        return ledger.entries_for(config)
+
+    def package_versions(self) -> dict[str, str | None]:
+        return package_versions()
 
 
 def package_versions() -> dict[str, str | None]:
-    versions = runner.package_versions()
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+    versions = lifecycle.package_versions(PACKAGES)
     versions["keras_backend"] = keras.backend.backend()
     return versions
 
 
-def write_outputs(
-    out: str | Path, config: dict[str, Any], info: runner.RunInfo, result: KerasRunResult | None
-) -> RunMetrics:
-    """artifacts/ (whole or not at all: fidelity.json, model.keras, confusion.json), then the three run files."""
-    info.packages = package_versions()
-    info.device = config["device"]  # resolved by prepare(), after the command created `info`
-    return runner.write_outputs(
-        out,
-        config,
-        info,
-        result,
-        entries=ledger.entries_for(config),
-        save=lambda model, path: model.save(path),
-        model_file=MODEL_FILE,
-    )
+BACKEND = KerasBackend()

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnrepro.engine.data import IMAGE_EXTENSIONS, load_image, scale_input
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, read_json, write_json_atomic
 from cnnrepro.runs import run_dir
-from cnnrepro.training.data import IMAGE_EXTENSIONS, load_image, scale_input
 from cnnrepro.visualize import activations, filters, heatmaps
 from cnnrepro.visualize.layers import find_layer, truncated
 from cnnrepro.visualize.render import resize_rgb, save_image_with_title
@@ -74,8 +74,8 @@ class Settings:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> Settings:
+        from cnnrepro.engine.run_config import resolve_device
         from cnnrepro.tracking import tracking_settings
-        from cnnrepro.training.run_config import resolve_device
 
         train = params["train"]
         section = params["visualize"]
@@ -125,7 +125,7 @@ class LoadedRun:
 
 def load_run(runs_root: Path, variant: str, settings: Settings) -> LoadedRun:
     """The trained model of `variant`, first seed; Unavailable with the reason when there is none."""
-    from cnnrepro.training.evaluate import load_trained
+    from cnnrepro.evaluate import load_trained
 
     if FRAMEWORK not in settings.frameworks:
         raise Unavailable(f"train.frameworks has no {FRAMEWORK} (the figures read {FRAMEWORK} runs)")

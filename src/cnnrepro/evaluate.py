@@ -51,8 +51,8 @@ def load_trained(run: str | Path, device: str = "cpu") -> tuple[Any, dict[str, A
     """(model in eval mode on `device`, the run's resolved config) of a completed PyTorch run; one-line errors."""
     from safetensors.torch import load_file
 
+    from cnnrepro.engine.run_config import resolve_device
     from cnnrepro.models.registry import create_model
-    from cnnrepro.training.run_config import resolve_device
 
     config = load_run_config(run)
     if config.get("framework", "torch") != "torch":
@@ -107,7 +107,7 @@ def input_pipeline(config: dict[str, Any]) -> Any:
 
 
 def load_eval_split(data: str, config: dict[str, Any], prepared: Path) -> Any:
-    from cnnrepro.training.data import load_image_split, load_npz
+    from cnnrepro.engine.data import load_image_split, load_npz
 
     classes = tuple(config["classes"])
     if data in IDX_DATASETS:
