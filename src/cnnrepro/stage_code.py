@@ -41,7 +41,7 @@ def _name_of(file: Path) -> str:
     return ".".join((PACKAGE, *parts))
 
 
-def _imported_names(file: Path) -> set[str]:
+def imports_of(file: Path) -> set[str]:
     """Every module name an import statement in `file` may load (a `from m import x` may load m.x)."""
     module = _name_of(file)
     package = module if file.name == "__init__.py" else module.rpartition(".")[0]
@@ -73,7 +73,7 @@ def imported_files(module: str) -> frozenset[Path]:
             file = module_file(".".join(parts[:i]))
             if file is not None and file not in seen:
                 seen.add(file)
-                todo.extend(_imported_names(file))
+                todo.extend(imports_of(file))
     return frozenset(seen)
 
 
