@@ -228,6 +228,13 @@ def _freeze_torch(model: nn.Module, trainable: str) -> None:
 
 
 @needs_tf
+def test_the_keras_builders_cover_the_registry_exactly() -> None:
+    from cnnrepro.keras_impl import models
+
+    assert sorted([*models.KERAS_BUILDERS, *models.VGG_VARIANTS]) == sorted(list_variants())
+
+
+@needs_tf
 @pytest.mark.parametrize("variant", list_variants())
 def test_keras_model_has_the_torch_parameter_counts_and_layer_shapes(variant: str) -> None:
     from cnnrepro.keras_impl import models

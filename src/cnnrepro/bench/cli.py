@@ -29,16 +29,11 @@ from cnnrepro.engine.lifecycle import NotRunnable
 from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import write_json_atomic
-from cnnrepro.models.registry import get_variant
+from cnnrepro.models.registry import DATASET_DIRS, get_variant
 from cnnrepro.training import runner
 
 # Where each dataset's prepared data lies under --data-root (the pipeline's own layout).
-DATA_SUBDIRS = {
-    "dogs_vs_cats": "split/book",
-    "petimages_80_20": "split/keras_example",
-    "mnist": "prepared",
-    "fashion_mnist": "prepared",
-}
+DATA_SUBDIRS = DATASET_DIRS  # the registry's: each dataset's folder under the data root
 
 
 LEGEND = (
