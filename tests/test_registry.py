@@ -61,3 +61,10 @@ def test_the_documented_table_agrees_with_the_registry() -> None:
     assert set(DOCUMENTED) == set(VARIANTS)
     for name, figure in DOCUMENTED.items():
         assert figure.dataset == VARIANTS[name].dataset, name
+
+
+def test_the_schema_writer_is_a_fixed_point() -> None:
+    from cnnrepro.models.schema_enums import with_registry_enums
+
+    text = (PROJECT_ROOT / "workflow/schemas/params.schema.yaml").read_text()
+    assert with_registry_enums(text) == text
