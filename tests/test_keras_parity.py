@@ -337,7 +337,7 @@ def test_first_batch_and_first_step_match_the_pytorch_port(
     variant: str, request: pytest.FixtureRequest, store: str, work: Path, vgg_h5: Path
 ) -> None:
     from cnnrepro.keras_impl import models, optim
-    from cnnrepro.keras_impl import train as keras_train
+    from cnnrepro.keras_impl import streams as keras_streams
 
     spec = get_variant(variant)
     params = write_params(
@@ -361,7 +361,9 @@ def test_first_batch_and_first_step_match_the_pytorch_port(
     splits = load_splits(config)
 
     # The first training batch, as each framework's loop draws it from the same seed.
-    streams = keras_train.make_streams(config, splits["train"], splits["validation"], keras_train.image_inputs(config))
+    streams = keras_streams.make_streams(
+        config, splits["train"], splits["validation"], keras_streams.image_inputs(config)
+    )
     x, y = next(streams.train)
     n_train, n_val = len(splits["train"]), len(splits["validation"])
     index = next(make_iterators(3, 2, config["validation_steps"], n_train, n_val)["train"])
@@ -370,7 +372,7 @@ def test_first_batch_and_first_step_match_the_pytorch_port(
     x_torch = pipeline(torch.from_numpy(splits["train"].images[index]), train=True)
     np.testing.assert_allclose(x, x_torch.permute(0, 2, 3, 1).numpy(), rtol=0, atol=1e-6)
     labels = torch.from_numpy(splits["train"].labels[index])
-    expected_y = keras_train.targets(labels.numpy(), config["loss"], len(config["classes"]))
+    expected_y = keras_streams.targets(labels.numpy(), config["loss"], len(config["classes"]))
     np.testing.assert_array_equal(y, expected_y)
     # Each epoch's validation batches: the next validation_steps of the same persistent iterator.
     torch_validation = make_iterators(3, 2, config["validation_steps"], n_train, n_val)["validation"]
