@@ -12,7 +12,7 @@ import yaml
 from cnnrepro.config import PROJECT_ROOT
 from cnnrepro.fsutil import write_json_atomic
 from cnnrepro.report.collect import ReportSettings
-from cnnrepro.runs import RunMetrics, run_dir, write_run
+from cnnrepro.runs import RunInfo, RunMetrics, run_dir, write_run
 
 BINARY_LABELS = ("cat", "dog")
 TEN_LABELS = tuple(str(i) for i in range(10))
@@ -103,7 +103,7 @@ def write_synthetic_run(
         "fidelity": fidelity or [],
         "overrides": overrides or {},
     }
-    write_run(out, metrics, history, info)
+    write_run(out, metrics, history, RunInfo(**info))
     if completed and test is not None:
         write_json_atomic(out / "artifacts" / "confusion.json", confusion_for(test, labels))
     return out

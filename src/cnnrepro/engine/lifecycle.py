@@ -10,7 +10,6 @@ from __future__ import annotations
 import platform
 import subprocess
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -23,7 +22,9 @@ from cnnrepro.engine.data import Split, load_image_split, load_npz, manifest_sha
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, read_json, sha256_file, write_json_atomic
 from cnnrepro.models.registry import get_variant
-from cnnrepro.runs import RunMetrics, write_run
+from cnnrepro.runs import RunInfo, RunMetrics, write_run
+
+__all__ = ["RunInfo"]  # run_info.json's contract lives with the other run files, in cnnrepro.runs
 
 FRAMEWORK_NAMES = {"torch": "PyTorch", "keras": "Keras"}
 BASE_PACKAGES = ("torch", "numpy", "pillow", "h5py", "safetensors", "mlflow", "cnnrepro")
@@ -49,8 +50,7 @@ def check_init_run(run: Path, config: dict[str, Any], model_file: str) -> str:
         raise CnnreproError(
             f"{run}: --init-from is a {metrics.get('framework')} run; a {name} run continues a {name} one"
         )
-    info = read_json(run / "run_info.json")
-    previous = (info.get("config") or {}) if isinstance(info, dict) else {}
+    previous = RunInfo.read(run).config
     expected = get_variant(config["variant"]).continues_from
     if previous.get("variant") != expected:
         raise CnnreproError(
@@ -138,29 +138,6 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-@dataclass
-class RunInfo:
-    """run_info.json; mlflow ids filled in by the caller that opened the MLflow run."""
-
-    framework: str
-    variant: str
-    seed: int
-    status: str
-    device: str
-    started_at: str
-    finished_at: str | None = None
-    duration_s: float | None = None
-    train_duration_s: float | None = None
-    packages: dict[str, str | None] = field(default_factory=package_versions)
-    git_commit: str | None = None
-    data_manifest_sha256: str | None = None
-    mlflow: dict[str, str | None] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    fidelity: list[dict[str, str]] = field(default_factory=list)
-    overrides: dict[str, Any] = field(default_factory=dict)
-    reason: str | None = None
-
-
 # --- outputs -----------------------------------------------------------------------------------------
 
 
@@ -192,7 +169,7 @@ def write_outputs(
     else:
         metrics = RunMetrics(config["framework"], config["variant"], config["seed"], "completed", **result.metrics)
         history = result.history
-    write_run(out, metrics, history, asdict(info))
+    write_run(out, metrics, history, info)
     return metrics
 
 

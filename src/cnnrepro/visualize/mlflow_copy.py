@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnrepro.fsutil import read_json
+from cnnrepro.errors import CnnreproError
+from cnnrepro.runs import RunInfo
 from cnnrepro.visualize.index import FigureRecord
 
 
@@ -15,8 +16,10 @@ def mlflow_target(record: FigureRecord, default_uri: str) -> tuple[str, str] | N
     if record.source_run is None:
         parent = parent_run_id_from_env()
         return (default_uri, parent) if parent else None
-    info = read_json(Path(record.source_run) / "run_info.json")
-    ids = info.get("mlflow") if isinstance(info, dict) else None
+    try:
+        ids = RunInfo.read(record.source_run).mlflow
+    except CnnreproError:
+        return None  # an unreadable run_info.json: the figure stands alone, and its record says why
     if not isinstance(ids, dict) or not ids.get("run_id"):
         return None
     return str(ids.get("tracking_uri") or default_uri), str(ids["run_id"])
