@@ -67,7 +67,8 @@ def test_the_train_command_picks_a_backend_by_name() -> None:
 
 
 def _private_uses(file: Path) -> list[str]:
-    """`from cnnrepro.x import _name` and `module._name` where module is a cnnrepro module bound in this file."""
+    """Imports of underscore names from a cnnrepro module, and attribute access to an underscore name
+    through a cnnrepro module bound in this file."""
     tree = ast.parse(file.read_text(), str(file))
     modules: set[str] = set()
     found: list[str] = []
