@@ -5,6 +5,8 @@ rule download:
         directory("data/raw/{dataset}"),
     wildcard_constraints:
         dataset="petimages|mnist|fashion_mnist",
+    params:
+        tracked=tracked_params("download"),
     log:
         "logs/download/{dataset}.log",
     shell:
@@ -20,6 +22,8 @@ rule clean:
         directory("data/clean/quarantine"),
         "data/clean/manifest.csv",
         "data/clean/summary.json",
+    params:
+        tracked=tracked_params("clean"),
     log:
         "logs/clean.log",
     shell:
@@ -33,6 +37,8 @@ rule split:
     output:
         directory("data/split/book"),
         directory("data/split/keras_example"),
+    params:
+        tracked=tracked_params("split"),
     log:
         "logs/split.log",
     shell:
@@ -47,6 +53,8 @@ rule prepare_mnist:
         "data/prepared/{dataset}.npz",
     wildcard_constraints:
         dataset="mnist|fashion_mnist",
+    params:
+        tracked=tracked_params("prepare_mnist"),
     log:
         "logs/prepare_mnist/{dataset}.log",
     shell:

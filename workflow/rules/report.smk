@@ -15,6 +15,8 @@ rule report:
     output:
         *REPORT_OUTPUTS,
         directory("reports/plots"),
+    params:
+        tracked=tracked_params("report"),
     log:
         "logs/report.log",
     shell:

@@ -23,6 +23,7 @@ rule train_pets:
     wildcard_constraints:
         variant=one_of(VARIANT_GROUPS["pets"]),
     params:
+        tracked=tracked_params("train_pets"),
         data="data/split/book",
     threads: 4
     resources:
@@ -44,6 +45,7 @@ rule train_pets_fine_tuning:
     wildcard_constraints:
         variant=one_of(VARIANT_GROUPS["pets_fine_tuning"]),
     params:
+        tracked=tracked_params("train_pets_fine_tuning"),
         data="data/split/book",
     threads: 4
     resources:
@@ -66,6 +68,7 @@ rule train_idx:
     wildcard_constraints:
         variant=one_of(VARIANT_GROUPS["idx"]),
     params:
+        tracked=tracked_params("train_idx"),
         data="data/prepared",
     threads: 4
     resources:
@@ -86,6 +89,7 @@ rule train_keras_example:
     wildcard_constraints:
         variant=one_of(VARIANT_GROUPS["keras_example"]),
     params:
+        tracked=tracked_params("train_keras_example"),
         data="data/split/keras_example",
     threads: 4
     resources:

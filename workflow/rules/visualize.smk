@@ -20,6 +20,8 @@ rule visualize:
         stage_code("visualize"),
     output:
         directory("reports/figures"),
+    params:
+        tracked=tracked_params("visualize"),
     log:
         "logs/visualize.log",
     shell:
