@@ -1,7 +1,7 @@
 """The one interface a framework implements to train a run: `cnnrepro train` sees nothing else of it.
 
-Backends: cnnrepro.training.backend (PyTorch) and cnnrepro.keras_impl.backend (Keras 3). Neither
-imports the other; the train command picks one by name (cnnrepro.train_cli.load_backend). The
+Backends: cnnrepro.training.runner.BACKEND (PyTorch) and cnnrepro.keras_impl.train.BACKEND (Keras 3).
+Neither imports the other; the train command picks one by name (cnnrepro.train_cli.load_backend). The
 engine's lifecycle (cnnrepro.engine.lifecycle) does everything before and after training.
 """
 

@@ -1,4 +1,5 @@
-"""One run from its resolved config: check it can run, load data, build, train, score, write outputs.
+"""One PyTorch run from its resolved config: check it can run, build, train, score; the splits come from,
+and the outputs are written by, the engine's lifecycle (cnnrepro.engine.lifecycle).
 
 `prepare` decides up front whether the run can happen here (VGG16 weights found, the run it
 continues from completed); when not, the run is written as not_run with the reason and the
