@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from cnnrepro.errors import CnnreproError
-from cnnrepro.report.document import Bullets, Code, Document, Heading, Image, Paragraph, Table
+from cnnrepro.report.blocks import Bullets, Code, Document, Heading, Image, Paragraph, Table
 
 CSS = """
 body { font: 14px/1.45 -apple-system, "Segoe UI", "DejaVu Sans", Arial, sans-serif; color: #1d1d1f;
