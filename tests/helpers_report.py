@@ -129,6 +129,9 @@ def write_synthetic_run(
     write_run(out, metrics, history, info)
     if completed and test is not None:
         write_json_atomic(out / "artifacts" / "confusion.json", confusion_for(test, labels))
+    elif completed and val is not None:  # no test split (the Keras example): the matrix is the validation one
+        matrix = confusion_for(val, labels, per_class=500) | {"split": "validation"}
+        write_json_atomic(out / "artifacts" / "confusion.json", matrix)
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cnnrepro.report.blocks import DASH, Block, Bullets, Code, Heading, Image, Paragraph, Table, cells, pct
+from cnnrepro.report.blocks import DASH, Block, Bullets, Cell, Code, Heading, Image, Paragraph, Table, cells, pct
 from cnnrepro.report.ledger import LedgerEntry
 from cnnrepro.report.plots import files
 
@@ -70,7 +70,7 @@ def ledger_section(entries: Sequence[LedgerEntry], overrides: Sequence[dict[str,
                 [
                     cells(
                         [
-                            f"`{e.id}`",
+                            Cell(f"`{e.id}`", "nowrap"),
                             e.setting,
                             e.source,
                             e.port,

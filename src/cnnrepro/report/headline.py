@@ -110,7 +110,7 @@ def detail_table(rows: Sequence[Row]) -> Table:
                 Cell(_measured_n(r, "test_accuracy")),
                 Cell(pp(r.difference_pp), "num"),
                 Cell(DASH if tolerance is None else f"±{tolerance:.2f}", "num"),
-                Cell(r.evaluation.source),
+                Cell(r.evaluation.source if r.seeds_completed else DASH),
                 Cell(_parity_text(r)),
             ]
         )

@@ -82,7 +82,7 @@ def measured_vs_documented(rows: Sequence[Row], settings: ReportSettings, out_di
                 mec="black",
                 ms=7,
                 zorder=3,
-                label=_once(ax, "printed (notebook)"),
+                label=_once(ax, "printed (notebook, last epoch)"),
             )
         for i, row in enumerate(variant_rows):
             measured = row.summary(row.metric)
@@ -118,9 +118,9 @@ def measured_vs_documented(rows: Sequence[Row], settings: ReportSettings, out_di
             )
     ax.set_xticks(range(len(variants)), variants, fontsize=8, rotation=25, ha="right", rotation_mode="anchor")
     ax.set_xlim(-0.6, len(variants) - 0.4)
-    # An interval of a few noisy seeds can pass 100%; accuracy cannot, so the axis stops just above it.
+    # An interval of a few noisy seeds can pass 0% or 100%; accuracy cannot, so the axis stops just beyond.
     low, high = ax.get_ylim()
-    ax.set_ylim(low, min(high, 101.0))
+    ax.set_ylim(max(low, -1.0), min(high, 101.0))
     ax.set_ylabel("accuracy (%) on the split the source reports")
     ax.set_title("Measured vs documented accuracy")
     ax.grid(axis="y", color="0.92")
@@ -229,6 +229,8 @@ def confusion(variant: str, slots: Sequence[RunSlot], settings: ReportSettings, 
             panels.append((framework, *summed))
     if not panels:
         return None
+    # The matrix's own split: test where the variant has one, validation for the Keras example.
+    split = next((c.get("split", "test") for s in slots if s.record and (c := s.record.confusion)), "test")
     k = len(panels[0][1])
     side = max(3.6, 2.6 + 0.42 * k)
     fig = Figure(figsize=(side * len(panels) + 0.8, side), layout="constrained")
@@ -253,13 +255,13 @@ def confusion(variant: str, slots: Sequence[RunSlot], settings: ReportSettings, 
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{framework}: {seeds} seed{'s' if seeds != 1 else ''} summed", fontsize=10)
-    fig.suptitle(f"{variant}: confusion matrix, test split")
+    fig.suptitle(f"{variant}: confusion matrix, {split} split")
     name = f"confusion_{variant}.png"
     _save(fig, out_dir, name)
     return Plot(
         name,
         f"{variant}: confusion matrix",
-        "Test-split counts summed over seeds; colour = share of the true class (row).",
+        f"{split.capitalize()}-split counts summed over seeds; colour = share of the true class (row).",
         "confusion",
     )
 
