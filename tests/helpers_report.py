@@ -55,14 +55,14 @@ def confusion_for(accuracy: float, labels: Sequence[str], per_class: int | None 
     return {"labels": list(labels), "matrix": matrix, "split": "test"}
 
 
-def run_config(variant: str, epochs: int) -> dict[str, Any]:
+def run_config(variant: str, epochs: int, data_dir: str | Path | None = None) -> dict[str, Any]:
     """The part of the resolved config the report reads, from the registry as training resolves it."""
     spec = get_variant(variant)
     data = {"dogs_vs_cats": "data/split/book", "petimages_80_20": "data/split/keras_example"}
     return {
         "variant": variant,
         "dataset": spec.dataset,
-        "data_dir": data.get(spec.dataset, "data/prepared"),
+        "data_dir": str(data_dir or data.get(spec.dataset, "data/prepared")),
         "classes": list(spec.classes),
         "epochs": epochs,
         "batch_size": spec.batch_size,
@@ -85,6 +85,7 @@ def write_synthetic_run(
     labels: Sequence[str] = BINARY_LABELS,
     fidelity: list[dict[str, str]] | None = None,
     overrides: dict[str, Any] | None = None,
+    data_dir: str | Path | None = None,
 ) -> Path:
     """One run directory as training writes it; returns its path."""
     out = run_dir(root, framework, variant, seed)
@@ -122,7 +123,7 @@ def write_synthetic_run(
             "run_id": f"run{framework}{variant}{seed}".replace("_", ""),
             "parent_run_id": "parent0",
         },
-        "config": run_config(variant, epochs),
+        "config": run_config(variant, epochs, data_dir),
         "fidelity": fidelity or [],
         "overrides": overrides or {},
     }

@@ -123,8 +123,8 @@ def split_shift_entry(slots: Sequence[RunSlot]) -> LedgerEntry | None:
         setting="which photos fall in train / validation / test",
         source="per class, consecutive ids with none missing: " + "; ".join(source_parts),
         port="the first cleaned ids per class (" + str(manifest) + "): " + "; ".join(port_parts),
-        reason=f"each id the cleaner dropped moves every later boundary up by one, so {moved_total} photos sit "
-        "in another split than in the book; the splits keep their sizes",
+        reason=f"each id the cleaner dropped moves every later boundary up by one, so {moved_total} images in the "
+        "splits are not the ones the book had there; the splits keep their sizes",
         variants=variants,
         frameworks=_frameworks(slots),
     )
