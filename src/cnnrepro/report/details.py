@@ -7,7 +7,7 @@ from typing import Any
 
 from cnnrepro.report.blocks import DASH, Block, Bullets, Cell, Code, Heading, Image, Paragraph, Table, cells, pct
 from cnnrepro.report.ledger import LedgerEntry
-from cnnrepro.report.plots import files
+from cnnrepro.report.plot_cleaning import files
 
 
 def cleaning_section(summary: dict[str, Any] | None, summary_path: str) -> list[Block]:
