@@ -112,6 +112,9 @@ def _tally_text(tally: Sequence[dict[str, Any]], total: int) -> str:
     return "; ".join(f"`{t['value']}` ({len(t['runs'])} run{'s' if len(t['runs']) != 1 else ''})" for t in tally)
 
 
+RUN_HEADERS = ["Variant", "Framework", "Seed", "Status", "Val %", "Test %", "Epochs", "Train s", "MLflow run", "Parent"]
+
+
 def environment_section(env: dict[str, Any], runs: Sequence[dict[str, Any]]) -> list[Block]:
     with_outputs = sum(1 for r in runs if r["status"] != "missing")
     archive = env["petimages_archive"]
@@ -153,13 +156,28 @@ def environment_section(env: dict[str, Any], runs: Sequence[dict[str, Any]]) -> 
             ]
         )
         for r in runs
+        if r["status"] != "missing"  # no outputs, no MLflow run: counted below, listed per variant above
     ]
-    blocks.append(
-        Table(
-            ["Variant", "Framework", "Seed", "Status", "Val %", "Test %", "Epochs", "Train s", "MLflow run", "Parent"],
-            rows,
+    if rows:
+        blocks.append(
+            Table(
+                [
+                    "Variant",
+                    "Framework",
+                    "Seed",
+                    "Status",
+                    "Val %",
+                    "Test %",
+                    "Epochs",
+                    "Train s",
+                    "MLflow run",
+                    "Parent",
+                ],
+                rows,
+            )
         )
-    )
+    if missing := len(runs) - with_outputs:
+        blocks.append(Paragraph(f"{missing} expected run{'s' if missing != 1 else ''} with no outputs yet (missing)."))
     return blocks
 
 
