@@ -26,6 +26,7 @@ from cnnrepro.report.verdict import (
     binomial_sd,
     decide,
     parity,
+    rule_text,
 )
 
 from .helpers_report import TEN_LABELS, settings, write_synthetic_run
@@ -128,6 +129,12 @@ def test_min_seeds_is_a_parameter() -> None:
 def test_unknown_evaluation_size_is_inconclusive() -> None:
     decision = decide(seeds(73.2, 71.5, 72.3), 0.71, None, RULE)
     assert decision.verdict == INCONCLUSIVE and "evaluation-set size unknown" in decision.reason
+
+
+def test_rule_text_states_the_parameters_it_runs_with() -> None:
+    text = " ".join(rule_text(VerdictRule(confidence=0.9, min_seeds=4, max_tolerance_pp=3.0, parity_margin_sd=1.5)))
+    assert "90% prediction interval" in text and "fewer than 4 seeds completed" in text
+    assert "tolerance exceeds 3 pp" in text and "±1.5 binomial sd" in text and "80% interval" in text
 
 
 def test_shipped_params_are_the_rule_defaults() -> None:
