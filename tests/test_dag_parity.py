@@ -92,7 +92,7 @@ def test_a_tracked_param_reruns_the_job_in_both_tools_and_another_does_not(pipel
 
     assert stale() == (False, False)
     params = yaml.safe_load((pipeline_copy / "params.yaml").read_text())
-    params["report"]["tolerance_pp"] = params["report"]["tolerance_pp"] + 1
+    params["report"]["max_tolerance_pp"] = params["report"]["max_tolerance_pp"] + 1
     params["train"]["seeds"] = [5]  # neither tracked by the download stage
     (pipeline_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert stale() == (False, False)
