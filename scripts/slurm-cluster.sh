@@ -13,7 +13,7 @@
 # log live under $CNNREPRO_SLURM_STATE (default /var/lib/cnnrepro-slurm).
 #
 # The node: this machine's CPUs and memory (`slurmd -C`), one default partition `main`, and
-# $CNNREPRO_SLURM_GPUS fake `gpu` GRES (default 2: Count only, no device file) so that the profile's
+# $CNNREPRO_SLURM_GPUS fake `gpu` GRES (default 2; /dev/null-like device files) so that the profile's
 # `--gpus=1` requests are accepted on a machine with none; the jobs then train on the CPU.
 # Accounting: `sacct` (what Snakemake's SLURM executor polls for job states) answers only through
 # slurmdbd ("Slurm accounting storage is disabled" otherwise; 22.05 has no file backend), and slurmdbd
@@ -69,6 +69,8 @@ JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=5
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=$NODE
+# Keep sbatch --comment (the plugin writes rule and wildcards there) for sacct -o Comment.
+AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
 GresTypes=gpu
 NodeName=$NODE CPUs=$cpus RealMemory=$mem $gres_node State=UNKNOWN
@@ -132,7 +134,7 @@ start_db() {
     if ! pid_alive "$STATE/db/mysqld.pid"; then
         mariadbd --no-defaults --user=root --datadir="$STATE/db" --socket="$STATE/db/mysqld.sock" \
             --pid-file="$STATE/db/mysqld.pid" --bind-address=127.0.0.1 --port="$DB_PORT" \
-            --log-error="$STATE/log/mariadb.log" --innodb-buffer-pool-size=64M </dev/null >/dev/null 2>&1 &
+            --log-error="$STATE/log/mariadb.log" --innodb-buffer-pool-size=128M --innodb-lock-wait-timeout=900 </dev/null >/dev/null 2>&1 &
         disown
     fi
     for _ in $(seq 60); do
@@ -174,7 +176,9 @@ start() {
     for _ in $(seq 60); do
         state=$(node_state)
         case $state in
-            idle* | mixed* | allocated*) echo "slurm-cluster: node $NODE $state"; return ;;
+            idle* | mixed* | allocated*)
+                # Snakemake's executor polls `sacct`: ready means it answers too.
+                if sacct -n -X -S now >/dev/null 2>&1; then echo "slurm-cluster: node $NODE $state"; return; fi ;;
             down* | drain*) scontrol update NodeName="$NODE" State=RESUME 2>/dev/null || true ;;
         esac
         sleep 1
