@@ -71,6 +71,8 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=$NODE
 # Keep sbatch --comment (the plugin writes rule and wildcards there) for sacct -o Comment.
 AccountingStoreFlags=job_comment
+# Count the GPUs in AllocTRES (sacct), as a GPU cluster would.
+AccountingStorageTRES=gres/gpu
 JobCompType=jobcomp/none
 GresTypes=gpu
 NodeName=$NODE CPUs=$cpus RealMemory=$mem $gres_node State=UNKNOWN
