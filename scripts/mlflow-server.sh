@@ -16,8 +16,15 @@ DIR=${CNNREPRO_MLFLOW_DIR:-.cnnrepro/mlflow-server}
 HOST=${CNNREPRO_MLFLOW_HOST:-127.0.0.1}
 PORT=${CNNREPRO_MLFLOW_PORT:-5000}
 PIDFILE=$DIR/server.pid
-# What clients use: a server bound to every interface is reached through this host's name.
-if [[ $HOST == 0.0.0.0 ]]; then URL="http://$(hostname -f):$PORT"; else URL="http://$HOST:$PORT"; fi
+# What clients use: a server bound to every interface is reached through this host's name, which the
+# server must then accept as Host header (it allows only localhost and private IPs by default).
+ALLOWED=()
+if [[ $HOST == 0.0.0.0 ]]; then
+    URL="http://$(hostname -f):$PORT"
+    ALLOWED=(--allowed-hosts "$(hostname -f):$PORT,$(hostname -s):$PORT,localhost:*,127.0.0.1:*")
+else
+    URL="http://$HOST:$PORT"
+fi
 
 die() { echo "mlflow-server: $*" >&2; exit 1; }
 healthy() { curl -fsS -m 2 "$URL/health" >/dev/null 2>&1; }
@@ -36,7 +43,7 @@ start() {
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid mlflow server \
         --backend-store-uri "sqlite:///$dir/mlflow.db" \
         --artifacts-destination "$dir/artifacts" \
-        --host "$HOST" --port "$PORT" --workers 2 \
+        --host "$HOST" --port "$PORT" --workers 2 "${ALLOWED[@]}" \
         >"$dir/server.log" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
     for _ in $(seq 240); do
@@ -63,6 +70,6 @@ stop() {
 case ${1:-} in
     start) start ;;
     stop) stop ;;
-    status) healthy && echo "$URL" ;;
+    status) if healthy; then echo "$URL"; else die "no answer from $URL"; fi ;;
     *) echo "usage: $0 {start|stop|status}" >&2; exit 2 ;;
 esac
