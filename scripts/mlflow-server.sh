@@ -40,10 +40,11 @@ start() {
     dir=$(cd "$DIR" && pwd)
     # Its own session (setsid), so `stop` ends the server and its uvicorn workers as one group.
     # MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: no background job runner, which nothing here uses.
+    # One worker: SQLite takes one writer at a time anyway.
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid mlflow server \
         --backend-store-uri "sqlite:///$dir/mlflow.db" \
         --artifacts-destination "$dir/artifacts" \
-        --host "$HOST" --port "$PORT" --workers 2 "${ALLOWED[@]}" \
+        --host "$HOST" --port "$PORT" --workers 1 "${ALLOWED[@]}" \
         >"$dir/server.log" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
     for _ in $(seq 240); do
