@@ -2,20 +2,22 @@
 # A one-node SLURM cluster on this machine, for running `snakemake --profile profiles/slurm` for real
 # (tests/test_slurm_cluster.py) or trying the profile before a real cluster.
 #
-#   scripts/slurm-cluster.sh start    install nothing, start munged, slurmctld and slurmd; idempotent
-#   scripts/slurm-cluster.sh stop     stop what `start` started (running jobs are killed with slurmd)
+#   scripts/slurm-cluster.sh start    start munged, MariaDB, slurmdbd, slurmctld and slurmd (installs nothing);
+#                                     idempotent: what runs is left running (a changed config needs stop, start)
+#   scripts/slurm-cluster.sh stop     stop what `start` started but munged (running jobs die with slurmd)
 #   scripts/slurm-cluster.sh status   the daemons and `sinfo`; exit 0 only when the node takes jobs
 #
 # Needs root (slurmd runs jobs as their submitter; SlurmUser=root keeps one user) and Debian's packages:
-#   apt-get install slurm-wlm munge        (SLURM 22.05 on Debian 12)
-# It writes $SLURM_CONF (default /etc/slurm/slurm.conf, where every SLURM command looks) and gres.conf
-# beside it, and refuses to overwrite a slurm.conf it did not write. State, logs and the job completion
-# log live under $CNNREPRO_SLURM_STATE (default /var/lib/cnnrepro-slurm).
+#   apt-get install slurm-wlm slurmdbd munge mariadb-server        (SLURM 22.05 on Debian 12)
+# It writes $SLURM_CONF (default /etc/slurm/slurm.conf, where every SLURM command looks), and gres.conf
+# and slurmdbd.conf beside it, and refuses to overwrite a slurm.conf it did not write. State, logs and
+# the database live under $CNNREPRO_SLURM_STATE (default /var/lib/cnnrepro-slurm).
 #
 # The node: this machine's CPUs and memory (`slurmd -C`), one default partition `main`, and
 # $CNNREPRO_SLURM_GPUS fake `gpu` GRES (default 2; /dev/null-like device files) so that the profile's
 # `--gpus=1` requests are accepted on a machine with none; the jobs then train on the CPU.
-# Accounting: `sacct` (what Snakemake's SLURM executor polls for job states) answers only through
+# Accounting: `sacct` (the SLURM executor's default source of job states, and the listing of a run's
+# jobs; profiles/slurm polls squeue instead, see there) answers only through
 # slurmdbd ("Slurm accounting storage is disabled" otherwise; 22.05 has no file backend), and slurmdbd
 # stores only in MySQL/MariaDB: a private MariaDB (apt-get install slurmdbd mariadb-server) runs on
 # 127.0.0.1:$CNNREPRO_SLURM_DB_PORT (default 13306) with its data under the state directory.
@@ -136,7 +138,8 @@ start_db() {
     if ! pid_alive "$STATE/db/mysqld.pid"; then
         mariadbd --no-defaults --user=root --datadir="$STATE/db" --socket="$STATE/db/mysqld.sock" \
             --pid-file="$STATE/db/mysqld.pid" --bind-address=127.0.0.1 --port="$DB_PORT" \
-            --log-error="$STATE/log/mariadb.log" --innodb-buffer-pool-size=128M --innodb-lock-wait-timeout=900 </dev/null >/dev/null 2>&1 &
+            --log-error="$STATE/log/mariadb.log" --innodb-buffer-pool-size=128M \
+            --innodb-lock-wait-timeout=900 </dev/null >/dev/null 2>&1 &
         disown
     fi
     for _ in $(seq 60); do
@@ -179,7 +182,7 @@ start() {
         state=$(node_state)
         case $state in
             idle* | mixed* | allocated*)
-                # Snakemake's executor polls `sacct`: ready means it answers too.
+                # Ready means sacct answers too (slurmdbd up and the cluster registered).
                 if sacct -n -X -S now >/dev/null 2>&1; then echo "slurm-cluster: node $NODE $state"; return; fi ;;
             down* | drain*) scontrol update NodeName="$NODE" State=RESUME 2>/dev/null || true ;;
         esac
