@@ -79,3 +79,10 @@ system-deps:
 
 clean-env:
 	rm -rf $(VENV)
+
+## The SLURM profile on a real one-node SLURM cluster started here, with an MLflow tracking server:
+## needs root and `apt-get install slurm-wlm slurmdbd munge mariadb-server` (README, "On a SLURM cluster").
+.PHONY: test-slurm
+test-slurm: $(STAMP)
+	scripts/slurm-cluster.sh start
+	$(BIN)/pytest tests/test_slurm_cluster.py -s
