@@ -26,7 +26,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from cnnrepro import tracking
-from cnnrepro.training.cli import TAG_RESUMED_AFTER, TAG_RESUMED_FROM
+from cnnrepro.train_cli import TAG_RESUMED_AFTER, TAG_RESUMED_FROM
 
 from .conftest import PROJECT_ROOT
 from .helpers_data import make_petimages_zip
