@@ -87,9 +87,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 
-## Browse the runs: http://127.0.0.1:$(PORT) (make mlflow-ui PORT=5001).
+## Browse the runs (make mlflow-ui PORT=5001): prints the runs page's address in the model-training view.
 mlflow-ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlartifacts --port $(PORT)
+	$(BIN)/python -m cnnrepro.mlflow_view --port $(PORT)
 
 ## Headless Chromium for the report's HTML test (Debian's package; needs root or sudo).
 system-deps:

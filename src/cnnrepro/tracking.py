@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.mlflow_view import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
 PARENT_RUN_ENV = "CNNREPRO_PARENT_RUN_ID"
 TAG_PID = "cnnrepro.pid"
@@ -255,6 +256,9 @@ def ensure_experiment(uri: str, experiment: str) -> str:
                 experiment_id = found.experiment_id
                 if found.lifecycle_stage == "deleted":
                     _retry(client.restore_experiment, experiment_id)
+            if found is None or found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                # The MLflow UI's "Model training" view, not GenAI (see cnnrepro.mlflow_view).
+                _retry(client.set_experiment_tag, experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         except MlflowException as exc:
             raise CnnreproError(f"tracking store {uri}: experiment {experiment!r}: {_first_line(exc)}") from exc
     _experiments[key] = str(experiment_id)
