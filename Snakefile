@@ -16,7 +16,8 @@ configfile: "params.yaml"
 # The project's own check (the schema in workflow/schemas, as under the CLI and DVC): one line naming
 # the key, not Snakemake's validate() dump of the whole schema; then stop before the DAG is built.
 try:
-    validate_params(config, source=str(workflow.configfiles[-1]) if workflow.configfiles else "params.yaml")
+    # The files merged into `config`: params.yaml, then any --configfile given on the command line.
+    validate_params(config, source=" + ".join(map(str, reversed(workflow.configfiles))) or "params.yaml")
 except ParamsError as exc:
     print(f"cnnrepro pipeline: error: {exc}", file=sys.stderr)
     sys.exit(1)
