@@ -6,7 +6,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-TORCH ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
+ifeq ($(origin TORCH),undefined)
+TORCH := $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
+endif
 ifeq ($(TORCH),cuda)
 LOCK := requirements.lock
 else ifeq ($(TORCH),cpu)
