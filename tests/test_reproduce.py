@@ -122,6 +122,8 @@ def test_progress_is_read_from_the_logs(tmp_path: Path) -> None:
     (tmp_path / "runs/torch/lenet/seed0/metrics.json").write_text("{}")
     assert read_state(tmp_path / "snakemake.log", tmp_path).running == ()
     assert read_training(tmp_path / "missing.log", "x").line().endswith("starting (data, model)")
+    log.write_text(TRAIN_LOG.splitlines()[0] + "\n")
+    assert read_training(log, "x").line().endswith("resuming after epoch 2 (data, model)")
 
 
 def test_durations() -> None:

@@ -29,7 +29,8 @@ class TrainingProgress:
 
     def line(self) -> str:
         if not self.epochs:
-            return f"  {self.name:<40} starting (data, model)"
+            resuming = f"resuming after epoch {self.epoch}" if self.epoch else "starting"
+            return f"  {self.name:<40} {resuming} (data, model)"
         filled = round(BAR_WIDTH * self.epoch / self.epochs)
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
         parts = [f"  {self.name:<40} [{bar}] epoch {self.epoch}/{self.epochs}"]
