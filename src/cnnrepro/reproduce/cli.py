@@ -88,14 +88,21 @@ class Screen:
         self.shown = lines
 
 
-def run_pipeline(snakemake: list[str], log_path: Path) -> int:
+def _status(log_path: Path, jobs: int) -> list[str]:
+    state = read_state(log_path, Path.cwd())
+    if state.steps_total is None:  # Snakemake counts only when a job ends; until then, the plan's count
+        state.steps_total = jobs
+    return state.lines()
+
+
+def run_pipeline(snakemake: list[str], log_path: Path, jobs: int) -> int:
     screen = Screen()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         process = subprocess.Popen(snakemake, stdout=log, stderr=subprocess.STDOUT)
         try:
             while process.poll() is None:
-                screen.show(read_state(log_path, Path.cwd()).lines())
+                screen.show(_status(log_path, jobs))
                 time.sleep(REDRAW_S)
         except KeyboardInterrupt:
             # The terminal sent SIGINT to Snakemake too: it stops its jobs and runs its error hook.
@@ -108,7 +115,7 @@ def run_pipeline(snakemake: list[str], log_path: Path) -> int:
             print("Interrupted. Run the same command again to resume: finished jobs are kept, and each")
             print(f"training continues after its last finished epoch. Snakemake's log: {log_path}")
             return 130
-        screen.show(read_state(log_path, Path.cwd()).lines())
+        screen.show(_status(log_path, jobs))
     return process.returncode
 
 
@@ -126,7 +133,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     log_path = Path("logs") / "reproduce" / f"{datetime.now():%Y%m%dT%H%M%S}.log"
     print(f"running: {' '.join(snakemake)} --cores {args.cores}  (Snakemake's output: {log_path})", flush=True)
-    code = run_pipeline([*snakemake, "--cores", str(args.cores)], log_path)
+    code = run_pipeline([*snakemake, "--cores", str(args.cores)], log_path, dry.total)
     if code == 0:
         print("done: reports/comparison.md (and .html, .csv, .json)")
     elif code != 130:
