@@ -128,3 +128,11 @@ def test_progress_is_read_from_the_logs(tmp_path: Path) -> None:
 
 def test_durations() -> None:
     assert [format_duration(s) for s in (5, 125, 3 * 3600 + 5 * 60)] == ["5 s", "2 min", "3 h 05 min"]
+
+
+def test_vgg16_weights_named_in_params_are_found(tmp_path: Path, project: Path) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    weights = tmp_path / "vgg16.h5"
+    weights.write_bytes(b"h5")
+    params["train"]["vgg16"]["path"] = str(weights)
+    assert planning.vgg16_weights_here(params)

@@ -56,14 +56,27 @@ def print_plan(params: dict[str, Any], args: argparse.Namespace, dry: planning.D
     )
     for variant in dict.fromkeys(job.variant for job in dry.trainings):
         per_variant[variant] = planning.estimate_run(params, variant, device, args.cores, Path.cwd())
-    total = sum(per_variant[job.variant].seconds_per_run for job in dry.trainings)
-    print(f"  estimated time: about {format_duration(total / slots)} for {len(dry.trainings)} trainings,")
+    # Without the ImageNet VGG16 file here, those variants are recorded not run in seconds unless the
+    # download (train.vgg16.url) works: their time is shown apart, not in the total.
+    weights = planning.vgg16_weights_here(params)
+    counted = [job for job in dry.trainings if weights or not per_variant[job.variant].needs_vgg16]
+    apart = [job for job in dry.trainings if job not in counted]
+    total = sum(per_variant[job.variant].seconds_per_run for job in counted)
+    print(f"  estimated time: about {format_duration(total / slots)} for {len(counted)} trainings,")
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     print(f"    {slots} at a time: an ESTIMATE from steps timed just now ({args.cores} cores{load});")
     print("    data stages and model setup not counted")
     for variant, estimate in per_variant.items():
         runs = sum(1 for job in dry.trainings if job.variant == variant)
-        print(f"    {variant:<30} {runs} x {format_duration(estimate.seconds_per_run):>10}  ({estimate.how})")
+        mark = " *" if any(job.variant == variant for job in apart) else ""
+        print(f"    {variant:<30} {runs} x {format_duration(estimate.seconds_per_run):>10}  ({estimate.how}){mark}")
+    if apart:
+        extra = sum(per_variant[job.variant].seconds_per_run for job in apart) / slots
+        print("    * not in the total: the ImageNet VGG16 weights are not here (train.vgg16.path, ~/.keras/models);")
+        print(
+            f"      the run downloads them from train.vgg16.url if it can (then about {format_duration(extra)} more),"
+        )
+        print("      else records these variants as not run, with the reason")
     if any(job.framework != "torch" for job in dry.trainings):
         print("    (Keras runs are counted at the PyTorch step time)")
 

@@ -64,6 +64,16 @@ class RunEstimate:
     variant: str
     seconds_per_run: float
     how: str  # what was timed, in words
+    needs_vgg16: bool = False  # starts from the ImageNet VGG16 weights
+
+
+def vgg16_weights_here(params: dict[str, Any]) -> bool:
+    """Whether the ImageNet VGG16 file is already where training looks first (no download tried)."""
+    from cnnrepro.models.vgg16 import KERAS_WEIGHTS_NAME, PROJECT_CACHE, keras_cache_path
+
+    path = params["train"]["vgg16"].get("path")
+    places = [Path(path)] if path else []
+    return any(p.is_file() for p in [*places, keras_cache_path(), PROJECT_CACHE / KERAS_WEIGHTS_NAME])
 
 
 def parse_dry_run(output: str) -> DryRun:
@@ -199,11 +209,12 @@ def estimate_run(params: dict[str, Any], variant: str, device: Device, cores: in
     torch.set_num_threads(min(THREADS_PER_TRAINING, cores))
     train_s, forward_s = _seconds_per_image(variant, config, torch.device(device.kind))
     n_train, n_val = _train_images(params, config, project)
+    vgg = config.get("vgg16") is not None
     if config["training_data"] != "images":
         total = forward_s * (n_train + 2 * n_val)  # train, validation and test images through VGG16 once
-        return RunEstimate(variant, total, f"VGG16 features of {n_train + 2 * n_val} images")
+        return RunEstimate(variant, total, f"VGG16 features of {n_train + 2 * n_val} images", vgg)
     per_epoch = config["steps_per_epoch"] * config["batch_size"] if config["steps_per_epoch"] else n_train
     val = config["validation_steps"] * config["batch_size"] if config["validation_steps"] else n_val
     total = config["epochs"] * (per_epoch * train_s + val * forward_s) + n_val * forward_s
     how = f"{config['epochs']} epochs x {per_epoch} images, {1000 * train_s * config['batch_size']:.0f} ms/step"
-    return RunEstimate(variant, total, how)
+    return RunEstimate(variant, total, how, vgg)
