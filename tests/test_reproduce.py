@@ -136,3 +136,28 @@ def test_vgg16_weights_named_in_params_are_found(tmp_path: Path, project: Path) 
     weights.write_bytes(b"h5")
     params["train"]["vgg16"]["path"] = str(weights)
     assert planning.vgg16_weights_here(params)
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_the_same_command_finishes(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole foreground group, as a terminal sends it) once a training has started:
+    one short message, exit 130; the same command again finishes the pipeline."""
+    import signal
+    import time
+
+    project = make_project(tmp_path)
+    env = dict(os.environ, CNNREPRO_IDX_PINS=str(tmp_path / "idx_pins.json"))
+    command = [sys.executable, "-m", "cnnrepro.cli", "reproduce", "--no-estimate", "--cores", "1"]
+    first = subprocess.Popen(command, cwd=project, env=env, text=True, stdout=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not list((project / "logs").glob("train/*/*/*.log")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGINT)
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 130, out
+    assert "Run the same command again to resume" in out
+    assert "Traceback" not in out and "WorkflowError" not in out
+    again = subprocess.run(command, cwd=project, env=env, text=True, capture_output=True, timeout=1800)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "done: reports/comparison.md" in again.stdout
+    assert (project / "reports" / "comparison.md").exists()
