@@ -133,7 +133,12 @@ def test_jobs_get_their_threads_and_torch_honours_them(tmp_path: Path) -> None:
 
 def test_default_profile_settings() -> None:
     profile = yaml.safe_load((PROJECT_ROOT / "profiles" / "default" / "config.yaml").read_text())
-    assert profile == {"rerun-incomplete": True, "show-failed-logs": True, "printshellcmds": True}
+    assert profile == {
+        "rerun-incomplete": True,
+        "show-failed-logs": True,
+        "printshellcmds": True,
+        "max-checksum-file-size": "256MB",
+    }
 
 
 # ---------------------------------------------------------------- SLURM

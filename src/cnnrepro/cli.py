@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "visualize": ("cnnrepro.visualize", "activations, filter patterns and class activation heatmaps"),
     "report": ("cnnrepro.report.build", "measured vs documented: comparison.{md,html,csv,json}"),
     "bench": ("cnnrepro.bench", "measure training speed against the device's peak"),
+    "reproduce": ("cnnrepro.reproduce.cli", "the whole pipeline under Snakemake: plan, then live progress"),
 }
 
 

@@ -20,6 +20,10 @@ from typing import Any
 from cnnrepro.errors import CnnreproError
 from cnnrepro.tracking.retries import first_line, retry
 
+# The MLflow UI opens an experiment tagged so in its "Model training" view, not GenAI (see cnnrepro.mlflow_view).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
 ARTIFACT_DIR_NAME = "mlartifacts"
 SQLITE_TIMEOUT_S = 60
 LOCK_TIMEOUT_S = 600
@@ -180,6 +184,8 @@ def ensure_experiment(uri: str, experiment: str) -> str:
                 experiment_id = found.experiment_id
                 if found.lifecycle_stage == "deleted":
                     retry(store.restore_experiment, experiment_id)
+            if found is None or found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                retry(store.set_experiment_tag, experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         except MlflowException as exc:
             raise CnnreproError(f"tracking store {uri}: experiment {experiment!r}: {first_line(exc)}") from exc
     _experiments[key] = str(experiment_id)
