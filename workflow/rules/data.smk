@@ -16,6 +16,9 @@ rule clean:
     input:
         "data/raw/petimages",
         CODE + "/data/clean.py",
+        CODE + "/data/archive_layout.py",
+        CODE + "/data/bounded_read.py",
+        CODE + "/data/pixels.py",
     output:
         directory("data/clean/petimages"),
         directory("data/clean/quarantine"),
