@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.tracking_uri import check_sqlite_file
 
 PARENT_RUN_ENV = "CNNREPRO_PARENT_RUN_ID"
 TAG_PID = "cnnrepro.pid"
@@ -156,7 +157,6 @@ def _first_line(exc: BaseException) -> str:
 
 def _init_sqlite_file(path: Path) -> None:
     """Create a new database in WAL mode (persistent in the file) so readers never block the writer."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and path.stat().st_size > 0:
         return
     with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)) as connection:
@@ -172,7 +172,10 @@ def _store_lock(uri: str) -> Iterator[None]:
         return
     from filelock import FileLock, Timeout
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # A missing or unwritable directory is an error now, not a lock file to retry for LOCK_TIMEOUT_S.
+    problem = check_sqlite_file(path)
+    if problem:
+        raise CnnreproError(f"tracking store {uri}: {problem}")
     lock_path = path.with_name(path.name + "-cnnrepro.lock")
     try:
         with FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S):
@@ -204,6 +207,7 @@ def _client(uri: str) -> Any:
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+    from sqlalchemy.exc import SQLAlchemyError
 
     uri = _absolute_sqlite_uri(uri)
     engine_uri = _engine_uri(uri)
@@ -220,7 +224,7 @@ def _client(uri: str) -> Any:
             return _retry(MlflowClient, tracking_uri=engine_uri)
     except MlflowException as exc:
         raise CnnreproError(f"tracking store {uri}: {_first_line(exc)}") from exc
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, SQLAlchemyError) as exc:  # e.g. a corrupt database file
         raise CnnreproError(f"tracking store {uri}: {_first_line(exc)}") from exc
 
 
