@@ -12,10 +12,10 @@ here; the first call to it reports its own failure.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from cnnrepro.errors import ParamsError
+from cnnrepro.fsutil import cannot_create_files
 
 # MLflow's tracking stores (SQLAlchemy dialects take a `+driver` suffix, e.g. postgresql+psycopg2).
 KNOWN_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
@@ -32,17 +32,6 @@ def sqlite_database(uri: str) -> Path | None:
     return Path(rest[3:])
 
 
-def _probe_directory(directory: Path) -> str:
-    """'' when a new file can be created in `directory`, else the reason (strerror)."""
-    try:
-        fd, name = tempfile.mkstemp(prefix=".cnnrepro-probe.", dir=directory)
-    except OSError as exc:
-        return exc.strerror or type(exc).__name__
-    os.close(fd)
-    os.unlink(name)
-    return ""
-
-
 def check_sqlite_file(path: Path) -> str:
     """'' when `path` can hold (or holds) a SQLite store, else what is wrong, naming the path."""
     directory = path.parent
@@ -51,7 +40,7 @@ def check_sqlite_file(path: Path) -> str:
     if not directory.is_dir():
         return f"{directory} is not a directory"
     if not path.exists():
-        reason = _probe_directory(directory)
+        reason = cannot_create_files(directory)
         return f"cannot create files in {directory} ({reason})" if reason else ""
     if not path.is_file():
         return f"{path} is not a regular file"
@@ -64,7 +53,7 @@ def check_sqlite_file(path: Path) -> str:
     if header != SQLITE_HEADER:
         return f"{path} is not an SQLite database (corrupt, or another kind of file)"
     # SQLite writes its journal (or WAL) beside the database: the directory must take new files too.
-    reason = _probe_directory(directory)
+    reason = cannot_create_files(directory)
     return f"cannot create files in {directory} ({reason})" if reason else ""
 
 

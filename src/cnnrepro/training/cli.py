@@ -42,6 +42,7 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence = ()) 
     """Everything after argument parsing; `hooks` are extra per-epoch callbacks (tests use them)."""
     from cnnrepro.training import runner
     from cnnrepro.training.data import manifest_sha256
+    from cnnrepro.training.preflight import check_run_inputs
     from cnnrepro.training.run_config import format_config, resolve_run_config
 
     config = resolve_run_config(
@@ -53,6 +54,7 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence = ()) 
         out_dir=args.out,
         init_from=args.init_from,
     )
+    check_run_inputs(config, args.checkpoints)  # before the MLflow run: a run that cannot start leaves none
     trainer = _trainer(config["framework"])  # before anything is touched: a missing extra fails here
     runner.clear_done_marker(args.out)
     t0 = time.perf_counter()

@@ -24,7 +24,7 @@ from torch import nn
 
 from cnnrepro import fidelity
 from cnnrepro.errors import CnnreproError
-from cnnrepro.fsutil import atomic_dir, read_json, sha256_file, write_json_atomic
+from cnnrepro.fsutil import atomic_dir, read_json, sha256_file, write_file, write_json_atomic
 from cnnrepro.models import vgg16
 from cnnrepro.models.registry import create_model, get_variant
 from cnnrepro.runs import RunMetrics, summarize_final, write_run
@@ -382,9 +382,10 @@ class RunInfo:
 
 
 def save_model(model: nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
+    # Serialized in memory, written by Python: a full disk is then an OSError naming the file and errno.
+    from safetensors.torch import save
 
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path))
+    write_file(path, save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}))
 
 
 def write_outputs(
