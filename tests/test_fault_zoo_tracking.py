@@ -80,7 +80,10 @@ def test_store_file_checks(tmp_path: Path) -> None:
     with pytest.raises(ParamsError, match=r"dir\.db is not a regular file$"):
         load_params(_params_with_uri(tmp_path, f"sqlite:///{tmp_path / 'dir.db'}"))
     (tmp_path / "html.db").write_text("<html>not a database</html>\n")
-    with pytest.raises(ParamsError, match=r"html\.db is not an SQLite database \(corrupt, or another kind of file\)$"):
+    with pytest.raises(
+        ParamsError,
+        match=r"html\.db is not an SQLite database \(file is not a database: corrupt, or another kind of file\)$",
+    ):
         load_params(_params_with_uri(tmp_path, f"sqlite:///{tmp_path / 'html.db'}"))
     (tmp_path / "empty.db").touch()  # an empty file becomes a new store
     assert load_params(_params_with_uri(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}"))

@@ -4,14 +4,16 @@ An unusable store must stop the pipeline in one line within seconds, before any 
 starts, and never be created as a side effect (no `mkdir -p /nonexistent/dir`). Checked here:
 the scheme is one MLflow can open; for a SQLite file, its directory exists and a file can be created
 in it (a real probe: `/proc` passes `os.access` as root and still refuses every new file), the
-database, if present, is a regular file that can be read and written, and it starts with SQLite's
+database, if present, is a regular file that can be read and written, and SQLite can read its
 header (a corrupt or foreign file is named, not handed to SQLAlchemy). A server URI is not contacted
 here; the first call to it reports its own failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from pathlib import Path
 
 from cnnrepro.errors import ParamsError
@@ -19,7 +21,6 @@ from cnnrepro.fsutil import cannot_create_files
 
 # MLflow's tracking stores (SQLAlchemy dialects take a `+driver` suffix, e.g. postgresql+psycopg2).
 KNOWN_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def sqlite_database(uri: str) -> Path | None:
@@ -48,10 +49,16 @@ def check_sqlite_file(path: Path) -> str:
         return f"{path} is not readable and writable"
     if path.stat().st_size == 0:
         return ""  # an empty file becomes a new store
-    with path.open("rb") as f:
-        header = f.read(len(SQLITE_HEADER))
-    if header != SQLITE_HEADER:
-        return f"{path} is not an SQLite database (corrupt, or another kind of file)"
+    # Read through SQLite, never with open(): closing any other descriptor of the database file drops
+    # every POSIX lock this process's SQLite connections hold on it (fcntl semantics), which lets another
+    # process checkpoint the WAL under them. SQLite itself shares one descriptor per file within a process.
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as db:
+            db.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.OperationalError:
+        pass  # busy or locked: a store in use, not a broken one
+    except sqlite3.DatabaseError as exc:
+        return f"{path} is not an SQLite database ({exc}: corrupt, or another kind of file)"
     # SQLite writes its journal (or WAL) beside the database: the directory must take new files too.
     reason = cannot_create_files(directory)
     return f"cannot create files in {directory} ({reason})" if reason else ""
