@@ -5,6 +5,7 @@ finished by the rerun, which writes the outputs without training again.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import resource
 import shutil
@@ -21,7 +22,7 @@ from cnnrepro.cli import main as cli_main
 from cnnrepro.errors import CnnreproError
 from cnnrepro.training import checkpoint as ckpt
 
-from .helpers_train import make_npz, shared_store, tiny_overrides, train, write_params
+from .helpers_train import make_npz, shared_store, tiny_overrides, train, train_args, write_params
 
 VARIANT = "mnist_dense"
 EPOCHS = 2
@@ -131,3 +132,39 @@ def test_failure_after_the_last_epoch_is_finished_without_training_again(
     assert all(torch.equal(weights[k], final["model"][k]) for k in weights)
     assert (out / "history.csv").read_text().count("\n") == EPOCHS + 1
     assert not last_pt.exists()  # removed once the outputs are written
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
+def test_keras_failure_after_the_last_epoch_is_finished_without_training_again(
+    project: Path, capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from cnnrepro.config import load_params
+    from cnnrepro.training import cli
+
+    params = _params(project, shared_store(tmp_path_factory))
+    out = project / "run"
+    out.mkdir()
+    args = train_args(VARIANT, 0, Path("prepared"), Path("run"), params=params, checkpoints=Path("ck"))
+    args.framework = "keras"
+
+    def block_outputs(row: dict[str, float]) -> None:
+        if row["epoch"] == EPOCHS:
+            shutil.rmtree(out)
+            out.write_text("in the way\n")
+
+    with pytest.raises(CnnreproError, match=r"^run/artifacts: cannot write \(File exists\)$"):
+        cli.run(load_params(params), args, hooks=(block_outputs,))
+    last_pt = ckpt.checkpoint_path("ck", "keras", VARIANT, 0)
+    final = torch.load(last_pt, map_location="cpu", weights_only=False)
+    assert final["epoch"] == EPOCHS
+    capsys.readouterr()
+
+    out.unlink()
+    assert cli.run(load_params(params), args) == 0
+    printed = capsys.readouterr().out
+    assert f"resuming from {last_pt} after epoch {EPOCHS}" in printed
+    assert "epoch 1/" not in printed and f"epoch {EPOCHS}/" not in printed  # no epoch trained again
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == EPOCHS + 1 and (out / "artifacts" / "model.keras").is_file()
+    assert [float(line.split(",")[4]) for line in history[1:]] == [row["val_accuracy"] for row in final["history"]]
+    assert not last_pt.exists()
