@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
 from cnnrepro import tracking
@@ -97,7 +98,7 @@ def test_failed_checkpoint_write_is_one_line_and_leaves_nothing_half_written(pro
     assert not last_pt.exists() and not list(last_pt.parent.glob("*.part"))
     assert not (project / "run" / "metrics.json").exists()
     # The run did start: MLflow records it FAILED.
-    client = tracking._client(store)
+    client = MlflowClient(tracking_uri=store)
     (run,) = client.search_runs([client.get_experiment_by_name("train-tests").experiment_id])
     assert run.info.status == "FAILED"
 

@@ -71,8 +71,6 @@ MANIFEST_COLUMNS = (
     "output",
 )
 
-__all__ = ["CLASSES", "MANIFEST_COLUMNS", "Decision", "Decoded", "clean_archive", "decide"]
-
 
 @dataclass
 class Decision:
