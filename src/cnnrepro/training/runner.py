@@ -32,6 +32,7 @@ from cnnrepro.training import checkpoint as ckpt
 from cnnrepro.training.data import Split, load_image_split, load_npz, manifest_sha256
 from cnnrepro.training.loop import DeviceSplit, EpochHook, FitSettings, InputPipeline, evaluate, fit, sequential_batches
 from cnnrepro.training.optim import make_optimizer
+from cnnrepro.training.preflight import IMAGE_SPLITS
 
 MODEL_FILE = "model.safetensors"
 PACKAGES = ("torch", "numpy", "pillow", "h5py", "safetensors", "mlflow", "cnnrepro")
@@ -120,7 +121,7 @@ def load_splits(config: dict[str, Any]) -> dict[str, Split | None]:
             "test": arrays["test"],
         }
     else:
-        names = ("train", "validation", "test") if config["dataset"] == "dogs_vs_cats" else ("train", "validation")
+        names = IMAGE_SPLITS[config["dataset"]]
         splits = {"test": None}
         cache_dir = config.get("image_cache")
         manifest = manifest_sha256(data, config["dataset"]) if cache_dir else None
