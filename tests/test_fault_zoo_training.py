@@ -20,8 +20,8 @@ from safetensors.torch import load_file
 
 from cnnrepro import tracking
 from cnnrepro.cli import main as cli_main
+from cnnrepro.engine import checkpoint as ckpt
 from cnnrepro.errors import CnnreproError
-from cnnrepro.training import checkpoint as ckpt
 
 from .helpers_train import make_npz, shared_store, tiny_overrides, train, write_params
 

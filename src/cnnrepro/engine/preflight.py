@@ -16,7 +16,7 @@ from cnnrepro.fsutil import cannot_create_files, nearest_existing
 
 # numpy's legacy seeding and Keras' both take 0 .. 2**32 - 1; torch takes more, but the run seeds all three.
 SEED_MAX = 2**32 - 1
-# The folders under --data each image dataset's loader reads (cnnrepro.training.runner.load_splits uses these).
+# The folders under --data each image dataset's loader reads (cnnrepro.engine.lifecycle.load_splits uses these).
 IMAGE_SPLITS = {"dogs_vs_cats": ("train", "validation", "test"), "petimages_80_20": ("train", "validation")}
 
 
