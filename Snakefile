@@ -23,6 +23,11 @@ except ParamsError as exc:
     sys.exit(1)
 
 
+# The tracking URI in force (env overrides included) must name a usable store: checked while the
+# Snakefile is parsed, so even `snakemake -n` fails on it, in one line, before any job.
+include: "workflow/rules/preflight.smk"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -43,16 +48,16 @@ rule all:
 onstart:
     from cnnrepro import pipeline_run
 
-    pipeline_run.begin("snakemake")
+    pipeline_run.run_hook("snakemake", "start")
 
 
 onsuccess:
     from cnnrepro import pipeline_run
 
-    pipeline_run.finish("FINISHED")
+    pipeline_run.run_hook("snakemake", "finish", "FINISHED")
 
 
 onerror:
     from cnnrepro import pipeline_run
 
-    pipeline_run.finish("FAILED")
+    pipeline_run.run_hook("snakemake", "finish", "FAILED")

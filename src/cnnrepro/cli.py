@@ -69,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     except CnnreproError as exc:
         print(f"cnnrepro {name}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # A read or write no stage wraps (disk full, read-only folder): still one line naming file and cause.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"cnnrepro {name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"cnnrepro {name}: interrupted", file=sys.stderr)
         return 130

@@ -48,6 +48,7 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
     """Everything after argument parsing; `hooks` are extra per-epoch callbacks (tests use them)."""
     from cnnrepro.engine import lifecycle
     from cnnrepro.engine.data import manifest_sha256
+    from cnnrepro.engine.preflight import check_run_inputs
     from cnnrepro.engine.run_config import format_config, resolve_run_config
 
     config = resolve_run_config(
@@ -59,6 +60,7 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
         out_dir=args.out,
         init_from=args.init_from,
     )
+    check_run_inputs(config, args.checkpoints)  # before the MLflow run: a run that cannot start leaves none
     backend = load_backend(config["framework"])  # before anything is touched: a missing extra fails here
     lifecycle.clear_done_marker(args.out)
     t0 = time.perf_counter()

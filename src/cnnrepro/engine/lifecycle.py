@@ -19,6 +19,7 @@ import numpy as np
 
 from cnnrepro.engine.backend import Backend, RunResult
 from cnnrepro.engine.data import Split, load_image_split, load_npz, manifest_sha256
+from cnnrepro.engine.preflight import IMAGE_SPLITS
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, read_json, sha256_file, write_json_atomic
 from cnnrepro.models.registry import get_variant
@@ -87,7 +88,7 @@ def load_splits(config: dict[str, Any]) -> dict[str, Split | None]:
             "test": arrays["test"],
         }
     else:
-        names = ("train", "validation", "test") if config["dataset"] == "dogs_vs_cats" else ("train", "validation")
+        names = IMAGE_SPLITS[config["dataset"]]
         splits = {"test": None}
         cache_dir = config.get("image_cache")
         manifest = manifest_sha256(data, config["dataset"]) if cache_dir else None

@@ -55,7 +55,8 @@ class EpochCheckpoint:
     def restore(self, model: Any, streams: Streams, epochs: int) -> tuple[int, list[dict[str, float]], dict[str, Any]]:
         """(epochs trained, their history rows, the owner that wrote them); (0, [], {}) without a usable checkpoint."""
         state = ckpt.load_checkpoint(self.path, self.config_hash)
-        if state is None or state.get("framework") != "keras" or not 0 < int(state["epoch"]) < epochs:
+        # The last epoch's checkpoint counts too: its run failed after training (outputs), so only they are left.
+        if state is None or state.get("framework") != "keras" or not 0 < int(state["epoch"]) <= epochs:
             return 0, [], {}
         model.optimizer.build(model.trainable_variables)
         pairs = ((model.variables, state["model"]), (model.optimizer.variables, state["optimizer"]))
@@ -125,6 +126,8 @@ def fit(
     if start:
         ckpt.announce_resume(checkpoint.path, start, owner, history, hooks, on_resume)  # type: ignore[union-attr]
     callback = _EpochEnd(streams, epochs, hooks, checkpoint, history)
+    if start == epochs:  # resumed from the last epoch's checkpoint: nothing left to train
+        return callback.rows
     model.fit(
         streams.train,
         steps_per_epoch=streams.steps_per_epoch,

@@ -19,6 +19,7 @@ from typing import Any
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.tracking.retries import first_line, retry
+from cnnrepro.tracking_uri import check_sqlite_file
 
 # The MLflow UI opens an experiment tagged so in its "Model training" view, not GenAI (see cnnrepro.mlflow_view).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -85,7 +86,6 @@ def tracking_settings(params: Mapping[str, Any]) -> tuple[str, str]:
 
 def _init_sqlite_file(path: Path) -> None:
     """Create a new database in WAL mode (persistent in the file) so readers never block the writer."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and path.stat().st_size > 0:
         return
     with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)) as connection:
@@ -101,7 +101,10 @@ def _store_lock(uri: str) -> Iterator[None]:
         return
     from filelock import FileLock, Timeout
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # A missing or unwritable directory is an error now, not a lock file to retry for LOCK_TIMEOUT_S.
+    problem = check_sqlite_file(path)
+    if problem:
+        raise CnnreproError(f"tracking store {uri}: {problem}")
     lock_path = path.with_name(path.name + "-cnnrepro.lock")
     try:
         with FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S):
@@ -133,6 +136,7 @@ def client(uri: str) -> Any:
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+    from sqlalchemy.exc import SQLAlchemyError
 
     uri = absolute_sqlite_uri(uri)
     engine_uri = _engine_uri(uri)
@@ -149,7 +153,7 @@ def client(uri: str) -> Any:
             return retry(MlflowClient, tracking_uri=engine_uri)
     except MlflowException as exc:
         raise CnnreproError(f"tracking store {uri}: {first_line(exc)}") from exc
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, SQLAlchemyError) as exc:  # e.g. a corrupt database file
         raise CnnreproError(f"tracking store {uri}: {first_line(exc)}") from exc
 
 

@@ -171,7 +171,9 @@ def fit(
     history: list[dict[str, float]] = []
     start_epoch = 0
     state = ckpt.load_checkpoint(settings.checkpoint, settings.config_hash) if settings.checkpoint else None
-    if state is not None and state["epoch"] < settings.epochs:
+    # A checkpoint of the last epoch resumes too (zero epochs left): a run whose outputs failed to write
+    # after training finishes by writing them, without training again.
+    if state is not None and state["epoch"] <= settings.epochs:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         for name, it in iterators.items():

@@ -26,7 +26,7 @@ from cnnrepro.engine.data import Split
 from cnnrepro.engine.inputs import InputPipeline, augmentation, sequential_batches
 from cnnrepro.engine.lifecycle import NotRunnable, check_init_run, data_line, load_splits, package_versions
 from cnnrepro.errors import CnnreproError
-from cnnrepro.fsutil import sha256_file
+from cnnrepro.fsutil import sha256_file, write_file
 from cnnrepro.models import vgg16
 from cnnrepro.models.registry import create_model
 from cnnrepro.runs import summarize_final
@@ -249,9 +249,10 @@ def score_final(
 
 
 def save_model(model: nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
+    # Serialized in memory, written by Python: a full disk is then an OSError naming the file and errno.
+    from safetensors.torch import save
 
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path))
+    write_file(path, save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}))
 
 
 class TorchBackend:
