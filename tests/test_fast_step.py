@@ -150,7 +150,7 @@ def test_fast_step_setting() -> None:
     assert resolve_fast_step("auto", cpu, compiled=False) is False
     assert resolve_fast_step(False, cuda, compiled=False) is False  # YAML's bare `off`
     assert resolve_fast_step("auto", None, compiled=False) is False  # Keras runs
-    with pytest.raises(CnnreproError, match="train.fast_step is 'on' but the device is cpu"):
+    with pytest.raises(CnnreproError, match=r"train\.fast_step is 'on' but the device is cpu"):
         resolve_fast_step(True, cpu, compiled=False)
 
 
