@@ -23,6 +23,7 @@ import torch
 from cnnrepro.bench.measure import PathResult, measure_fast, measure_naive, not_run
 from cnnrepro.bench.peaks import device_peak
 from cnnrepro.bench.reproduction import pipeline_variants, run_reproduction
+from cnnrepro.bench.steady import fit_step_ms, measure_graph
 from cnnrepro.bench.table import reproduction_table, speedups, step_table
 from cnnrepro.config import load_params
 from cnnrepro.errors import CnnreproError
@@ -43,6 +44,9 @@ DATA_SUBDIRS = {
 LEGEND = (
     "data = batch fetch + augment + scale; compute = forward, loss, backward, optimizer step; "
     "pure = the same update on one ready batch;\n"
+    "graph = the fast step (train.fast_step: whole step as CUDA graph replays, CUDA only); fit ms = a steady "
+    "fit() epoch (steps + validation) per training step, the loop's own time: a step ms far above it is a "
+    "mismeasurement;\n"
     "vs pure = step time over pure (the input path's cost; CPU target <= 15%); GFLOP/img train = from the "
     "layers, counted = torch FlopCounterMode; TFLOP/s = train FLOPs x img/s"
 )
@@ -57,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, default=Path("data"), help="holds split/book, prepared, ...")
     parser.add_argument("--device", help="instead of params train.device (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--mixed-precision", action="store_true", help="bf16 autocast on (CUDA only)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="CUDA arithmetic: fp32 (TF32 off, what the K80 did), tf32 (torch's default for convs on "
+        "Ampere+), bf16 (autocast); default: as params and torch leave it",
+    )
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout on")
     parser.add_argument("--compile", action="store_true", help="torch.compile the trained module")
     parser.add_argument("--naive-workers", type=int, default=2, help="DataLoader workers of the naive path")
@@ -64,10 +74,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cpu-peak-seconds", type=float, default=1.0, help="length of each CPU matmul-rate measurement"
     )
     parser.add_argument("--no-naive", action="store_true", help="time the fast path only")
+    parser.add_argument("--no-fit", action="store_true", help="skip the fit() epoch cross-check (fit ms)")
     parser.add_argument("--reproduction", action="store_true", help="train every variant end to end, timed")
     parser.add_argument("--epochs-scale", type=float, default=1.0, help="with --reproduction: epochs x this")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def set_precision(precision: str) -> None:
+    """This process's CUDA arithmetic for --precision: TF32 for fp32 matmuls and convs on or off
+    (bf16 is autocast, set through train.mixed_precision, over TF32 like the default)."""
+    tf32 = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
 
 
 def bench_params(params: dict[str, Any], args: argparse.Namespace, variants: list[str]) -> dict[str, Any]:
@@ -79,6 +101,8 @@ def bench_params(params: dict[str, Any], args: argparse.Namespace, variants: lis
     for flag in ("mixed_precision", "channels_last", "compile"):
         if getattr(args, flag):
             train[flag] = True
+    if getattr(args, "precision", None) == "bf16":
+        train["mixed_precision"] = True
     if args.batch_size:
         overrides = train["overrides"] = dict(train.get("overrides") or {})
         for name in variants:
@@ -122,6 +146,12 @@ def bench_variant(config: dict[str, Any], args: argparse.Namespace) -> list[Path
             # Measured right before each path: on a shared CPU the reachable rate moves with the load.
             peak = device_peak(device, config["mixed_precision"], cpu_seconds=args.cpu_peak_seconds)
             rows.append(measure_fast(config, steps=args.steps, warmup=args.warmup, peak=peak))
+            if not args.no_fit:
+                rows[-1].fit_step_ms = fit_step_ms(config, steps=args.steps, fast_step=False)
+            graph = measure_graph(config, steps=args.steps, warmup=args.warmup, peak=peak)
+            if graph.status == "measured" and not args.no_fit:
+                graph.fit_step_ms = fit_step_ms(config, steps=args.steps, fast_step=True)
+            rows.append(graph)
             if not args.no_naive:
                 peak = device_peak(device, False, cpu_seconds=args.cpu_peak_seconds)
                 workers = args.naive_workers
@@ -163,6 +193,8 @@ def main(args: argparse.Namespace) -> int:
     for name in names:
         get_variant(name)  # unknown names fail before anything runs
     params = bench_params(params, args, names)
+    if args.precision:
+        set_precision(args.precision)
     env = environment()
     if args.reproduction:
         times = run_reproduction(
@@ -187,11 +219,16 @@ def main(args: argparse.Namespace) -> int:
             "warmup": args.warmup,
             "results": [r.as_dict() for r in results],
             "fast_over_naive": speedups(results),
+            "graph_over_naive": speedups(results, "graph"),
+            "precision": args.precision,
         }
         text = step_table(results) + "\n" + LEGEND
         ratios = ", ".join(f"{v} x{r:.2f}" for v, r in report["fast_over_naive"].items())
         if ratios:
             text += f"\nfast/naive images/s: {ratios}"
+        graph_ratios = ", ".join(f"{v} x{r:.2f}" for v, r in report["graph_over_naive"].items())
+        if graph_ratios:
+            text += f"\ngraph/naive images/s: {graph_ratios} (target on augmentation: >= x3)"
     if args.out:
         write_json_atomic(args.out, report)
     if args.json:

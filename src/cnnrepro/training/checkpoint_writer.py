@@ -48,13 +48,13 @@ class CheckpointWriter:
         return self.path is not None and epoch % self.every == 0
 
     def save(self, state: dict[str, Any]) -> None:
-        """Write `state` (copied to the CPU first); in the background if asked."""
+        """Write `state`; in the background if asked (then copied to the CPU first)."""
         assert self.path is not None
         self.wait()
-        snapshot = to_cpu(state)
         if not self.background:
-            ckpt.save_checkpoint(self.path, snapshot)
+            ckpt.save_checkpoint(self.path, state)  # written before training goes on: no copy needed
             return
+        snapshot = to_cpu(state)
         self._thread = threading.Thread(target=self._write, args=(snapshot,), name="checkpoint-writer")
         self._thread.start()
 
