@@ -22,6 +22,7 @@ import torch
 
 from cnnrepro.bench.measure import PathResult, measure_fast, measure_naive, not_run
 from cnnrepro.bench.peaks import device_peak
+from cnnrepro.bench.pipeline import pipeline_params, pipeline_table, run_pipeline_bench
 from cnnrepro.bench.reproduction import pipeline_variants, run_reproduction
 from cnnrepro.bench.steady import fit_step_ms, measure_graph
 from cnnrepro.bench.table import reproduction_table, speedups, step_table
@@ -76,7 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-naive", action="store_true", help="time the fast path only")
     parser.add_argument("--no-fit", action="store_true", help="skip the fit() epoch cross-check (fit ms)")
     parser.add_argument("--reproduction", action="store_true", help="train every variant end to end, timed")
-    parser.add_argument("--epochs-scale", type=float, default=1.0, help="with --reproduction: epochs x this")
+    parser.add_argument("--epochs-scale", type=float, default=1.0, help="with --reproduction/--pipeline: epochs x this")
+    parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="every training of params.yaml under `snakemake --cores N` in a scratch copy, timed (make bench-gpu)",
+    )
+    parser.add_argument("--cores", type=int, default=8, help="with --pipeline: snakemake --cores")
+    parser.add_argument("--seeds", help="with --pipeline: comma-separated seeds instead of params train.seeds")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
 
@@ -180,6 +188,10 @@ def _check(args: argparse.Namespace) -> None:
         raise CnnreproError(f"--batch-size {args.batch_size}: must be >= 1")
     if not args.epochs_scale > 0:
         raise CnnreproError(f"--epochs-scale {args.epochs_scale}: must be > 0")
+    if args.cores < 1:
+        raise CnnreproError(f"--cores {args.cores}: must be >= 1")
+    if args.seeds and not all(s.strip().isdigit() for s in args.seeds.split(",")):
+        raise CnnreproError(f"--seeds {args.seeds!r}: comma-separated non-negative integers")
     if args.naive_workers < 0:
         raise CnnreproError(f"--naive-workers {args.naive_workers}: must be >= 0")
     if not args.cpu_peak_seconds > 0:
@@ -196,7 +208,13 @@ def main(args: argparse.Namespace) -> int:
     if args.precision:
         set_precision(args.precision)
     env = environment()
-    if args.reproduction:
+    if args.pipeline:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+        local = pipeline_params(params, names, seeds, args.epochs_scale)
+        bench = run_pipeline_bench(Path(args.params).resolve().parent, local, cores=args.cores)
+        report = {"kind": "pipeline", "environment": env, "epochs_scale": args.epochs_scale, **bench.as_dict()}
+        text = pipeline_table(bench)
+    elif args.reproduction:
         times = run_reproduction(
             params, data_dirs(args.data_root), seed=args.seed, epochs_scale=args.epochs_scale, variants=names
         )
@@ -237,7 +255,7 @@ def main(args: argparse.Namespace) -> int:
         load = env["load_average"]
         where = f"device {_device_words(params)}, torch {env['torch']}, {env['threads']} threads"
         print(f"cnnrepro bench: {where}; load average at start {load[0]:.2f}" if load else f"cnnrepro bench: {where}")
-        if not args.reproduction:
+        if not (args.reproduction or args.pipeline):
             print(f"{args.steps} timed steps per path after {args.warmup} warm-up; naive path: {_naive_words(args)}")
             print(_peak_words(results))
         print(text)
