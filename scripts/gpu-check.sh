@@ -39,6 +39,7 @@ part() {  # part NAME LIMIT_S COMMAND...: run under its own timeout, log to $out
   rc=$?
   echo "$name: exit $rc in $(($(date +%s) - started)) s$([ $rc = 124 ] && echo ' (timed out)')" | tee -a "$summary"
   tail -n 30 "$out/$name.log"
+  return $rc
 }
 
 data() {
@@ -85,7 +86,9 @@ PY
 
 echo "gpu-check $(date -u +%FT%TZ) parts: $parts tiny=$tiny" | tee -a "$summary"
 python3 -c "import torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')" | tee -a "$summary"
-part data 300 data || exit 1
+export -f data
+export cores
+part data 300 bash -c data || exit 1
 P=.gpu/params-timing.yaml  # (with its random VGG16 h5 beside it: not under $out, which comes back)
 timing_params "$P" | tee -a "$summary"
 for name in $parts; do

@@ -278,7 +278,7 @@ def pipeline_table(bench: PipelineBench) -> str:
             num(r.wall_s, ".1f"),
             num(r.train_s, ".1f"),
             num(r.images_per_s, ".0f"),
-            num(r.tflops, ".3f"),
+            num(r.tflops, ".3g"),
             "-" if r.peak_fraction is None else f"{100 * r.peak_fraction:.1f}%",
         ]
         for r in bench.rows
