@@ -237,7 +237,8 @@ class FastSteps:
         if generator is not None and generator.device.type == "cuda":
             graph.register_generator_state(generator)
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.cuda.graph(graph):
+        # thread_local: the checkpoint writer's thread (CPU only) may be saving the previous epoch meanwhile.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             body()
         self._graphs.append(graph)
         return graph.replay
