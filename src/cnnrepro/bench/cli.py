@@ -46,8 +46,8 @@ LEGEND = (
     "data = batch fetch + augment + scale; compute = forward, loss, backward, optimizer step; "
     "pure = the same update on one ready batch;\n"
     "graph = the fast step (train.fast_step: whole step as CUDA graph replays, CUDA only); fit ms = a steady "
-    "fit() epoch (steps + validation) per training step, the loop's own time: a step ms far above it is a "
-    "mismeasurement;\n"
+    "fit() epoch (the same steps + one validation batch) per step, the loop's own time: a step ms far from it "
+    "is a mismeasurement;\n"
     "vs pure = step time over pure (the input path's cost; CPU target <= 15%); GFLOP/img train = from the "
     "layers, counted = torch FlopCounterMode; TFLOP/s = train FLOPs x img/s"
 )

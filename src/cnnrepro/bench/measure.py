@@ -56,7 +56,7 @@ class PathResult:
     peak_fraction: float | None = None
     peak_memory_mb: float | None = None
     memory_kind: str | None = None
-    # A steady fit() epoch over the same steps, per training step (validation included): the loop's truth.
+    # A steady fit() epoch over the same steps (one validation batch), per training step: the loop's truth.
     fit_step_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
