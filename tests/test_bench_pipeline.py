@@ -95,6 +95,7 @@ def test_bench_pipeline_times_the_trainings_in_a_scratch_copy(tmp_path: Path, ca
     project = project_with_profiles(tmp_path)
     set_params(project, lambda p: p["train"].update(seeds=[0, 1]))
     run(["snakemake", "--cores", "2", "data/prepared/mnist.npz", "data/prepared/fashion_mnist.npz"], project)
+    store_written = (project / "mlflow.db").stat().st_mtime_ns  # by the data stages' pipeline hooks
     argv = ["bench", "--params", str(project / "params.yaml"), "--pipeline", "--variants", "mnist_dense"]
     code = cli.main([*argv, "--cores", "2", "--device", "cpu", "--out", str(tmp_path / "p.json")])
     out = capsys.readouterr().out
@@ -102,5 +103,7 @@ def test_bench_pipeline_times_the_trainings_in_a_scratch_copy(tmp_path: Path, ca
     (row,) = json.loads((tmp_path / "p.json").read_text())["rows"]
     assert row["variant"] == "mnist_dense" and row["completed"] == 2 and row["images_per_s"] > 0
     assert "2 of 2 trainings" in out and "VGG16 weights: not needed" in out
-    assert not (project / "runs").exists() and not (project / "mlflow.db").exists()  # the project is untouched
+    # The project is untouched: no runs or checkpoints, its MLflow store not written.
+    assert not (project / "runs").exists() and not (project / "checkpoints").exists()
+    assert (project / "mlflow.db").stat().st_mtime_ns == store_written
     assert yaml.safe_load((project / "params.yaml").read_text())["train"]["seeds"] == [0, 1]
