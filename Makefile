@@ -58,12 +58,24 @@ lint: $(STAMP)
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlartifacts
 
-## Headless Chromium for the report's HTML test (Debian's package; needs root or sudo).
+## Headless Chromium for the report's HTML tests (Debian's package). Installs nothing unasked: it says what it
+## would run, asks on a terminal, and otherwise skips (those tests then skip). INSTALL_CHROMIUM=yes installs
+## without asking, INSTALL_CHROMIUM=no never asks.
+INSTALL_CHROMIUM ?= ask
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium for the report's HTML test"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 && exit 0; \
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo " ); \
+	CMD="$${SUDO}apt-get update && $${SUDO}apt-get install -y chromium"; \
+	echo "system-deps: chromium is not installed; the report's HTML tests need it (headless, at 1280 px)."; \
+	echo "system-deps: to install Debian's package this would run: $$CMD"; \
+	ANSWER=$(INSTALL_CHROMIUM); \
+	if [ "$$ANSWER" = ask ]; then \
+	  if [ -t 0 ]; then printf "system-deps: run it now? [y/N] "; read ANSWER; else ANSWER=no; fi; \
+	fi; \
+	case "$$ANSWER" in \
+	  y|Y|yes) echo "system-deps: running: $$CMD"; sh -c "$$CMD" ;; \
+	  *) echo "system-deps: skipped; the Chromium tests will be skipped (make system-deps INSTALL_CHROMIUM=yes installs it)" ;; \
+	esac
 
 clean-env:
 	rm -rf $(VENV)
@@ -79,3 +91,10 @@ bench-gpu: $(STAMP)
 ## Fill the ignored .gpu/ for a bare, offline CUDA machine (../shared/gpu/README.md); there: bash .gpu/check.sh
 gpu-pack:
 	bash scripts/gpu-pack.sh
+
+## The SLURM profile on a real one-node SLURM cluster started here, with an MLflow tracking server:
+## needs root and `apt-get install slurm-wlm slurmdbd munge mariadb-server` (README, "On a SLURM cluster").
+.PHONY: test-slurm
+test-slurm: $(STAMP)
+	scripts/slurm-cluster.sh start
+	$(BIN)/pytest tests/test_slurm_cluster.py -s

@@ -20,9 +20,10 @@ import time
 import numpy as np
 import torch
 
+from cnnrepro.engine.augment import AugmentationSpec
+from cnnrepro.engine.inputs import InputPipeline
 from cnnrepro.models.registry import create_model, get_variant
-from cnnrepro.training.augment import AugmentationSpec
-from cnnrepro.training.loop import DeviceSplit, FitSettings, InputPipeline, fit
+from cnnrepro.training.loop import DeviceSplit, FitSettings, fit
 from cnnrepro.training.optim import make_optimizer
 
 RTOL, ATOL = 1e-4, 1e-5

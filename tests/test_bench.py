@@ -16,13 +16,14 @@ from cnnrepro import cli
 from cnnrepro.bench import flops, peaks
 from cnnrepro.bench.table import STEP_COLUMNS
 from cnnrepro.config import load_params
+from cnnrepro.engine.augment import augment_batch, book_augmentation
+from cnnrepro.engine.lifecycle import load_splits
+from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.models import vgg16
 from cnnrepro.models.registry import create_model
 from cnnrepro.training import runner
-from cnnrepro.training.augment import augment_batch, book_augmentation
 from cnnrepro.training.loop import train_step
 from cnnrepro.training.optim import make_optimizer
-from cnnrepro.training.run_config import resolve_run_config
 
 from .helpers_train import UNREACHABLE_URL, make_image_folder, make_npz, tiny_overrides, write_params
 
@@ -257,7 +258,7 @@ def test_setup_training_applies_channels_last(tmp_path: Path) -> None:
     )
     config = resolve_run_config(params, framework="torch", variant="baseline", seed=0, data_dir=data, out_dir="o")
     assert config["channels_last"] is True and config["compile"] is False
-    setup = runner.setup_training(config, runner.load_splits(config))
+    setup = runner.setup_training(config, load_splits(config))
     x, _ = setup.train.batch([0, 1])
     assert setup.inputs(x, train=True).is_contiguous(memory_format=torch.channels_last)
     assert setup.model.conv2d_1.weight.is_contiguous(memory_format=torch.channels_last)

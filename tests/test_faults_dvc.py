@@ -154,7 +154,7 @@ def _wrapped(work: Path, code: int) -> subprocess.CompletedProcess[str]:
 
 
 def _run(store: str, run_id: str) -> Any:
-    return tracking._client(store).get_run(run_id)
+    return tracking.client(store).get_run(run_id)
 
 
 def test_wrapper_runs_the_command_as_one_pipeline(tmp_path: Path, store: str) -> None:

@@ -60,7 +60,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _client(uri: str):
-    return tracking._client(uri)
+    return tracking.client(uri)
 
 
 def _status(uri: str, run_id: str) -> str:

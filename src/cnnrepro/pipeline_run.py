@@ -23,7 +23,6 @@ import argparse
 import atexit
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -65,19 +64,14 @@ def preflight(params: dict[str, Any]) -> None:
 def _tag_as_ours(uri: str, run_id: str) -> None:
     """Record this (long-lived) process on the parent run, so a later `mark_stale_runs_failed` can
     close it if this process dies without ending it (SIGKILL, power loss)."""
-    client = tracking._client(uri)
-    tags = {tracking.TAG_PID: str(os.getpid()), tracking.TAG_HOST: socket.gethostname()}
-    identity = tracking._process_identity(os.getpid())
-    if identity:
-        tags[tracking.TAG_PID_START] = identity
-    tracking.RunLogger(client, run_id, "").set_tags(tags)
+    tracking.RunLogger(tracking.client(uri), run_id, "").set_tags(tracking.process_tags())
 
 
 def _check_run_exists(uri: str, run_id: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        tracking._retry(tracking._client(uri).get_run, run_id)
+        tracking.retry(tracking.client(uri).get_run, run_id)
     except MlflowException:
         raise CnnreproError(
             f"{tracking.PARENT_RUN_ENV}={run_id}: no such run in {uri} (unset it, or use `cnnrepro tracking start`)"

@@ -1,9 +1,39 @@
 # Names and paths shared by the rules; the variant lists and seeds come from params.yaml only.
 TRAIN = config["train"]
 VARIANT_GROUPS = TRAIN["variants"]
-CODE = "src/cnnrepro"
-TRAIN_CODE = [CODE + "/models", CODE + "/training"]
+# The code files each `cnnrepro <command>` imports (src/cnnrepro/stage_code.py walks them; dvc.yaml lists the same).
+from cnnrepro.stage_code import stage_code
+
 RUN_DIR = "runs/{framework}/{variant}/seed{seed}"
+
+
+# The params.yaml values each job depends on are the ones dvc.yaml lists for its stage (one list, read
+# here): as a rule's `params`, Snakemake reruns the job when one changes (rerun trigger "params"), as DVC
+# does. `${item}` in a DVC key is the stage's foreach item, here the rule's `dataset` wildcard.
+import yaml as _yaml
+
+with open("dvc.yaml") as _f:
+    DVC_STAGES = _yaml.safe_load(_f)["stages"]
+
+
+def _param_value(key):
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def tracked_params(stage):
+    """A params function for the rule of DVC stage `stage`: {key: value} of every params key it tracks."""
+    definition = DVC_STAGES[stage].get("do", DVC_STAGES[stage])
+    keys = definition.get("params", [])
+
+    def values(wildcards):
+        item = getattr(wildcards, "dataset", None)
+        resolved = [key.replace("${item}", item) if item else key for key in keys]
+        return {key: _param_value(key) for key in resolved}
+
+    return values
 
 
 def run_outputs(group):

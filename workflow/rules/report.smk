@@ -11,10 +11,12 @@ rule report:
         [run_outputs(group) for group in VARIANT_GROUPS],
         "data/clean/summary.json",
         "reports/figures",
-        CODE + "/report",
+        stage_code("report"),
     output:
         *REPORT_OUTPUTS,
         directory("reports/plots"),
+    params:
+        tracked=tracked_params("report"),
     log:
         "logs/report.log",
     shell:

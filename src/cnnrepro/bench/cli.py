@@ -27,19 +27,15 @@ from cnnrepro.bench.reproduction import pipeline_variants, run_reproduction
 from cnnrepro.bench.steady import fit_step_ms, measure_graph
 from cnnrepro.bench.table import reproduction_table, speedups, step_table
 from cnnrepro.config import load_params
+from cnnrepro.engine.lifecycle import NotRunnable
+from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import write_json_atomic
-from cnnrepro.models.registry import get_variant
+from cnnrepro.models.registry import DATASET_DIRS, get_variant
 from cnnrepro.training import runner
-from cnnrepro.training.run_config import resolve_run_config
 
 # Where each dataset's prepared data lies under --data-root (the pipeline's own layout).
-DATA_SUBDIRS = {
-    "dogs_vs_cats": "split/book",
-    "petimages_80_20": "split/keras_example",
-    "mnist": "prepared",
-    "fashion_mnist": "prepared",
-}
+DATA_SUBDIRS = DATASET_DIRS  # the registry's: each dataset's folder under the data root
 
 
 LEGEND = (
@@ -146,7 +142,7 @@ def bench_variant(config: dict[str, Any], args: argparse.Namespace) -> list[Path
     with contextlib.redirect_stdout(sys.stderr):
         try:
             runner.prepare(config, download_timeout_s=10.0)
-        except runner.NotRunnable as exc:
+        except NotRunnable as exc:
             return not_run(config["variant"], str(exc))
         device = torch.device(config["device"])
         rows = []

@@ -20,8 +20,9 @@ import torch
 
 from cnnrepro.bench.flops import counted_train_flops, layer_costs, train_macs
 from cnnrepro.bench.peaks import DevicePeak
+from cnnrepro.engine.data import KerasIterator
+from cnnrepro.engine.lifecycle import load_splits
 from cnnrepro.training import runner
-from cnnrepro.training.data import KerasIterator
 from cnnrepro.training.loop import loss_sum_and_correct, train_step
 from cnnrepro.training.optim import make_optimizer
 
@@ -178,7 +179,7 @@ def measure_fast(config: dict[str, Any], *, steps: int, warmup: int, peak: Devic
     runner.configure_process(config)
     reset_memory(device)
     started = time.perf_counter()
-    setup = runner.setup_training(config, runner.load_splits(config))
+    setup = runner.setup_training(config, load_splits(config))
     synchronize(device)
     result.setup_s = time.perf_counter() - started
 

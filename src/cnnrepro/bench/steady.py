@@ -21,8 +21,9 @@ import torch
 
 from cnnrepro.bench.measure import PathResult, fill_flops, finish_timing, reset_memory, synchronize
 from cnnrepro.bench.peaks import DevicePeak
+from cnnrepro.engine.data import KerasIterator
+from cnnrepro.engine.lifecycle import load_splits
 from cnnrepro.training import runner
-from cnnrepro.training.data import KerasIterator
 from cnnrepro.training.fast_step import FastSteps
 from cnnrepro.training.loop import FitSettings, fit
 
@@ -41,7 +42,7 @@ def measure_graph(config: dict[str, Any], *, steps: int, warmup: int, peak: Devi
     runner.configure_process(config)
     reset_memory(device)
     started = time.perf_counter()
-    setup = runner.setup_training(config, runner.load_splits(config))
+    setup = runner.setup_training(config, load_splits(config))
     synchronize(device)
     result.setup_s = time.perf_counter() - started
     fast = FastSteps(
@@ -88,7 +89,7 @@ def measure_graph(config: dict[str, Any], *, steps: int, warmup: int, peak: Devi
 def fit_step_ms(config: dict[str, Any], *, steps: int, fast_step: bool) -> float:
     """Wall ms per training step of a steady fit() epoch (and one validation batch), as `cnnrepro train` runs it."""
     runner.configure_process(config)
-    setup = runner.setup_training(config, runner.load_splits(config))
+    setup = runner.setup_training(config, load_splits(config))
     ends: list[float] = []
     settings = FitSettings(
         loss=config["loss"],

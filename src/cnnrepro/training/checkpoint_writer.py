@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from cnnrepro.training import checkpoint as ckpt
+from cnnrepro.engine import checkpoint as ckpt
 
 
 def to_cpu(value: Any) -> Any:

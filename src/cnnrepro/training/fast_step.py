@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnrepro.training.loop import DeviceSplit, InputPipeline, loss_sum_and_correct
+from cnnrepro.engine.inputs import InputPipeline
+from cnnrepro.training.loop import DeviceSplit, loss_sum_and_correct
 
 # Warm-up runs before a capture (the PyTorch docs' whole-network example uses 3; the first runs
 # cuDNN's autotuner, the later ones settle the caching allocator).

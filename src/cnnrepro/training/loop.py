@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cnnrepro.training import checkpoint as ckpt
+from cnnrepro.engine import checkpoint as ckpt
+from cnnrepro.engine.inputs import InputPipeline, epoch_line, make_iterators, sequential_batches
 from cnnrepro.training.checkpoint_writer import CheckpointWriter
-from cnnrepro.training.data import KerasIterator, scale_input, to_float_nchw
 
 EpochHook = Callable[[dict[str, float]], None]
 
@@ -53,29 +53,6 @@ class DeviceSplit:
         return self.x.index_select(0, idx), self.y.index_select(0, idx)
 
 
-@dataclass
-class InputPipeline:
-    """Raw batch -> model input: to float NCHW 0-255, augment (training only), then scale."""
-
-    kind: str  # "images" | "features"
-    preprocessing: str = "scale"  # "scale" | "caffe"
-    input_scale: float = 1 / 255
-    augmentation: Any = None  # cnnrepro.training.augment.AugmentationSpec, or None
-    generator: torch.Generator | None = None
-    channels_last: bool = False  # NHWC memory for a model converted to channels_last (train.channels_last)
-
-    def __call__(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
-        if self.kind == "features":
-            return x
-        x = to_float_nchw(x)
-        if train and self.augmentation is not None:
-            from cnnrepro.training.augment import augment_batch
-
-            x = augment_batch(x, self.augmentation, self.generator)
-        x = scale_input(x, self.preprocessing, self.input_scale)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-
 def loss_sum_and_correct(logits: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed loss and number of correct predictions of one batch (float32 math)."""
     logits = logits.float()
@@ -95,11 +72,6 @@ def predicted_labels(logits: torch.Tensor, loss: str) -> torch.Tensor:
     if loss == "binary_crossentropy":
         return (logits.float().squeeze(1) > 0).long()
     return logits.float().argmax(1)
-
-
-def sequential_batches(n: int, batch_size: int) -> Iterator[np.ndarray]:
-    for start in range(0, n, batch_size):
-        yield np.arange(start, min(start + batch_size, n))
 
 
 def autocast(device: torch.device, enabled: bool) -> torch.autocast:
@@ -185,15 +157,6 @@ class FitSettings:
     checkpoint_in_background: bool = False  # written by a thread while the next epoch trains
 
 
-def _make_iterators(settings: FitSettings, n_train: int, n_val: int) -> dict[str, KerasIterator]:
-    # Streams derived from the seed, distinct per purpose, so the data order is a function of the seed only.
-    iterators = {"train": KerasIterator(n_train, settings.batch_size, shuffle=True, seed=[settings.seed, 1])}
-    if settings.validation_steps is not None:
-        # The book's validation generator: flow_from_directory's default shuffle=True, one object for all epochs.
-        iterators["validation"] = KerasIterator(n_val, settings.batch_size, shuffle=True, seed=[settings.seed, 2])
-    return iterators
-
-
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -207,7 +170,9 @@ def fit(
 
     With a checkpoint of the same config, training continues after its epoch with every state restored.
     """
-    iterators = _make_iterators(settings, len(train), len(validation))
+    iterators = make_iterators(
+        settings.seed, settings.batch_size, settings.validation_steps, len(train), len(validation)
+    )
     history: list[dict[str, float]] = []
     start_epoch = 0
     state = ckpt.load_checkpoint(settings.checkpoint, settings.config_hash) if settings.checkpoint else None
@@ -271,11 +236,7 @@ def fit(
             "val_accuracy": val["accuracy"],
         }
         history.append(row)
-        print(
-            f"epoch {epoch}/{settings.epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
-            f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} ({time.perf_counter() - started:.1f} s)",
-            flush=True,
-        )
+        print(epoch_line(row, settings.epochs, time.perf_counter() - started), flush=True)
         if writer.due(epoch):
             writer.save(
                 {

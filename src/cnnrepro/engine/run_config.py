@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
+from cnnrepro.engine.data import SEMANTICS_RESIZE
 from cnnrepro.errors import CnnreproError
 from cnnrepro.models.registry import VariantSpec, get_variant
-from cnnrepro.training.data import SEMANTICS_RESIZE
 
 # train.image_cache_dir when not set; relative to the working directory (the project root under both orchestrators).
 DEFAULT_CACHE_DIR = "data/cache"
