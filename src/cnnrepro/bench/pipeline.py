@@ -39,7 +39,8 @@ from cnnrepro.fsutil import read_json
 from cnnrepro.models import vgg16
 from cnnrepro.models.registry import create_model
 
-PROJECT_FILES = ("Snakefile", "workflow", "profiles")
+# dvc.yaml: the rules read their tracked params from it (workflow/rules/common.smk).
+PROJECT_FILES = ("Snakefile", "workflow", "profiles", "dvc.yaml")
 LINKED = ("data", "src")
 # The environment of a user's tracking setup must not send the bench's runs to their store.
 TRACKING_ENV = ("CNNREPRO_TRACKING_URI", "MLFLOW_TRACKING_URI", "CNNREPRO_PARENT_RUN_ID", "CNNREPRO_PIPELINE_ID")
