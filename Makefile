@@ -115,6 +115,18 @@ system-deps:
 clean-env:
 	rm -rf $(VENV)
 
+.PHONY: bench-gpu gpu-pack
+
+## Every default training under snakemake on this machine (train.runs_per_gpu side by side per GPU),
+## timed in one table: per variant wall time, img/s, share of peak, and the total (data stages first).
+bench-gpu: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) data/split/book data/split/keras_example data/prepared/mnist.npz data/prepared/fashion_mnist.npz
+	$(BIN)/cnnrepro bench --pipeline --cores $(CORES)
+
+## Fill the ignored .gpu/ for a bare, offline CUDA machine (../shared/gpu/README.md); there: bash .gpu/check.sh
+gpu-pack:
+	bash scripts/gpu-pack.sh
+
 ## The SLURM profile on a real one-node SLURM cluster started here, with an MLflow tracking server:
 ## needs root and `apt-get install slurm-wlm slurmdbd munge mariadb-server` (README, "On a SLURM cluster").
 .PHONY: test-slurm

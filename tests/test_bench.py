@@ -155,6 +155,7 @@ def test_bench_prints_every_column_for_fast_and_naive_paths(project: Path, capsy
             assert float(cells[3]) > 0  # img/s
     assert "feature_extraction (fast): not_run:" in out and "feature_extraction (naive): not_run:" in out
     assert "fast/naive images/s: baseline x" in out and "mnist_convnet x" in out
+    assert "baseline (graph): not_run: CUDA graphs need CUDA (device cpu)" in out
     assert "peak: fp32: measured" in out
     assert list((project / "cache" / "images").glob("*.npy"))  # the fast path read the split through the cache
 
@@ -165,8 +166,11 @@ def test_bench_json_holds_every_figure(project: Path, capsys: pytest.CaptureFixt
     report = json.loads(out)
     assert report == json.loads((project / "b.json").read_text())
     assert report["kind"] == "steps" and report["steps"] == 2
-    fast, naive = report["results"]
-    assert (fast["path"], naive["path"]) == ("fast", "naive")
+    fast, graph, naive = report["results"]
+    assert (fast["path"], graph["path"], naive["path"]) == ("fast", "graph", "naive")
+    assert graph["status"] == "not_run" and "CUDA graphs need CUDA" in graph["reason"]  # no CUDA here
+    # The cross-check: a real fit() epoch over the same steps, per step (validation included).
+    assert fast["fit_step_ms"] > 0 and naive["fit_step_ms"] is None
     for row in (fast, naive):
         assert row["status"] == "measured" and row["batch_size"] == 2 and row["steps"] == 2
         for key in ("images_per_s", "step_ms", "data_ms", "compute_ms", "achieved_tflops", "peak_tflops"):

@@ -58,12 +58,14 @@ wildcard_constraints:
 
 # GPUs: a training job takes 1 when it will train on an NVIDIA GPU (train.device auto/cuda and a GPU
 # visible here), else 0. A local run (no --jobs: Snakemake sets `nodes` only for cluster executors)
-# gets a global limit of as many GPUs as are visible, unless the user gave one (--resources gpu=N),
-# so `--cores 8` never stacks trainings on one GPU. Not on a cluster: a global limit also caps each
-# job's request, and the submit host's GPUs say nothing of the nodes' (profiles/slurm asks for them).
-from cnnrepro.gpus import count_visible, gpus_per_training_job
+# gets a global limit of train.runs_per_gpu trainings per visible GPU, unless the user gave one
+# (--resources gpu=N), so `--cores 8` on one GPU runs up to runs_per_gpu trainings side by side.
+# Not on a cluster: a global limit also caps each job's request, and the submit host's GPUs say
+# nothing of the nodes' (profiles/slurm asks for them).
+from cnnrepro.gpus import count_visible, gpus_per_training_job, training_slots
 
 N_GPUS = count_visible()
 TRAIN_GPUS = gpus_per_training_job(TRAIN["device"], N_GPUS)
+RUNS_PER_GPU = TRAIN.get("runs_per_gpu", 1)
 if workflow.nodes is None and "gpu" not in workflow.global_resources:
-    workflow.register_resource("gpu", N_GPUS)
+    workflow.register_resource("gpu", training_slots(N_GPUS, RUNS_PER_GPU))

@@ -24,10 +24,19 @@ from cnnrepro.fsutil import atomic_path, write_file
 # Settings that may differ between the killed run and its continuation without changing what it
 # computes: epochs (a longer run continues a shorter one's exact trajectory) and where outputs go.
 # The image cache's location never changes a decoded pixel.
-HASH_EXCLUDED = ("epochs", "out_dir", "overrides", "documented_settings", "image_cache")
+# How often and how a checkpoint is written never changes what is trained.
+HASH_EXCLUDED = (
+    "epochs",
+    "out_dir",
+    "overrides",
+    "documented_settings",
+    "image_cache",
+    "checkpoint_every",
+    "checkpoint_in_background",
+)
 # Options added after checkpoints were written: at these values they hash as if absent, so a run
 # checkpointed before they existed still resumes; switched on, they change the arithmetic and the hash.
-HASH_ABSENT_AT = {"channels_last": False, "compile": False}
+HASH_ABSENT_AT = {"channels_last": False, "compile": False, "fast_step": False}
 
 
 def checkpoint_path(root: str | Path, framework: str, variant: str, seed: int) -> Path:

@@ -211,6 +211,9 @@ def train_variant(
         config_hash=ckpt.config_hash(config),
         owner=dict(owner or {}),
         on_resume=on_resume,
+        fast_step=bool(config.get("fast_step")),
+        checkpoint_every=int(config.get("checkpoint_every", 1)),
+        checkpoint_in_background=bool(config.get("checkpoint_in_background")),
     )
     history = fit(trained, optimizer, train, validation, inputs, settings, hooks)
     train_duration = time.perf_counter() - started
