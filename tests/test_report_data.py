@@ -12,7 +12,7 @@ from cnnrepro.data.split import book_items, write_split
 from cnnrepro.fsutil import read_json
 from cnnrepro.report.build import build_report
 
-from .helpers_data import make_petimages_zip, rgb_jpeg
+from .helpers_data import make_petimages_zip, rgb_jpeg, shipped_limits
 from .helpers_report import ALL_VARIANTS, TEN_LABELS, settings, write_params, write_synthetic_run
 
 SIZES = {"train": 8, "validation": 4, "test": 4}
@@ -20,7 +20,7 @@ SIZES = {"train": 8, "validation": 4, "test": 4}
 
 def clean_and_split(archive: Path, root: Path) -> tuple[Path, Path]:
     """The clean stage's summary.json and the book split's directory, as the pipeline writes them."""
-    clean_archive(archive, root / "clean")
+    clean_archive(archive, root / "clean", limits=shipped_limits())
     split = root / "split" / "book"
     write_split(book_items(root / "clean" / "petimages", SIZES), split)
     return root / "clean" / "summary.json", split
