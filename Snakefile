@@ -14,6 +14,7 @@ validate(config, "workflow/schemas/params.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/ablations.smk"
 include: "workflow/rules/visualize.smk"
 include: "workflow/rules/report.smk"
 

@@ -9,6 +9,7 @@ REPORT_OUTPUTS = [
 rule report:
     input:
         [run_outputs(group) for group in VARIANT_GROUPS],
+        ablation_outputs(),
         "data/clean/summary.json",
         "reports/figures",
         CODE + "/report",

@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="the run directory, runs/<framework>/<variant>/seed<S>")
     parser.add_argument("--init-from", type=Path, default=None, help="the run fine_tuning continues from")
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"), help="per-epoch checkpoint root")
+    parser.add_argument(
+        "--ablation",
+        default=None,
+        help="train under this ablation of params ablations.definitions (out: runs/<f>/<v>/ablation-<name>/seed<S>)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -40,6 +45,7 @@ def main(args: argparse.Namespace) -> int:
 
 def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence = ()) -> int:
     """Everything after argument parsing; `hooks` are extra per-epoch callbacks (tests use them)."""
+    from cnnrepro import ablations
     from cnnrepro.training import runner
     from cnnrepro.training.data import manifest_sha256
     from cnnrepro.training.run_config import format_config, resolve_run_config
@@ -52,7 +58,10 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence = ()) 
         data_dir=args.data,
         out_dir=args.out,
         init_from=args.init_from,
+        ablation=args.ablation,
     )
+    ablations.check_continues_from(config)
+    args.checkpoints = ablations.checkpoint_root(args.checkpoints, args.ablation)
     trainer = _trainer(config["framework"])  # before anything is touched: a missing extra fails here
     runner.clear_done_marker(args.out)
     t0 = time.perf_counter()
@@ -71,9 +80,11 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence = ()) 
     try:
         # The pipeline's download timeout, capped: a missing file should not hold a job for minutes.
         trainer.prepare(config, download_timeout_s=min(float(params["download"]["timeout_s"]), 30.0))
+        if reason := ablations.not_runnable_reason(config):
+            raise runner.NotRunnable(reason)
     except runner.NotRunnable as exc:
         info.status, info.reason = "not_run", str(exc)
-    name = f"{config['framework']}/{config['variant']}/seed{config['seed']}"
+    name = run_name(config)
     print(f"cnnrepro train {name}:\n{format_config(config)}", flush=True)
 
     metrics = _tracked(params, config, info, args, tuple(hooks), t0)
@@ -86,6 +97,13 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence = ()) 
     else:
         print(f"not run: {info.reason} -> {args.out}", flush=True)
     return 0
+
+
+def run_name(config: dict[str, Any]) -> str:
+    """framework/variant/seedS, or framework/variant/ablation-NAME/seedS."""
+    ablation = (config.get("ablation") or {}).get("name")
+    middle = f"/ablation-{ablation}" if ablation else ""
+    return f"{config['framework']}/{config['variant']}{middle}/seed{config['seed']}"
 
 
 def _trainer(framework: str) -> Any:
@@ -119,7 +137,9 @@ def _tracked(
         "data_hash": info.data_manifest_sha256 or "",
         "status": info.status,
     }
-    name = f"{config['framework']}/{config['variant']}/seed{config['seed']}"
+    if config.get("ablation"):
+        tags["ablation"] = config["ablation"]["name"]
+    name = run_name(config)
     with tracking.tracked_run(uri, experiment, run_name=name, tags=tags, parent_run_id=parent) as logger:
         info.mlflow = {
             "tracking_uri": uri,

@@ -26,12 +26,14 @@ from cnnrepro import fidelity
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, read_json, sha256_file, write_json_atomic
 from cnnrepro.models import vgg16
+from cnnrepro.models.layers import torch_default_init_
 from cnnrepro.models.registry import create_model, get_variant
 from cnnrepro.runs import RunMetrics, summarize_final, write_run
 from cnnrepro.training import checkpoint as ckpt
 from cnnrepro.training.data import Split, load_image_split, load_npz, manifest_sha256
 from cnnrepro.training.loop import DeviceSplit, EpochHook, FitSettings, InputPipeline, evaluate, fit, sequential_batches
 from cnnrepro.training.optim import make_optimizer
+from cnnrepro.training.precision import set_torch_precision
 
 MODEL_FILE = "model.safetensors"
 PACKAGES = ("torch", "numpy", "pillow", "h5py", "safetensors", "mlflow", "cnnrepro")
@@ -140,6 +142,8 @@ def load_splits(config: dict[str, Any]) -> dict[str, Split | None]:
 def build_model(config: dict[str, Any]) -> nn.Module:
     """The variant's network with its starting weights, frozen where the source froze it."""
     model = create_model(config["variant"])
+    if config.get("weight_init") == "torch_default":
+        torch_default_init_(model)
     vgg = config.get("vgg16")
     if config["init_from"] is not None:
         from safetensors.torch import load_file
@@ -211,6 +215,7 @@ def configure_process(config: dict[str, Any]) -> None:
     seed_everything(config["seed"])
     if config["num_threads"] > 0:
         torch.set_num_threads(config["num_threads"])
+    set_torch_precision(config.get("precision", "fp32"))
     if torch.device(config["device"]).type == "cuda":
         # Fixed input sizes: let cuDNN pick its fastest kernels (already nondeterministic, see the ledger).
         torch.backends.cudnn.benchmark = True
