@@ -3,6 +3,7 @@ REPORT_OUTPUTS = [
     "reports/comparison.html",
     "reports/comparison.csv",
     "reports/comparison.json",
+    "reports/effects.csv",
 ]
 
 
