@@ -38,6 +38,7 @@ class Effect:
     variant: str
     ablation: str
     description: str
+    changes: tuple[str, ...]  # run-config key=value this variant's runs changed (the settings that applied)
     metric: str
     faithful_n: int
     faithful_mean: float | None
@@ -124,6 +125,9 @@ def collect_effects(runs_root: str | Path, slots: Sequence[RunSlot]) -> list[Eff
                 variant=variant,
                 ablation=name,
                 description=str(ablation_info.get("description") or ""),
+                changes=tuple(
+                    f"{key}={change['ablation']}" for key, change in (ablation_info.get("changes") or {}).items()
+                ),
                 metric=metric,
                 faithful_n=len(faithful),
                 faithful_mean=mean_f,
@@ -167,6 +171,7 @@ def effect_blocks(effects: Sequence[Effect]) -> list[Any]:
                 Cell(e.variant),
                 Cell(e.framework),
                 Cell(e.ablation),
+                Cell(", ".join(e.changes) or "(continues from its ablation's run)"),
                 Cell(e.metric),
                 Cell(f"{_pct(e.faithful_mean)} (n={e.faithful_n})"),
                 Cell(f"{_pct(e.ablation_mean)} (n={e.ablation_n})"),
@@ -174,7 +179,17 @@ def effect_blocks(effects: Sequence[Effect]) -> list[Any]:
                 Cell(interval),
             ]
         )
-    headers = ["variant", "framework", "ablation", "metric", "faithful %", "ablation %", "effect pp", "95% CI pp"]
+    headers = [
+        "variant",
+        "framework",
+        "ablation",
+        "changes",
+        "metric",
+        "faithful %",
+        "ablation %",
+        "effect pp",
+        "95% CI pp",
+    ]
     blocks.append(Table(headers, rows))
     described = {e.ablation: e.description for e in effects if e.description}
     blocks.append(Bullets([f"`{name}`: {text}" for name, text in sorted(described.items())]))
@@ -198,7 +213,7 @@ def effect_records(effects: Sequence[Effect]) -> list[dict[str, Any]]:
     """JSON rows: fractions as in metrics.json, plus the effect and interval in percentage points."""
     records = []
     for e in effects:
-        record = asdict(e) | {"reasons": list(e.reasons)}
+        record = asdict(e) | {"reasons": list(e.reasons), "changes": list(e.changes)}
         for key in ("effect", "ci_low", "ci_high"):
             record[f"{key}_pp"] = None if record[key] is None else 100 * record[key]
         records.append(record)
