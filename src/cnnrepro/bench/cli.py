@@ -76,7 +76,9 @@ def bench_params(params: dict[str, Any], args: argparse.Namespace, variants: lis
     train = local["train"]
     if args.device:
         train["device"] = args.device
-    for flag in ("mixed_precision", "channels_last", "compile"):
+    if args.mixed_precision:
+        train["precision"] = "bf16"  # train.precision replaced train.mixed_precision
+    for flag in ("channels_last", "compile"):
         if getattr(args, flag):
             train[flag] = True
     if args.batch_size:
