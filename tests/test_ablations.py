@@ -293,3 +293,16 @@ def test_an_unknown_ablation_is_one_line_naming_the_known_ones(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown ablation 'nope' (known: " in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_the_ledger_says_why_the_base_trains_and_frozen_base_does_not_claim_it() -> None:
+    faithful = _resolve("feature_extraction_augmented", None)
+    assert faithful["trainable"] == "all" and _resolve("fine_tuning", None)["trainable"] == "head+block5"
+    entry = next(e for e in fidelity.entries_for(faithful) if e["id"] == "vgg16_base_trained_as_2_0_8_ran")
+    for evidence in ("c25fa38", "71-74 s", "32-33 s", "#21, #75, #93", "keras-team/keras #8792"):
+        assert evidence in entry["source"] + entry["reason"], evidence
+    frozen = _resolve("feature_extraction_augmented", "frozen_base")
+    ids = {e["id"] for e in fidelity.entries_for(frozen)}
+    assert "vgg16_base_trained_as_2_0_8_ran" not in ids and "ablation_frozen_base_trainable" in ids
+    keras_ids = {e["id"] for e in keras_ledger.entries_for(faithful | {"framework": "keras"})}
+    assert "keras3_trainable_base" in keras_ids and "vgg16_base_trained_as_2_0_8_ran" not in keras_ids

@@ -3,8 +3,10 @@
 Each entry names the setting, what the source did, what the port does, and why. `entries_for`
 picks the entries that apply to one resolved run config (variant, device, semantics, VGG16
 options) and adds every params override of that run as a departure of its own. Choices that
-copy the source exactly (RMSprop rho/eps, Keras init, generator index logic, the frozen base)
-are not departures and are not listed; they are tested instead.
+copy the source exactly (RMSprop rho/eps, Keras init, generator index logic, fine_tuning's frozen
+blocks 1-4) are not departures and are not listed; they are tested instead. One entry copies what
+ran where it differs from what the source's text says (vgg16_base_trained_as_2_0_8_ran), with the
+evidence. An ablation run adds one entry per key its ablation changed (cnnrepro.ablations).
 """
 
 from __future__ import annotations
