@@ -306,3 +306,24 @@ def test_the_ledger_says_why_the_base_trains_and_frozen_base_does_not_claim_it()
     assert "vgg16_base_trained_as_2_0_8_ran" not in ids and "ablation_frozen_base_trainable" in ids
     keras_ids = {e["id"] for e in keras_ledger.entries_for(faithful | {"framework": "keras"})}
     assert "keras3_trainable_base" in keras_ids and "vgg16_base_trained_as_2_0_8_ran" not in keras_ids
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda a: a["definitions"]["tf32"]["settings"].update(epochs=3), "ablations.definitions.tf32.settings.epochs"),
+        (
+            lambda a: a["definitions"]["tf32"]["settings"].update(precision="fp16"),
+            "ablations.definitions.tf32.settings",
+        ),
+        (lambda a: a["run"]["idx"].append({"variant": "resnet", "ablation": "tf32"}), "ablations.run.idx"),
+        (lambda a: a.pop("run"), "ablations.run: missing key"),
+    ],
+)
+def test_bad_ablation_params_name_the_key(tmp_path: Path, mutate, expected: str) -> None:
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    mutate(raw["ablations"])
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(CnnreproError, match=re.escape(expected)):
+        load_params(path)
