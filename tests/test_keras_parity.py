@@ -140,6 +140,9 @@ def test_missing_tensorflow_is_one_line_naming_the_extra(
     monkeypatch.setitem(sys.modules, "keras", None)  # `import keras` now raises ImportError
     for name in KERAS_MODULES:
         monkeypatch.delitem(sys.modules, name, raising=False)
+        # `from cnnrepro.keras_impl import train` returns the package's attribute when an earlier test set it.
+        package, _, attribute = name.rpartition(".")
+        monkeypatch.delattr(sys.modules[package], attribute, raising=False)
     with pytest.raises(CnnreproError, match=r"install the extra: pip install -e \.\[keras\]"):
         import_keras()
     params = write_params(work / "params.yaml", tracking_uri=store, frameworks=["torch", "keras"])
@@ -162,8 +165,11 @@ def test_keras_in_params_puts_keras_jobs_in_both_dags(tmp_path: Path) -> None:
         "keras_example": [],
     }
     project = make_project(tmp_path, params)
-    keras_cmds = [job.cmd for job in snakemake_jobs(project) if "--framework keras" in job.cmd]
+    jobs = snakemake_jobs(project)
+    keras_cmds = [job.cmd for job in jobs if "--framework keras" in job.cmd and job.rule.startswith("train_")]
     assert len(keras_cmds) == 3
+    # The test params' one ablation job exists for Keras too (it writes a not_run run: no Keras meaning).
+    assert [j.rule for j in jobs if "--framework keras" in j.cmd and "--ablation" in j.cmd] == ["ablate_idx"]
     assert any("--init-from runs/keras/feature_extraction_augmented/seed0" in cmd for cmd in keras_cmds)
     assert assert_same_dag(project) > 0
 
