@@ -1,6 +1,11 @@
 # The pipeline under Snakemake. dvc.yaml describes the same DAG for DVC;
 # tests/test_dag_parity.py fails when the two drift.
-from snakemake.utils import min_version, validate
+import sys
+
+from snakemake.utils import min_version
+
+from cnnrepro.config import validate_params
+from cnnrepro.errors import ParamsError
 
 min_version("8.0")
 
@@ -8,7 +13,19 @@ min_version("8.0")
 configfile: "params.yaml"
 
 
-validate(config, "workflow/schemas/params.schema.yaml")
+# The project's own check (the schema in workflow/schemas, as under the CLI and DVC): one line naming
+# the key, not Snakemake's validate() dump of the whole schema; then stop before the DAG is built.
+try:
+    # The files merged into `config`: params.yaml, then any --configfile given on the command line.
+    validate_params(config, source=" + ".join(map(str, reversed(workflow.configfiles))) or "params.yaml")
+except ParamsError as exc:
+    print(f"cnnrepro pipeline: error: {exc}", file=sys.stderr)
+    sys.exit(1)
+
+
+# The tracking URI in force (env overrides included) must name a usable store: checked while the
+# Snakefile is parsed, so even `snakemake -n` fails on it, in one line, before any job.
+include: "workflow/rules/preflight.smk"
 
 
 include: "workflow/rules/common.smk"
@@ -32,16 +49,16 @@ rule all:
 onstart:
     from cnnrepro import pipeline_run
 
-    pipeline_run.begin("snakemake")
+    pipeline_run.run_hook("snakemake", "start")
 
 
 onsuccess:
     from cnnrepro import pipeline_run
 
-    pipeline_run.finish("FINISHED")
+    pipeline_run.run_hook("snakemake", "finish", "FINISHED")
 
 
 onerror:
     from cnnrepro import pipeline_run
 
-    pipeline_run.finish("FAILED")
+    pipeline_run.run_hook("snakemake", "finish", "FAILED")

@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from cnnrepro.data.bounded_read import Limits
 from cnnrepro.data.idx import IDX_FILES, IdxSpec, gz_name
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -115,7 +116,6 @@ class Fault:
     verdict: str  # with clean.non_jpeg: keep
     reason: str
     non_jpeg: bool = False  # decodable non-JPEG data: dropped instead with clean.non_jpeg: drop
-    name: str = ""  # fixed file name (Thumbs.db); else "<id>.jpg"
 
 
 def fault_kinds() -> list[Fault]:
@@ -127,14 +127,12 @@ def fault_kinds() -> list[Fault]:
         Fault("Cat", "bmp_as_jpg", bmp_rgb(), "convert", "bmp_as_jpg", non_jpeg=True),
         Fault("Cat", "grayscale", grayscale_jpeg(), "convert", "grayscale"),
         Fault("Cat", "palette_png_as_jpg", png_palette(), "convert", "png_as_jpg", non_jpeg=True),
-        Fault("Cat", "thumbs_db", thumbs_db(), "drop", "thumbs_db", name="Thumbs.db"),
         Fault("Dog", "zero_bytes", b"", "drop", "zero_bytes"),
         Fault("Dog", "truncated", truncated_jpeg(), "drop", "truncated"),
         Fault("Dog", "gif_as_jpg", gif_palette(), "convert", "gif_as_jpg", non_jpeg=True),
         Fault("Dog", "cmyk", cmyk_jpeg(), "convert", "cmyk"),
         Fault("Dog", "rgba_png_as_jpg", png_rgba(), "convert", "png_as_jpg", non_jpeg=True),
         Fault("Dog", "not_an_image", b"<html>404 Not Found</html>\n", "drop", "not_an_image"),
-        Fault("Dog", "thumbs_db", thumbs_db(), "drop", "thumbs_db", name="Thumbs.db"),
     ]
 
 
@@ -144,6 +142,7 @@ class PetZip:
     members: dict[str, bytes]  # archive path -> bytes, class members only
     faults: dict[str, Fault]  # archive path -> fault, for the fault members
     sha256: str
+    ignored: dict[str, str] = field(default_factory=dict)  # archive path -> why it is not a candidate
 
     def expected(self, non_jpeg: str = "keep") -> dict[str, tuple[str, str]]:
         """archive path -> (verdict, reason) for every class member."""
@@ -161,9 +160,10 @@ class PetZip:
 def make_petimages_zip(path: str | Path, n_per_class: int = 14, with_faults: bool = True, seed: int = 0) -> PetZip:
     """A zip laid out like kagglecatsanddogs_*.zip: `PetImages/{Cat,Dog}/<id>.jpg` plus directory entries.
 
+    Members that are not candidates (the readme; with faults, a Thumbs.db per class) are in `.ignored`.
+
     Ids 0..n_per_class-1 of each class are plain RGB JPEGs; the faults (see `fault_kinds`) take the
-    next ids, so at least `n_per_class` images per class survive cleaning. A text file outside the
-    class folders (like the real archive's readme) must be ignored.
+    next ids, so at least `n_per_class` images per class survive cleaning.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,18 +175,21 @@ def make_petimages_zip(path: str | Path, n_per_class: int = 14, with_faults: boo
     if with_faults:
         next_id = {"Cat": n_per_class, "Dog": n_per_class}
         for fault in fault_kinds():
-            name = fault.name or f"{next_id[fault.cls]}.jpg"
-            next_id[fault.cls] += not fault.name
-            member = f"PetImages/{fault.cls}/{name}"
+            member = f"PetImages/{fault.cls}/{next_id[fault.cls]}.jpg"
+            next_id[fault.cls] += 1
             members[member] = fault.data
             faults[member] = fault
+    # Like the real archive: a readme at the top and Windows' thumbnail caches in the class folders.
+    others = {"readme[1].txt": (b"not an image\n", "outside_petimages")}
+    if with_faults:
+        others |= {f"PetImages/{cls}/Thumbs.db": (thumbs_db(), "thumbs_db") for cls in ("Cat", "Dog")}
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         for directory in ("PetImages/", "PetImages/Cat/", "PetImages/Dog/"):
             zf.writestr(zipfile.ZipInfo(directory, date_time=(2017, 1, 1, 0, 0, 0)), b"")
-        for member, data in members.items():
+        for member, data in [*members.items(), *((name, data) for name, (data, _) in others.items())]:
             zf.writestr(zipfile.ZipInfo(member, date_time=(2017, 1, 1, 0, 0, 0)), data)
-        zf.writestr(zipfile.ZipInfo("readme[1].txt", date_time=(2017, 1, 1, 0, 0, 0)), b"not an image\n")
-    return PetZip(path, members, faults, hashlib.sha256(path.read_bytes()).hexdigest())
+    ignored = {name: reason for name, (_, reason) in others.items()}
+    return PetZip(path, members, faults, hashlib.sha256(path.read_bytes()).hexdigest(), ignored)
 
 
 # ---------------------------------------------------------------- idx files
@@ -366,6 +369,11 @@ def write_params(target: str | Path, changes: dict[str, Any] | None = None) -> P
     target = Path(target)
     target.write_text(yaml.safe_dump(params, sort_keys=False))
     return target
+
+
+def shipped_limits() -> Limits:
+    """The clean stage's member limits as the shipped params.yaml sets them."""
+    return Limits.from_params(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["clean"])
 
 
 def petimages_params(tmp_path: Path, mirror: Path | None, urls: list[str], sha256: str | None) -> Path:

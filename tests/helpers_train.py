@@ -162,8 +162,8 @@ def train(
     """`cnnrepro train` in this process (the same code path as the command, minus argument parsing)."""
     import torch
 
+    from cnnrepro import train_cli as cli
     from cnnrepro.config import load_params
-    from cnnrepro.training import cli
 
     args = train_args(
         variant, seed, data, out, params=params, checkpoints=checkpoints, init_from=init_from, ablation=ablation

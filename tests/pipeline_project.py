@@ -24,7 +24,7 @@ SHIPPED_PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
 ARCHIVE = SHIPPED_PARAMS["download"]["petimages"]["archive"]
 
 
-def make_mirror(root: Path, archive: str = ARCHIVE, n_per_class: int = 14) -> Path:
+def make_mirror(root: Path, archive: str = ARCHIVE, n_per_class: int = 14, n_mnist_train: int = 120) -> Path:
     """A mirror laid out like ../shared/datasets, with tiny data and every PetImages fault kind.
 
     The tiny idx files cannot match the pinned hashes of the real MNIST, so their own hashes are written
@@ -32,7 +32,7 @@ def make_mirror(root: Path, archive: str = ARCHIVE, n_per_class: int = 14) -> Pa
     """
     mirror = root / "mirror"
     make_petimages_zip(mirror / "petimages" / archive, n_per_class=n_per_class, with_faults=True)
-    mnist = make_idx_gz_dir(mirror / "mnist", n_train=120, n_test=40)
+    mnist = make_idx_gz_dir(mirror / "mnist", n_train=n_mnist_train, n_test=40)
     fashion = make_idx_gz_dir(mirror / "fashion-mnist", n_train=120, n_test=40)
     write_idx_pins(root / "idx_pins.json", {"mnist": mnist.pins, "fashion_mnist": fashion.pins})
     return mirror

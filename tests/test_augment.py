@@ -1,4 +1,4 @@
-"""cnnrepro.training.augment: Keras ImageDataGenerator semantics, checked against scipy.ndimage (what Keras used)."""
+"""cnnrepro.engine.augment: Keras ImageDataGenerator semantics, checked against scipy.ndimage (what Keras used)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import scipy.ndimage as ndi
 import scipy.stats
 import torch
 
-from cnnrepro.errors import CnnreproError
-from cnnrepro.training.augment import (
+from cnnrepro.engine.augment import (
     AugmentationSpec,
     apply_transforms,
     augment_batch,
@@ -17,6 +16,7 @@ from cnnrepro.training.augment import (
     sample_transforms,
     transform_matrices,
 )
+from cnnrepro.errors import CnnreproError
 
 N_DRAWS = 4000
 

@@ -16,13 +16,14 @@ from cnnrepro import cli
 from cnnrepro.bench import flops, peaks
 from cnnrepro.bench.table import STEP_COLUMNS
 from cnnrepro.config import load_params
+from cnnrepro.engine.augment import augment_batch, book_augmentation
+from cnnrepro.engine.lifecycle import load_splits
+from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.models import vgg16
 from cnnrepro.models.registry import create_model
 from cnnrepro.training import runner
-from cnnrepro.training.augment import augment_batch, book_augmentation
 from cnnrepro.training.loop import train_step
 from cnnrepro.training.optim import make_optimizer
-from cnnrepro.training.run_config import resolve_run_config
 
 from .helpers_train import UNREACHABLE_URL, make_image_folder, make_npz, tiny_overrides, write_params
 
@@ -154,6 +155,7 @@ def test_bench_prints_every_column_for_fast_and_naive_paths(project: Path, capsy
             assert float(cells[3]) > 0  # img/s
     assert "feature_extraction (fast): not_run:" in out and "feature_extraction (naive): not_run:" in out
     assert "fast/naive images/s: baseline x" in out and "mnist_convnet x" in out
+    assert "baseline (graph): not_run: CUDA graphs need CUDA (device cpu)" in out
     assert "peak: fp32: measured" in out
     assert list((project / "cache" / "images").glob("*.npy"))  # the fast path read the split through the cache
 
@@ -164,8 +166,11 @@ def test_bench_json_holds_every_figure(project: Path, capsys: pytest.CaptureFixt
     report = json.loads(out)
     assert report == json.loads((project / "b.json").read_text())
     assert report["kind"] == "steps" and report["steps"] == 2
-    fast, naive = report["results"]
-    assert (fast["path"], naive["path"]) == ("fast", "naive")
+    fast, graph, naive = report["results"]
+    assert (fast["path"], graph["path"], naive["path"]) == ("fast", "graph", "naive")
+    assert graph["status"] == "not_run" and "CUDA graphs need CUDA" in graph["reason"]  # no CUDA here
+    # The cross-check: a real fit() epoch over the same steps, per step (validation included).
+    assert fast["fit_step_ms"] > 0 and naive["fit_step_ms"] is None
     for row in (fast, naive):
         assert row["status"] == "measured" and row["batch_size"] == 2 and row["steps"] == 2
         for key in ("images_per_s", "step_ms", "data_ms", "compute_ms", "achieved_tflops", "peak_tflops"):
@@ -253,7 +258,7 @@ def test_setup_training_applies_channels_last(tmp_path: Path) -> None:
     )
     config = resolve_run_config(params, framework="torch", variant="baseline", seed=0, data_dir=data, out_dir="o")
     assert config["channels_last"] is True and config["compile"] is False
-    setup = runner.setup_training(config, runner.load_splits(config))
+    setup = runner.setup_training(config, load_splits(config))
     x, _ = setup.train.batch([0, 1])
     assert setup.inputs(x, train=True).is_contiguous(memory_format=torch.channels_last)
     assert setup.model.conv2d_1.weight.is_contiguous(memory_format=torch.channels_last)

@@ -12,11 +12,12 @@ import pytest
 from PIL import Image
 
 from cnnrepro.config import load_params
+from cnnrepro.engine import cache
+from cnnrepro.engine import checkpoint as ckpt
+from cnnrepro.engine.data import load_image_split, manifest_sha256
+from cnnrepro.engine.lifecycle import load_splits
+from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.errors import CnnreproError
-from cnnrepro.training import cache, runner
-from cnnrepro.training import checkpoint as ckpt
-from cnnrepro.training.data import load_image_split, manifest_sha256
-from cnnrepro.training.run_config import resolve_run_config
 
 from .helpers_train import make_image_folder, write_params
 
@@ -95,9 +96,9 @@ def test_the_runner_keys_the_cache_by_the_split_manifest(tmp_path: Path) -> None
     params = load_params(write_params(tmp_path / "p.yaml", tracking_uri="sqlite:///x.db", image_cache_dir=cache_dir))
     config = resolve_run_config(params, framework="torch", variant="baseline", seed=0, data_dir=data, out_dir="o")
     assert config["image_cache"] == cache_dir
-    runner.load_splits(config)
+    load_splits(config)
     (data / "manifest.csv").write_text("split,class,id\ntrain,cats,2\n")
-    runner.load_splits(config)
+    load_splits(config)
     assert len(_npy_files(tmp_path / "cc")) == 6  # three splits, two manifests
 
 

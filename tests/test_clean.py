@@ -17,7 +17,9 @@ from cnnrepro.cli import main as cli_main
 from cnnrepro.data.clean import MANIFEST_COLUMNS, clean_archive
 from cnnrepro.errors import CnnreproError
 
-from .helpers_data import PetZip, make_petimages_zip, write_params
+from .helpers_data import PetZip, make_petimages_zip, shipped_limits, write_params
+
+LIMITS = shipped_limits()
 
 OUTPUTS = ("petimages", "quarantine", "manifest.csv", "summary.json")
 SUMMARY_KEYS = {
@@ -32,6 +34,8 @@ SUMMARY_KEYS = {
     "by_format",
     "by_mode",
     "jfif_filter",
+    "ignored",
+    "limits",
 }
 
 
@@ -43,7 +47,7 @@ def pets(tmp_path_factory: pytest.TempPathFactory) -> PetZip:
 @pytest.fixture(scope="module")
 def cleaned(pets: PetZip, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("clean")
-    return out, clean_archive(pets.path, out, non_jpeg="keep")
+    return out, clean_archive(pets.path, out, limits=LIMITS, non_jpeg="keep")
 
 
 def _manifest(out: Path) -> list[dict[str, str]]:
@@ -60,7 +64,7 @@ def test_every_member_gets_the_expected_verdict(pets: PetZip, cleaned: tuple[Pat
     out, _ = cleaned
     rows = _manifest(out)
     assert tuple(rows[0]) == MANIFEST_COLUMNS
-    # Directory entries and the readme outside the class folders are not members.
+    # Directory entries, the readme outside the class folders and the Thumbs.db files are not candidates.
     assert {r["path"]: (r["verdict"], r["reason"]) for r in rows} == pets.expected("keep")
     assert all(r["class"] == r["path"].split("/")[1] for r in rows)
 
@@ -109,10 +113,15 @@ def test_summary_counts(pets: PetZip, cleaned: tuple[Path, dict], tmp_path: Path
     assert summary["by_reason"] == {r: reasons.count(r) for r in set(reasons)}
     assert summary["by_format"]["GIF"] == 1 and summary["by_format"]["BMP"] == 1
     assert summary["by_mode"]["CMYK"] == 1 and summary["by_mode"]["L"] == 1
-    keeps = {path: _keras_filter_keeps(data, tmp_path) for path, data in pets.members.items()}
-    undecodable = {
-        p for p, f in pets.faults.items() if f.reason in ("zero_bytes", "truncated", "not_an_image", "thumbs_db")
+    ignored = list(pets.ignored.values())
+    assert summary["ignored"] == {"total": len(ignored), "by_reason": {r: ignored.count(r) for r in set(ignored)}}
+    assert summary["limits"] == {
+        "max_member_bytes": LIMITS.max_member_bytes,
+        "max_compression_ratio": LIMITS.max_compression_ratio,
+        "max_pixels": LIMITS.max_pixels,
     }
+    keeps = {path: _keras_filter_keeps(data, tmp_path) for path, data in pets.members.items()}
+    undecodable = {p for p, f in pets.faults.items() if f.reason in ("zero_bytes", "truncated", "not_an_image")}
     assert summary["jfif_filter"] == {
         "would_drop": sum(not k for k in keeps.values()),
         "would_keep": sum(keeps.values()),
@@ -125,7 +134,7 @@ def test_summary_counts(pets: PetZip, cleaned: tuple[Path, dict], tmp_path: Path
 
 
 def test_non_jpeg_drop_quarantines_png_gif_bmp(pets: PetZip, tmp_path: Path) -> None:
-    summary = clean_archive(pets.path, tmp_path, non_jpeg="drop")
+    summary = clean_archive(pets.path, tmp_path, limits=LIMITS, non_jpeg="drop")
     rows = {r["path"]: (r["verdict"], r["reason"]) for r in _manifest(tmp_path)}
     assert rows == pets.expected("drop")
     assert {cls: c["kept"] for cls, c in summary["per_class"].items()} == pets.kept_per_class("drop")
@@ -138,14 +147,14 @@ def test_non_jpeg_drop_quarantines_png_gif_bmp(pets: PetZip, tmp_path: Path) -> 
 def test_warnings_are_not_failures(pets: PetZip, tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        clean_archive(pets.path, tmp_path)
+        clean_archive(pets.path, tmp_path, limits=LIMITS)
     exif = next(p for p, f in pets.faults.items() if f.kind == "exif_only")
     assert {r["path"]: r["verdict"] for r in _manifest(tmp_path)}[exif] == "keep"
 
 
 def test_rerun_replaces_outputs_and_leaves_no_temporaries(pets: PetZip, tmp_path: Path) -> None:
-    clean_archive(pets.path, tmp_path, non_jpeg="keep")
-    clean_archive(pets.path, tmp_path, non_jpeg="drop")
+    clean_archive(pets.path, tmp_path, limits=LIMITS, non_jpeg="keep")
+    clean_archive(pets.path, tmp_path, limits=LIMITS, non_jpeg="drop")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(OUTPUTS)
     # The PNGs of the first run's non-JPEG conversions are gone; only the mode conversions remain.
     converted = {p.relative_to(tmp_path / "petimages").as_posix() for p in (tmp_path / "petimages").rglob("*.png")}
@@ -160,13 +169,13 @@ def test_rerun_replaces_outputs_and_leaves_no_temporaries(pets: PetZip, tmp_path
 
 def test_missing_or_empty_archive_fails_without_outputs(tmp_path: Path) -> None:
     with pytest.raises(CnnreproError, match=r"missing\.zip: archive missing"):
-        clean_archive(tmp_path / "missing.zip", tmp_path / "out")
+        clean_archive(tmp_path / "missing.zip", tmp_path / "out", limits=LIMITS)
     assert not (tmp_path / "out").exists()
     empty = tmp_path / "empty.zip"
     with zipfile.ZipFile(empty, "w") as zf:
         zf.writestr("PetImages/readme.txt", b"hello")
-    with pytest.raises(CnnreproError, match=r"no members under PetImages/Cat/ or PetImages/Dog/"):
-        clean_archive(empty, tmp_path / "out")
+    with pytest.raises(CnnreproError, match=r"no members at PetImages/Cat/<id>\.jpg or PetImages/Dog/<id>\.jpg"):
+        clean_archive(empty, tmp_path / "out", limits=LIMITS)
     assert list((tmp_path / "out").iterdir()) == []
 
 

@@ -75,6 +75,16 @@ def test_each_claimer_gets_its_own_gpu_until_all_are_taken(tmp_path: Path) -> No
     assert gpus.claim_slot(ids, tmp_path).index == 0
 
 
+def test_runs_per_gpu_slots_fill_the_least_busy_gpu_first(tmp_path: Path) -> None:
+    ids = ["GPU-aaaa", "GPU-bbbb"]
+    claims = [gpus.claim_slot(ids, tmp_path, slots_per_gpu=2) for _ in range(4)]
+    assert [c.index for c in claims] == [0, 1, 0, 1]  # one each, then a second each
+    assert gpus.claim_slot(ids, tmp_path, slots_per_gpu=2) is None
+    claims[1].release()
+    assert gpus.claim_slot(ids, tmp_path, slots_per_gpu=2).index == 1
+    assert gpus.training_slots(2, 4) == 8 and gpus.training_slots(0, 4) == 0
+
+
 HOLD_CLAIM = """
 import sys, time
 from pathlib import Path
@@ -133,7 +143,12 @@ def test_jobs_get_their_threads_and_torch_honours_them(tmp_path: Path) -> None:
 
 def test_default_profile_settings() -> None:
     profile = yaml.safe_load((PROJECT_ROOT / "profiles" / "default" / "config.yaml").read_text())
-    assert profile == {"rerun-incomplete": True, "show-failed-logs": True, "printshellcmds": True}
+    assert profile == {
+        "rerun-incomplete": True,
+        "show-failed-logs": True,
+        "printshellcmds": True,
+        "max-checksum-file-size": "256MB",
+    }
 
 
 # ---------------------------------------------------------------- SLURM
@@ -162,7 +177,9 @@ def test_slurm_profile_dry_run(project: Path, tmp_path: Path, monkeypatch: pytes
     assert TRAINING in trainings and len(trainings) >= 5
     for path, resources in trainings.items():
         assert resources["gpu"] == "1", path  # not clamped by the submit host's 0 GPUs
-        assert resources["cpus_per_gpu"] == "4", path
+        # No cpus_per_gpu/cpus_per_task: the plugin then asks --cpus-per-task = the rule's threads, the
+        # OMP_NUM_THREADS the job runs with (tests/test_slurm_cluster.py checks both on a real cluster).
+        assert not {"cpus_per_gpu", "cpus_per_task"} & resources.keys(), path
         assert int(resources["runtime"]) >= 60, path
     others = {path: res for path, res in jobs.items() if not path.startswith("runs/")}
     assert others and all(res.get("gpu", "0") == "0" for res in others.values())
@@ -206,13 +223,15 @@ def _max_concurrent(output: str, rule: str) -> int:
 
 
 @pytest.mark.slow
-def test_one_gpu_means_one_training_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--cores 8` could start both 4-thread trainings at once; with one GPU visible they take turns."""
+def test_trainings_share_one_gpu_up_to_runs_per_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--cores 8` could start both 4-thread trainings at once. With one GPU visible: runs_per_gpu 1 makes
+    them take turns; the shipped default (several per GPU) runs them side by side on it."""
     project = project_with_profiles(tmp_path)
     set_params(
         project,
         lambda p: p["train"].update(
-            variants={"pets": [], "pets_fine_tuning": [], "idx": ["lenet", "mnist_dense"], "keras_example": []}
+            variants={"pets": [], "pets_fine_tuning": [], "idx": ["lenet", "mnist_dense"], "keras_example": []},
+            runs_per_gpu=1,
         ),
     )
     targets = ["runs/torch/lenet/seed0/metrics.json", "runs/torch/mnist_dense/seed0/metrics.json"]
@@ -221,9 +240,17 @@ def test_one_gpu_means_one_training_at_a_time(tmp_path: Path, monkeypatch: pytes
     # No CUDA in this torch: the jobs train on the CPU, but Snakemake schedules them as GPU jobs.
     result = run(["snakemake", "--cores", "8", *targets], project)
     output = result.stdout + result.stderr
-    assert re.search(r"Provided resources: .*gpu\D+1", output), output
+    assert re.search(r"Provided resources: .*gpu\D+1\b", output), output
     assert output.count("resources: tmpdir=/tmp, gpu=1") == 2
     assert _max_concurrent(output, "train_idx") == 1
-    # Asked for explicitly, two at once on the one GPU.
-    forced = run(["snakemake", "--cores", "8", "--resources", "gpu=2", "--forcerun", "train_idx", *targets], project)
-    assert _max_concurrent(forced.stdout + forced.stderr, "train_idx") == 2
+    # The shipped runs_per_gpu: two trainings at once on the one GPU.
+    shipped = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["train"]["runs_per_gpu"]
+    assert shipped >= 2
+    set_params(project, lambda p: p["train"].update(runs_per_gpu=shipped))
+    shared = run(["snakemake", "--cores", "8", "--forcerun", "train_idx", *targets], project)
+    output = shared.stdout + shared.stderr
+    assert re.search(rf"Provided resources: .*gpu\D+{shipped}\b", output), output
+    assert _max_concurrent(output, "train_idx") == 2
+    # Asked for explicitly, the limit is the user's: one at a time again.
+    forced = run(["snakemake", "--cores", "8", "--resources", "gpu=1", "--forcerun", "train_idx", *targets], project)
+    assert _max_concurrent(forced.stdout + forced.stderr, "train_idx") == 1

@@ -37,7 +37,7 @@ def test_shipped_params_are_valid() -> None:
         (lambda p: p["train"]["overrides"].update(baseline={"epochs": -1}), "train.overrides.baseline.epochs"),
         (lambda p: p["train"]["overrides"].update(resnet={"epochs": 1}), "train.overrides.resnet: unknown name"),
         (lambda p: p["download"]["petimages"].update(sha256="xyz"), "download.petimages.sha256"),
-        (lambda p: p["report"].pop("tolerance_pp"), "report.tolerance_pp: missing key"),
+        (lambda p: p["report"].pop("min_seeds"), "report.min_seeds: missing key"),
         (lambda p: p.update(extra={}), "extra: unknown key"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,40 @@ def test_drift_is_detected(pipeline_copy: Path) -> None:
     dvc_yaml.write_text(dvc_yaml.read_text().replace("--out data/split", "--out data/splits"))
     with pytest.raises(AssertionError, match="commands differ"):
         assert_same_dag(pipeline_copy)
+
+
+def test_every_rule_tracks_the_params_its_dvc_stage_tracks() -> None:
+    """The params a job depends on are listed once, in dvc.yaml; each Snakemake rule takes its stage's
+    list as its `params` (workflow/rules/common.smk: tracked_params), so both tools rerun on the same keys."""
+    stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+    rules: dict[str, str] = {}
+    for smk in sorted((PROJECT_ROOT / "workflow" / "rules").glob("*.smk")):
+        for match in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), re.MULTILINE | re.DOTALL):
+            rules[match.group(1)] = match.group(2)
+    assert set(rules) == set(stages)
+    for name, body in rules.items():
+        assert f'tracked=tracked_params("{name}")' in body, f"rule {name} does not track its DVC stage's params"
+        assert stages[name].get("do", stages[name]).get("params"), f"dvc.yaml stage {name} tracks no params"
+
+
+@pytest.mark.slow
+def test_a_tracked_param_reruns_the_job_in_both_tools_and_another_does_not(pipeline_copy: Path) -> None:
+    from .pipeline_project import run
+
+    run(["snakemake", "--cores", "1", "data/raw/mnist"], pipeline_copy)
+    run(["dvc", "commit", "-f", "download@mnist"], pipeline_copy)
+
+    def stale() -> tuple[bool, bool]:
+        smk = run(["snakemake", "-n", "--cores", "1", "data/raw/mnist"], pipeline_copy).stdout
+        dvc = run(["dvc", "status", "download@mnist"], pipeline_copy).stdout
+        return "Nothing to be done" not in smk, "up to date" not in dvc
+
+    assert stale() == (False, False)
+    params = yaml.safe_load((pipeline_copy / "params.yaml").read_text())
+    params["report"]["max_tolerance_pp"] = params["report"]["max_tolerance_pp"] + 1
+    params["train"]["seeds"] = [5]  # neither tracked by the download stage
+    (pipeline_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stale() == (False, False)
+    params["download"]["timeout_s"] = params["download"]["timeout_s"] + 1
+    (pipeline_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stale() == (True, True)

@@ -22,8 +22,8 @@ import yaml
 from safetensors.torch import load_file
 
 from cnnrepro import pipeline_lock, tracking
-from cnnrepro.training import checkpoint as ckpt
-from cnnrepro.training.cli import TAG_RESUMED_AFTER, TAG_RESUMED_FROM
+from cnnrepro.engine import checkpoint as ckpt
+from cnnrepro.train_cli import TAG_RESUMED_AFTER, TAG_RESUMED_FROM
 
 from .helpers_faults import copy_profiles, find_descendant, kill_tree, project_with_profiles, set_params, wait_for
 from .helpers_train import make_npz, shared_store, train, write_params
@@ -76,7 +76,7 @@ def _assert_same_weights(a: Path, b: Path) -> None:
 
 
 def _runs(store: str, experiment: str) -> list[Any]:
-    client = tracking._client(store)
+    client = tracking.client(store)
     found = client.get_experiment_by_name(experiment)
     return client.search_runs([found.experiment_id], max_results=1000) if found else []
 
@@ -124,7 +124,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(
     assert (tmp_path / "straight" / "history.csv").read_text() == (tmp_path / "resumed" / "history.csv").read_text()
     assert not checkpoint.exists()  # removed once the outputs are written
 
-    client = tracking._client(store)
+    client = tracking.client(store)
     assert client.get_run(killed.info.run_id).info.status == "FAILED"
     run_id = yaml.safe_load((tmp_path / "resumed" / "run_info.json").read_text())["mlflow"]["run_id"]
     new = client.get_run(run_id)
@@ -195,7 +195,7 @@ def test_snakemake_killed_mid_epoch_resumes_on_the_next_run(tmp_path: Path) -> N
     )
     assert (project / TARGET / "metrics.json").exists()
 
-    client = tracking._client(store)
+    client = tracking.client(store)
     assert client.get_run(killed_job.info.run_id).info.status == "FAILED"
     assert client.get_run(killed_parent.info.run_id).info.status == "FAILED"  # its process is gone
     runs = _runs(store, "cnnrepro")

@@ -27,18 +27,19 @@ from torch import nn
 
 from cnnrepro import tracking
 from cnnrepro.config import load_params
+from cnnrepro.engine import checkpoint as ckpt
+from cnnrepro.engine.inputs import InputPipeline, augmentation, make_iterators
+from cnnrepro.engine.lifecycle import load_splits
+from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.errors import CnnreproError
 from cnnrepro.models import vgg16 as torch_vgg16
 from cnnrepro.models.layers import count_parameters as torch_count
 from cnnrepro.models.registry import create_model as create_torch_model
 from cnnrepro.models.registry import get_variant, list_variants
 from cnnrepro.runs import HISTORY_COLUMNS, load_run
-from cnnrepro.training import checkpoint as ckpt
-from cnnrepro.training import runner
-from cnnrepro.training.cli import TAG_RESUMED_AFTER
-from cnnrepro.training.loop import FitSettings, InputPipeline, _make_iterators, loss_sum_and_correct
+from cnnrepro.train_cli import TAG_RESUMED_AFTER
+from cnnrepro.training.loop import loss_sum_and_correct
 from cnnrepro.training.optim import make_optimizer as make_torch_optimizer
-from cnnrepro.training.run_config import resolve_run_config
 
 from .dag import snakemake_jobs
 from .helpers_faults import wait_for
@@ -233,6 +234,13 @@ def _freeze_torch(model: nn.Module, trainable: str) -> None:
 
 
 @needs_tf
+def test_the_keras_builders_cover_the_registry_exactly() -> None:
+    from cnnrepro.keras_impl import models
+
+    assert sorted([*models.KERAS_BUILDERS, *models.VGG_VARIANTS]) == sorted(list_variants())
+
+
+@needs_tf
 @pytest.mark.parametrize("variant", list_variants())
 def test_keras_model_has_the_torch_parameter_counts_and_layer_shapes(variant: str) -> None:
     from cnnrepro.keras_impl import models
@@ -335,7 +343,7 @@ def test_first_batch_and_first_step_match_the_pytorch_port(
     variant: str, request: pytest.FixtureRequest, store: str, work: Path, vgg_h5: Path
 ) -> None:
     from cnnrepro.keras_impl import models, optim
-    from cnnrepro.keras_impl import train as keras_train
+    from cnnrepro.keras_impl import streams as keras_streams
 
     spec = get_variant(variant)
     params = write_params(
@@ -356,22 +364,24 @@ def test_first_batch_and_first_step_match_the_pytorch_port(
         init_from=init_from,
     )
     config["init_from"] = None  # the step from copied weights; continuing a run is tested end to end below
-    splits = runner.load_splits(config)
+    splits = load_splits(config)
 
     # The first training batch, as each framework's loop draws it from the same seed.
-    streams = keras_train.make_streams(config, splits["train"], splits["validation"], keras_train.image_inputs(config))
+    streams = keras_streams.make_streams(
+        config, splits["train"], splits["validation"], keras_streams.image_inputs(config)
+    )
     x, y = next(streams.train)
-    settings = FitSettings(config["loss"], 1, 2, config["steps_per_epoch"], config["validation_steps"], seed=3)
-    index = next(_make_iterators(settings, len(splits["train"]), len(splits["validation"]))["train"])
-    augmentation, generator = runner._augmentation(config, torch.device("cpu"))
-    pipeline = InputPipeline("images", config["preprocessing"], config["input_scale"], augmentation, generator)
+    n_train, n_val = len(splits["train"]), len(splits["validation"])
+    index = next(make_iterators(3, 2, config["validation_steps"], n_train, n_val)["train"])
+    augment, generator = augmentation(config, torch.device("cpu"))
+    pipeline = InputPipeline("images", config["preprocessing"], config["input_scale"], augment, generator)
     x_torch = pipeline(torch.from_numpy(splits["train"].images[index]), train=True)
     np.testing.assert_allclose(x, x_torch.permute(0, 2, 3, 1).numpy(), rtol=0, atol=1e-6)
     labels = torch.from_numpy(splits["train"].labels[index])
-    expected_y = keras_train.targets(labels.numpy(), config["loss"], len(config["classes"]))
+    expected_y = keras_streams.targets(labels.numpy(), config["loss"], len(config["classes"]))
     np.testing.assert_array_equal(y, expected_y)
     # Each epoch's validation batches: the next validation_steps of the same persistent iterator.
-    torch_validation = _make_iterators(settings, len(splits["train"]), len(splits["validation"]))["validation"]
+    torch_validation = make_iterators(3, 2, config["validation_steps"], n_train, n_val)["validation"]
     for _ in range(2):
         expected = [next(torch_validation).tolist() for _ in range(config["validation_steps"])]
         assert [b.tolist() for b in streams.next_validation_batches()] == expected
@@ -490,7 +500,7 @@ def _check_evaluate_and_predict(run: Path, data: Path, work: Path, capsys: pytes
     """`cnnrepro evaluate` reproduces the run's own test figures and `cnnrepro predict`'s labels agree with it,
     whichever framework trained the run."""
     from cnnrepro.cli import main
-    from cnnrepro.training.data import load_npz
+    from cnnrepro.engine.data import load_npz
 
     record = load_run(run)
     config, batch = record.info["config"], str(record.info["config"]["batch_size"])
@@ -664,7 +674,7 @@ def test_killed_keras_training_resumes_to_the_uninterrupted_result(work: Path, s
     assert (work / "straight" / "history.csv").read_text() == (work / "resumed" / "history.csv").read_text()
     # MLflow: the resumed run names the epoch it continued after and carries the whole curve.
     run_id = json.loads((work / "resumed" / "run_info.json").read_text())["mlflow"]["run_id"]
-    client = tracking._client(store)
+    client = tracking.client(store)
     assert client.get_run(run_id).data.tags[TAG_RESUMED_AFTER] == str(killed_after)
     steps = [m.step for m in client.get_metric_history(run_id, "val_accuracy")]
     assert sorted(steps) == list(range(1, KILL_EPOCHS + 1))

@@ -76,8 +76,14 @@ def test_cam_convnet_keeps_size_with_same_padding() -> None:
         assert model.features(torch.rand(1, 3, 300, 300)).shape == (1, 128, 37, 37)
 
 
+def fans(weight: torch.Tensor) -> tuple[int, int]:
+    """(fan_in, fan_out) of a Linear (out, in) or Conv (out, in, kh, kw) weight, as Glorot defines them."""
+    receptive = math.prod(weight.shape[2:])
+    return weight.shape[1] * receptive, weight.shape[0] * receptive
+
+
 def _glorot_limit(weight: torch.Tensor) -> float:
-    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
+    fan_in, fan_out = fans(weight)
     return math.sqrt(6 / (fan_in + fan_out))
 
 
@@ -106,7 +112,7 @@ def test_lenet_initialises_as_d2l_does() -> None:
         assert layer.weight.abs().max() <= limit + 1e-7
         assert layer.weight.abs().max() > 0.8 * limit
         # d2l's init_weights leaves biases at PyTorch's default uniform(+-1/sqrt(fan_in)): not zero.
-        fan_in, _ = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+        fan_in, _ = fans(layer.weight)
         assert torch.count_nonzero(layer.bias) == layer.bias.numel()
         assert layer.bias.abs().max() <= 1 / math.sqrt(fan_in)
     assert [type(m).__name__ for m in create_model("lenet")][:3] == ["Conv2d", "Sigmoid", "AvgPool2d"]

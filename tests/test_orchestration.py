@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .pipeline_project import make_project, run
+from .pipeline_project import make_mirror, make_project, run, tiny_params
 
 DATA_TARGETS = [
     "data/clean/summary.json",
@@ -46,3 +46,21 @@ def test_data_stages_under_dvc(tmp_path: Path) -> None:
     again = run(["dvc", "repro", "split", "prepare_mnist"], project)
     assert "Running stage" not in again.stdout
     assert "up to date" in again.stdout
+
+
+def test_a_stage_dvc_reran_is_not_redone_by_snakemake(tmp_path: Path) -> None:
+    """Snakemake trains, `dvc repro` reruns the data stage below it (same bytes, new mtime), and
+    `snakemake -n` has nothing to do: the profile's checksum limit covers the prepared npz. The fixture's
+    npz is over Snakemake's default 1 MB limit, and the control run with that default shows the rerun."""
+    project = make_project(tmp_path, tiny_params(make_mirror(tmp_path, n_mnist_train=1500)))
+    run_file = "runs/torch/mnist_dense/seed0/metrics.json"
+    run(["snakemake", "--cores", "2", run_file], project)
+    assert (project / "data/prepared/mnist.npz").stat().st_size > 1_000_000
+    before = (project / "data/prepared/mnist.npz").stat().st_mtime_ns
+    dvc = run(["dvc", "repro", "prepare_mnist@mnist"], project)
+    assert "Running stage 'prepare_mnist@mnist'" in dvc.stdout
+    assert (project / "data/prepared/mnist.npz").stat().st_mtime_ns > before
+    dry = run(["snakemake", "-n", run_file], project)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout + dry.stderr
+    control = run(["snakemake", "-n", "--max-checksum-file-size", "1MB", run_file], project)
+    assert "updated input files" in control.stdout + control.stderr

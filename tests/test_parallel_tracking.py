@@ -126,7 +126,7 @@ def test_four_processes_log_to_one_tracking_server(tmp_path: Path, mlflow_server
     assert not (work / "not-used.db").exists()
     tracking.end_pipeline_run(url, parent)
 
-    client = tracking._client(url)
+    client = tracking.client(url)
     experiment = client.get_experiment_by_name("cluster")
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     children = [run for run in runs if run.info.run_id != parent]
@@ -160,5 +160,5 @@ def test_processes_race_to_create_the_experiment_on_a_server(tmp_path: Path, mlf
     assert all(proc.returncode == 0 for proc in procs), [err for _, err in outcomes]
     ids = {out.strip().splitlines()[-1] for out, _ in outcomes}
     assert len(ids) == 1
-    names = [e.name for e in tracking._client(url).search_experiments()]
+    names = [e.name for e in tracking.client(url).search_experiments()]
     assert names.count("raced") == 1

@@ -1,10 +1,12 @@
 """comparison.html opened in headless Chromium: the table shows the synthetic numbers, every image decodes,
-and a screenshot is not blank. Plus the self-containment checks that need no browser."""
+the page fits a 1280 px screen with the headline (verdicts and partial seeds) on the first screen, and a
+screenshot is not blank. Plus the self-containment checks that need no browser."""
 
 from __future__ import annotations
 
 import base64
 import csv
+import html
 import json
 import re
 import shutil
@@ -88,27 +90,83 @@ def test_chromium_renders_the_rows_and_decodes_every_image(report: Path, tmp_pat
 
     with (report / "comparison.csv").open(newline="") as f:
         csv_rows = list(csv.DictReader(f))
-    table = dom[dom.index('<table class="comparison">') :]
-    table = table[: table.index("</table>")]
-    dom_rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]
-    assert len(dom_rows) == len(csv_rows)
-    for dom_row, row in zip(dom_rows, csv_rows, strict=True):
-        assert f"<code>{row['variant']}</code>" in dom_row and f"<strong>{row['verdict']}</strong>" in dom_row
+
+    def body_rows(css: str) -> list[str]:
+        table = dom[dom.index(f'<table class="{css}">') :]
+        return re.findall(r"<tr>(.*?)</tr>", table[: table.index("</table>")], re.S)[1:]
+
+    headline, details = body_rows("headline"), body_rows("details")
+    assert len(headline) == len(details) == len(csv_rows)
+    for glance, detail, row in zip(headline, details, csv_rows, strict=True):
+        assert f"<code>{row['variant']}</code>" in glance and f"<strong>{row['verdict']}</strong>" in glance
+        assert f"<code>{row['variant']}</code>" in detail
         if row["test_mean"]:
-            assert f"{float(row['test_mean']) * 100:.2f}" in dom_row
+            assert f"{float(row['test_mean']) * 100:.2f}" in detail
         if row["difference_pp"]:
-            assert f"{float(row['difference_pp']):+.2f}" in dom_row
+            assert f"{float(row['difference_pp']):+.2f}" in detail
+
+
+# After load: the page's width against the window's, every table wrapper's own overflow, and where the headline's
+# verdict cells end. A 2000 px control element is measured first, so a probe blind to overflow fails the test.
+LAYOUT_PROBE = """
+<script>
+window.addEventListener("load", () => {
+  const de = document.documentElement;
+  const wide = document.createElement("div");
+  wide.style.cssText = "width: 2000px; height: 10px";
+  document.body.appendChild(wide);
+  const control = de.scrollWidth;
+  wide.remove();
+  const tables = Array.from(document.querySelectorAll("div.scroll")).map(
+    d => [d.firstElementChild.className, d.scrollWidth, d.clientWidth]);
+  const verdicts = Array.from(document.querySelectorAll("table.headline td.verdict")).map(td => {
+    const box = td.getBoundingClientRect();
+    return [td.textContent, Math.round(box.right), Math.round(box.bottom + window.scrollY)];
+  });
+  const out = document.createElement("pre");
+  out.id = "layout-probe";
+  out.textContent = JSON.stringify({control, width: de.scrollWidth, window: window.innerWidth, tables, verdicts});
+  document.body.appendChild(out);
+});
+</script>
+"""
+SCREEN = (1280, 1000)
 
 
 @needs_chromium
-def test_chromium_screenshot_is_not_blank(report: Path, tmp_path: Path) -> None:
+def test_page_fits_a_1280px_screen_with_the_headline_first(report: Path, tmp_path: Path) -> None:
+    page = tmp_path / "layout.html"
+    page.write_text((report / "comparison.html").read_text().replace("</body>", LAYOUT_PROBE + "</body>"))
+    size = f"--window-size={SCREEN[0]},{SCREEN[1]}"
+    dom = chromium(tmp_path, size, "--dump-dom", page.as_uri()).stdout
+    probe = re.search(r'<pre id="layout-probe">(.*?)</pre>', dom, re.S)
+    assert probe, "the layout probe did not run"
+    layout = json.loads(html.unescape(probe.group(1)))
+    assert layout["window"] == SCREEN[0]
+    assert layout["control"] >= 2000  # the probe sees overflow when there is some
+    assert layout["width"] <= SCREEN[0], f"horizontal scrollbar: page is {layout['width']} px wide"
+    overflowing = [t for t in layout["tables"] if t[1] > t[2]]
+    assert not overflowing, f"tables that scroll sideways (class, content px, box px): {overflowing}"
+    # Every verdict, with its partial-seeds note, ends inside the window, and the headline sits on the first screen.
+    verdicts = layout["verdicts"]
+    with (report / "comparison.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(verdicts) == len(rows)
+    assert all(right <= SCREEN[0] and bottom <= SCREEN[1] for _, right, bottom in verdicts), verdicts
+    partial = [text for text, _, _ in verdicts if "2 of 3 seeds" in text]
+    expected_partial = [r for r in rows if len(r["seeds_completed"].split()) == 2]
+    assert partial and len(partial) == len(expected_partial)
+
+
+@needs_chromium
+def test_chromium_screenshot_at_1280px_is_not_blank(report: Path, tmp_path: Path) -> None:
     shot = tmp_path / "shot.png"
-    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,3000", (report / "comparison.html").as_uri())
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,5000", (report / "comparison.html").as_uri())
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
-    assert pixels.shape[:2] == (3000, 1400)
+    assert pixels.shape[:2] == (5000, 1280)
     ink = (pixels < 200).any(axis=2)  # text, lines, bars
-    saturated = (pixels.max(axis=2) - pixels.min(axis=2)) > 80  # plot colours and verdict cells, not grey text
+    tinted = (pixels.max(axis=2) - pixels.min(axis=2)) > 15  # the verdict cells' pale colours
+    saturated = (pixels.max(axis=2) - pixels.min(axis=2)) > 80  # plot colours
     assert ink.mean() > 0.01
-    assert saturated.sum() > 5000
-    # The plots sit below the table: the lower half of the page must carry colour too.
-    assert saturated[1500:].sum() > 2000
+    assert tinted[:1000].sum() > 20_000  # the coloured verdict column on the first screen
+    assert saturated[1000:].sum() > 5000  # the plots further down

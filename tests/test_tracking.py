@@ -60,7 +60,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _client(uri: str):
-    return tracking._client(uri)
+    return tracking.client(uri)
 
 
 def _status(uri: str, run_id: str) -> str:
@@ -145,6 +145,7 @@ def test_unknown_parent_and_status_are_one_line_errors(store: str) -> None:
 
 
 def test_eight_processes_share_a_fresh_store(tmp_path: Path, helpers: ModuleType) -> None:
+    (tmp_path / "fresh").mkdir()  # the store's directory must exist: it is never created silently
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
     workers, steps = 8, 20
     # Fresh processes, as spawn gives (nothing inherited from this test process), but started by a

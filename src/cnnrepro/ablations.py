@@ -181,10 +181,7 @@ def stage_group(variant: str) -> str:
     """The train.variants group (DAG stage) that trains a variant: it decides the data a job reads."""
     from cnnrepro.models.registry import get_variant
 
-    spec = get_variant(variant)
-    if spec.continues_from:
-        return "pets_fine_tuning"
-    return {"dogs_vs_cats": "pets", "petimages_80_20": "keras_example"}.get(spec.dataset, "idx")
+    return get_variant(variant).data_group  # the registry owns it
 
 
 def planned_runs(params: Mapping[str, Any]) -> list[tuple[str, str, str]]:

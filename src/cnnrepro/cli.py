@@ -20,12 +20,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare-mnist": ("cnnrepro.data.mnist", "MNIST / Fashion-MNIST idx files to checked arrays"),
     "tracking": ("cnnrepro.tracking_cli", "create the MLflow store; open/close the pipeline's parent run"),
     "variants": ("cnnrepro.models.cli", "list the named variants with their documented figures"),
-    "train": ("cnnrepro.training.cli", "train one (variant, seed) and log it to MLflow"),
-    "evaluate": ("cnnrepro.training.evaluate", "score a trained run on a folder or the MNIST test set"),
-    "predict": ("cnnrepro.training.predict", "label single images with a trained run"),
+    "train": ("cnnrepro.train_cli", "train one (variant, seed) and log it to MLflow"),
+    "evaluate": ("cnnrepro.evaluate", "score a trained run on a folder or the MNIST test set"),
+    "predict": ("cnnrepro.predict", "label single images with a trained run"),
     "visualize": ("cnnrepro.visualize", "activations, filter patterns and class activation heatmaps"),
     "report": ("cnnrepro.report.build", "measured vs documented: comparison.{md,html,csv,json}"),
     "bench": ("cnnrepro.bench", "measure training speed against the device's peak"),
+    "reproduce": ("cnnrepro.reproduce.cli", "the whole pipeline under Snakemake: plan, then live progress"),
 }
 
 
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.main(args) or 0)
     except CnnreproError as exc:
         print(f"cnnrepro {name}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # A read or write no stage wraps (disk full, read-only folder): still one line naming file and cause.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"cnnrepro {name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"cnnrepro {name}: interrupted", file=sys.stderr)

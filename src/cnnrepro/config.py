@@ -16,6 +16,7 @@ import jsonschema
 import yaml
 
 from cnnrepro.errors import ParamsError
+from cnnrepro.tracking_uri import check_tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -79,7 +80,8 @@ def apply_environment(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
-    """Read, validate and resolve params.yaml. Raises ParamsError with a one-line message."""
+    """Read, validate and resolve params.yaml, and check the tracking URI in force is usable
+    (`tracking_uri.check_tracking_uri`). Raises ParamsError with a one-line message."""
     path = Path(path)
     try:
         with path.open() as f:
@@ -93,7 +95,17 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: expected a mapping of stage sections")
     validate_params(params, source=str(path))
-    return apply_environment(params)
+    resolved = apply_environment(params)
+    check_tracking_uri(resolved["tracking"]["uri"], tracking_uri_source(path))
+    return resolved
+
+
+def tracking_uri_source(path: str | Path = DEFAULT_PARAMS) -> str:
+    """Where the tracking URI in force comes from: the environment variable that overrides it, or the key."""
+    for name in TRACKING_ENV:
+        if os.environ.get(name):
+            return name
+    return f"{path}: tracking.uri"
 
 
 def mirror_dir(params: dict[str, Any]) -> Path | None:

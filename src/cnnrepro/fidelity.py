@@ -15,14 +15,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-BOOK_CNN = ("baseline", "augmentation")
-BOOK_VGG = ("feature_extraction", "feature_extraction_augmented", "fine_tuning")
-BOOK = BOOK_CNN + BOOK_VGG
-BOOK_AUGMENTED = ("augmentation", "feature_extraction_augmented", "fine_tuning")
-BOOK_GENERATOR = ("baseline", "augmentation", "feature_extraction_augmented", "fine_tuning")
-KERAS_MNIST = ("mnist_convnet", "mnist_dense")
-BINARY = (*BOOK, "cam_convnet")
-ALL = (*BOOK, *KERAS_MNIST, "lenet", "cam_convnet")
+from cnnrepro.models.registry import variants_where
+
+# The ledger's scopes, from the registry's facts: a new variant falls under every entry its spec implies.
+ALL = variants_where(lambda v: True)
+BOOK = variants_where(lambda v: v.dataset == "dogs_vs_cats")  # DLWP ch. 5's Dogs vs Cats
+BOOK_VGG = variants_where(lambda v: v.dataset == "dogs_vs_cats" and v.needs_vgg16)
+BOOK_CNN = variants_where(lambda v: v.dataset == "dogs_vs_cats" and not v.needs_vgg16)
+BOOK_AUGMENTED = variants_where(lambda v: v.dataset == "dogs_vs_cats" and v.augmentation is not None)
+BOOK_GENERATOR = variants_where(lambda v: v.dataset == "dogs_vs_cats" and v.steps_per_epoch is not None)
+KERAS_MNIST = variants_where(lambda v: v.dataset == "mnist")  # DLWP's Keras MNIST models
+BINARY = variants_where(lambda v: v.loss == "binary_crossentropy")
 
 Config = Mapping[str, Any]
 
@@ -104,7 +107,7 @@ LEDGER: tuple[LedgerEntry, ...] = (
         BOOK_AUGMENTED,
         "random augmentation",
         "ImageDataGenerator.random_transform: scipy.ndimage affine_transform per image on the CPU",
-        "cnnrepro.training.augment: the same per-image parameter distributions, applied as one batched "
+        "cnnrepro.engine.augment: the same per-image parameter distributions, applied as one batched "
         "affine resampling in PyTorch",
         "same transform family and parameter distributions; pixel values can differ at the resampling level.",
     ),
@@ -198,7 +201,7 @@ LEDGER: tuple[LedgerEntry, ...] = (
         ("cam_convnet",),
         "random augmentation",
         "RandomFlip('horizontal') + RandomRotation(0.1): per image, bilinear, fill_mode 'reflect'",
-        "cnnrepro.training.augment with rotation_range 36 degrees, horizontal_flip, fill 'reflect', bilinear",
+        "cnnrepro.engine.augment with rotation_range 36 degrees, horizontal_flip, fill 'reflect', bilinear",
         "same distributions (0.1 of a full turn = 36 degrees); resampling details can differ.",
     ),
     LedgerEntry(

@@ -1,6 +1,9 @@
 """Atomic outputs: write to a temporary name beside the target, rename only when complete.
 
-A killed job therefore never leaves a half-written file at a path that looks finished.
+A killed job therefore never leaves a half-written file at a path that looks finished. A write that
+fails (disk full, read-only folder, file size limit) raises `WriteError`: one line naming the output
+(never the temporary name) and the cause, e.g. `runs/x/metrics.json: cannot write (No space left on
+device)`; the temporary is removed and the previous output, if any, is left as it was.
 """
 
 from __future__ import annotations
@@ -15,7 +18,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cnnrepro.errors import CnnreproError
+
 CHUNK = 1 << 20
+
+
+class WriteError(CnnreproError):
+    """An output could not be written; names the output path and the cause (errno's text)."""
+
+    def __init__(self, path: str | Path, cause: str) -> None:
+        super().__init__(f"{path}: cannot write ({cause})")
+        self.path, self.cause = Path(path), cause
+
+
+def _write_error(exc: OSError | WriteError, tmp: Path, target: Path) -> WriteError:
+    """The failure as the user should read it: the temporary name `tmp` (or a path under it) shown as `target`."""
+    failed = exc.path if isinstance(exc, WriteError) else Path(exc.filename) if exc.filename else tmp
+    cause = exc.cause if isinstance(exc, WriteError) else exc.strerror or type(exc).__name__
+    try:
+        shown = target / failed.relative_to(tmp) if failed != tmp else target
+    except ValueError:  # outside the temporary (e.g. the parent directory itself)
+        shown = failed
+    return WriteError(shown, cause)
 
 
 def _umask() -> int:
@@ -41,14 +65,19 @@ def sha256_file(path: str | Path) -> str:
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary file path beside `target`; on success it replaces `target`, on error it is removed."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as exc:  # the folder cannot take the temporary: name the output, not the temporary
+        raise WriteError(target, exc.strerror or type(exc).__name__) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         _publish_mode(tmp_path, directory=False)
         os.replace(tmp_path, target)
+    except (OSError, WriteError) as exc:
+        raise _write_error(exc, tmp_path, target) from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -57,27 +86,42 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside `target`; on success it replaces `target` whole."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    except OSError as exc:  # the folder cannot take the temporary: name the output, not the temporary
+        raise WriteError(target, exc.strerror or type(exc).__name__) from None
     try:
         yield tmp
         _publish_mode(tmp, directory=True)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
+    except (OSError, WriteError) as exc:
+        raise _write_error(exc, tmp, target) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def write_file(path: str | Path, data: bytes | memoryview) -> None:
+    """Write `data` to `path`; a failed write() (disk full) names the file: Python's OSError from write()
+    carries no file name, only the errno."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise WriteError(exc.filename or path, exc.strerror or type(exc).__name__) from None
+
+
 def write_bytes_atomic(target: str | Path, data: bytes) -> None:
     with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
+        write_file(tmp, data)
 
 
 def write_text_atomic(target: str | Path, text: str) -> None:
     with atomic_path(target) as tmp:
-        tmp.write_text(text)
+        write_file(tmp, text.encode())
 
 
 def write_json_atomic(target: str | Path, obj: Any) -> None:
@@ -86,8 +130,6 @@ def write_json_atomic(target: str | Path, obj: Any) -> None:
 
 def read_json(path: str | Path) -> Any:
     """Read a JSON output; a corrupt or missing file is a CnnreproError naming it."""
-    from cnnrepro.errors import CnnreproError
-
     try:
         with open(path) as f:
             return json.load(f)
@@ -95,3 +137,25 @@ def read_json(path: str | Path) -> Any:
         raise CnnreproError(f"{path}: missing") from None
     except json.JSONDecodeError as exc:
         raise CnnreproError(f"{path}: corrupt JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def cannot_create_files(directory: str | Path) -> str:
+    """'' when a new file can be created in `directory` (a real probe, removed at once), else why not.
+
+    `os.access` is not enough: as root it says yes for `/proc` or a read-only mount, which refuse every file.
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=".cnnrepro-probe.", dir=directory)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    os.close(fd)
+    os.unlink(name)
+    return ""
+
+
+def nearest_existing(path: str | Path) -> Path:
+    """`path` or its closest ancestor that exists (where creating `path` would start)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path

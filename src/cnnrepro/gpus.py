@@ -1,9 +1,11 @@
 """GPUs for the pipeline: how many this machine offers, how many a training job takes, which one it uses.
 
 Snakemake only limits `resources: gpu` when a global amount is given, so the workflow registers the
-number found here (unless `--resources gpu=N` was passed): `snakemake --cores 8` then runs at most
-that many trainings at once. Snakemake does not say WHICH GPU a job should use, so with several
-GPUs visible a training job claims a free one itself (`claim_cuda_device`, an flock per GPU).
+number found here times train.runs_per_gpu (unless `--resources gpu=N` was passed): `snakemake
+--cores 8` then runs at most that many trainings at once, each GPU shared by runs_per_gpu of them
+(`resources: gpu` counts training slots). Snakemake does not say WHICH GPU a job should use, so with
+several GPUs visible a training job claims a free slot itself (`claim_cuda_device`, an flock per
+slot), on the least busy GPU.
 
 Counting uses `nvidia-smi -L` (no torch import while Snakemake parses the workflow) and respects
 CUDA_VISIBLE_DEVICES as CUDA does: an empty value or an invalid entry hides the devices from there on.
@@ -60,6 +62,11 @@ def count_visible(env: Mapping[str, str] | None = None, nvidia_smi: str = "nvidi
     return found
 
 
+def training_slots(n_gpus: int, runs_per_gpu: int) -> int:
+    """The global `gpu` limit of a local run: trainings that may run at once on the visible GPUs."""
+    return n_gpus * max(1, runs_per_gpu)
+
+
 def gpus_per_training_job(device: str, n_gpus: int) -> int:
     """1 when a training job will run on an NVIDIA GPU (params train.device auto/cuda and GPUs present), else 0."""
     kind = device.split(":", 1)[0]
@@ -90,8 +97,9 @@ def default_lock_dir() -> Path:
     return Path(tempfile.gettempdir()) / "cnnrepro-gpus"
 
 
-def claim_slot(gpu_ids: Sequence[str], lock_dir: Path | None = None) -> GpuClaim | None:
-    """The first GPU in `gpu_ids` (stable ids, e.g. UUIDs) that no other process has claimed; None if all are.
+def claim_slot(gpu_ids: Sequence[str], lock_dir: Path | None = None, slots_per_gpu: int = 1) -> GpuClaim | None:
+    """A GPU in `gpu_ids` (stable ids, e.g. UUIDs) with one of its `slots_per_gpu` slots unclaimed by any
+    other process, the least busy first (slot 0 of every GPU, then slot 1, ...); None if all are taken.
 
     The lock files live on the local disk (the temporary directory): GPUs belong to one host.
     """
@@ -99,8 +107,13 @@ def claim_slot(gpu_ids: Sequence[str], lock_dir: Path | None = None) -> GpuClaim
     lock_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
         lock_dir.chmod(0o1777)  # shared by every user's jobs, like /tmp itself
-    for index, gpu_id in enumerate(gpu_ids):
-        path = lock_dir / f"{''.join(c if c.isalnum() or c in '-_' else '_' for c in gpu_id)}.lock"
+    candidates = [
+        (slot, index, gpu_id) for slot in range(max(1, slots_per_gpu)) for index, gpu_id in enumerate(gpu_ids)
+    ]
+    for slot, index, gpu_id in candidates:
+        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in gpu_id)
+        # Slot 0 keeps the one-run-per-GPU file name.
+        path = lock_dir / (f"{name}.lock" if slot == 0 else f"{name}.slot{slot}.lock")
         fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -113,11 +126,12 @@ def claim_slot(gpu_ids: Sequence[str], lock_dir: Path | None = None) -> GpuClaim
     return None
 
 
-def claim_cuda_device() -> int | None:
-    """With several GPUs visible, make a free one torch's current device for the rest of this process.
+def claim_cuda_device(runs_per_gpu: int = 1) -> int | None:
+    """With several GPUs visible, make one with a free slot (of `runs_per_gpu`) torch's current device for
+    the rest of this process.
 
-    Returns its index; None with one GPU or none (nothing to choose), or when every GPU is claimed
-    (more jobs than GPUs were asked for with --resources gpu=N: they share the current device).
+    Returns its index; None with one GPU or none (nothing to choose), or when every slot is claimed
+    (more jobs than slots were asked for with --resources gpu=N: they share the current device).
     """
     import torch
 
@@ -129,7 +143,7 @@ def claim_cuda_device() -> int | None:
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
         ids.append(str(getattr(props, "uuid", "") or f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'all')}-{index}"))
-    claim = claim_slot(ids)
+    claim = claim_slot(ids, slots_per_gpu=runs_per_gpu)
     if claim is None:
         print(f"all {len(ids)} GPUs are claimed by other cnnrepro jobs; sharing GPU {torch.cuda.current_device()}")
         return None

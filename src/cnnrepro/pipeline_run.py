@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,19 +66,14 @@ def preflight(params: dict[str, Any]) -> None:
 def _tag_as_ours(uri: str, run_id: str) -> None:
     """Record this (long-lived) process on the parent run, so a later `mark_stale_runs_failed` can
     close it if this process dies without ending it (SIGKILL, power loss)."""
-    client = tracking._client(uri)
-    tags = {tracking.TAG_PID: str(os.getpid()), tracking.TAG_HOST: socket.gethostname()}
-    identity = tracking._process_identity(os.getpid())
-    if identity:
-        tags[tracking.TAG_PID_START] = identity
-    tracking.RunLogger(client, run_id, "").set_tags(tags)
+    tracking.RunLogger(tracking.client(uri), run_id, "").set_tags(tracking.process_tags())
 
 
 def _check_run_exists(uri: str, run_id: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        tracking._retry(tracking._client(uri).get_run, run_id)
+        tracking.retry(tracking.client(uri).get_run, run_id)
     except MlflowException:
         raise CnnreproError(
             f"{tracking.PARENT_RUN_ENV}={run_id}: no such run in {uri} (unset it, or use `cnnrepro tracking start`)"
@@ -89,11 +85,50 @@ def _export(session: Session, name: str, value: str) -> None:
     os.environ[name] = value
 
 
+@contextlib.contextmanager
+def _sigterm_raises(what: str) -> Iterator[None]:
+    """While `what` runs, SIGTERM raises CnnreproError at once: a hook waiting on a store (a lock, a
+    server retried with backoff) ends on SIGTERM like the jobs do, instead of only on SIGINT."""
+
+    def raise_terminated(signum: int, frame: Any) -> None:
+        raise CnnreproError(f"terminated (SIGTERM) while {what}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def begin(tool: str, params_path: str | Path = DEFAULT_PARAMS, run_name: str | None = None) -> Session:
     """Start a pipeline invocation in this process (see the module docstring); raises CnnreproError in one line."""
     global _current
     if _current is not None and not _current.finished:
         return _current
+    with _sigterm_raises("starting the pipeline (MLflow store, parent run)"):
+        return _begin(tool, params_path, run_name)
+
+
+def run_hook(tool: str, stage: str, status: str = "") -> None:
+    """A Snakemake hook: `begin` (stage "start") or `finish(status)`; a CnnreproError ends the process with
+    its one line (exit 1) instead of Snakemake's traceback of the Snakefile."""
+    try:
+        if stage == "start":
+            begin(tool)
+        else:
+            with _sigterm_raises(f"closing the pipeline's parent run ({status})"):
+                finish(status)
+    except CnnreproError as exc:
+        _note(f"error: {exc}")
+        sys.exit(1)
+
+
+def _begin(tool: str, params_path: str | Path, run_name: str | None) -> Session:
+    global _current
     lock = pipeline_lock.acquire(tool)
     try:
         params = load_params(params_path)

@@ -54,6 +54,41 @@ class RunMetrics:
 
 
 @dataclass
+class RunInfo:
+    """run_info.json: written by the training command (through cnnrepro.engine.lifecycle), read by RunInfo.read."""
+
+    framework: str
+    variant: str
+    seed: int
+    status: str
+    device: str
+    started_at: str
+    finished_at: str | None = None
+    duration_s: float | None = None
+    train_duration_s: float | None = None
+    packages: dict[str, str | None] = field(default_factory=dict)  # the backend's, set when outputs are written
+    git_commit: str | None = None
+    data_manifest_sha256: str | None = None
+    mlflow: dict[str, str | None] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # the resolved run config
+    fidelity: list[dict[str, str]] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+
+    @classmethod
+    def read(cls, run: str | Path) -> RunInfo:
+        """The run_info.json of a run directory; a missing or malformed file fails naming it."""
+        path = Path(run) / "run_info.json"
+        raw = read_json(path)
+        if not isinstance(raw, dict):
+            raise CnnreproError(f"{path}: expected a JSON object")
+        try:
+            return cls(**raw)
+        except TypeError as exc:
+            raise CnnreproError(f"{path}: unexpected fields ({exc})") from None
+
+
+@dataclass
 class RunRecord:
     """Everything the report reads about one run."""
 
@@ -77,12 +112,12 @@ def write_history(path: str | Path, history: list[dict[str, float]]) -> None:
     write_text_atomic(path, buf.getvalue())
 
 
-def write_run(out: str | Path, metrics: RunMetrics, history: list[dict[str, float]], info: dict[str, Any]) -> None:
+def write_run(out: str | Path, metrics: RunMetrics, history: list[dict[str, float]], info: RunInfo) -> None:
     """Write the three small files; artifacts/ is the trainer's. metrics.json goes last: it marks the run done."""
     out = Path(out)
     (out / "artifacts").mkdir(parents=True, exist_ok=True)
     write_history(out / "history.csv", history)
-    write_json_atomic(out / "run_info.json", info)
+    write_json_atomic(out / "run_info.json", asdict(info))
     write_json_atomic(out / "metrics.json", asdict(metrics))
 
 

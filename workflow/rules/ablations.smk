@@ -37,13 +37,14 @@ def planned(group, what):
 rule ablate_pets:
     input:
         "data/split/book",
-        TRAIN_CODE,
+        stage_code("train"),
     output:
         **ABLATION_OUTPUTS,
     wildcard_constraints:
         variant=planned("pets", "variant"),
         ablation=planned("pets", "ablation"),
     params:
+        tracked=tracked_params("ablate_pets"),
         data="data/split/book",
     threads: 4
     resources:
@@ -59,13 +60,14 @@ rule ablate_pets_fine_tuning:
     input:
         "data/split/book",
         "runs/{framework}/feature_extraction_augmented/ablation-{ablation}/seed{seed}/artifacts",
-        TRAIN_CODE,
+        stage_code("train"),
     output:
         **ABLATION_OUTPUTS,
     wildcard_constraints:
         variant=planned("pets_fine_tuning", "variant"),
         ablation=planned("pets_fine_tuning", "ablation"),
     params:
+        tracked=tracked_params("ablate_pets_fine_tuning"),
         data="data/split/book",
     threads: 4
     resources:
@@ -83,13 +85,14 @@ rule ablate_idx:
     input:
         "data/prepared/mnist.npz",
         "data/prepared/fashion_mnist.npz",
-        TRAIN_CODE,
+        stage_code("train"),
     output:
         **ABLATION_OUTPUTS,
     wildcard_constraints:
         variant=planned("idx", "variant"),
         ablation=planned("idx", "ablation"),
     params:
+        tracked=tracked_params("ablate_idx"),
         data="data/prepared",
     threads: 4
     resources:
@@ -104,13 +107,14 @@ rule ablate_idx:
 rule ablate_keras_example:
     input:
         "data/split/keras_example",
-        TRAIN_CODE,
+        stage_code("train"),
     output:
         **ABLATION_OUTPUTS,
     wildcard_constraints:
         variant=planned("keras_example", "variant"),
         ablation=planned("keras_example", "ablation"),
     params:
+        tracked=tracked_params("ablate_keras_example"),
         data="data/split/keras_example",
     threads: 4
     resources:

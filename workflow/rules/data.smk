@@ -1,11 +1,12 @@
 rule download:
     input:
-        CODE + "/data/download.py",
-        CODE + "/data/idx.py",
+        stage_code("download"),
     output:
         directory("data/raw/{dataset}"),
     wildcard_constraints:
         dataset="petimages|mnist|fashion_mnist",
+    params:
+        tracked=tracked_params("download"),
     log:
         "logs/download/{dataset}.log",
     shell:
@@ -15,12 +16,14 @@ rule download:
 rule clean:
     input:
         "data/raw/petimages",
-        CODE + "/data/clean.py",
+        stage_code("clean"),
     output:
         directory("data/clean/petimages"),
         directory("data/clean/quarantine"),
         "data/clean/manifest.csv",
         "data/clean/summary.json",
+    params:
+        tracked=tracked_params("clean"),
     log:
         "logs/clean.log",
     shell:
@@ -30,10 +33,12 @@ rule clean:
 rule split:
     input:
         "data/clean/petimages",
-        CODE + "/data/split.py",
+        stage_code("split"),
     output:
         directory("data/split/book"),
         directory("data/split/keras_example"),
+    params:
+        tracked=tracked_params("split"),
     log:
         "logs/split.log",
     shell:
@@ -43,12 +48,13 @@ rule split:
 rule prepare_mnist:
     input:
         "data/raw/{dataset}",
-        CODE + "/data/idx.py",
-        CODE + "/data/mnist.py",
+        stage_code("prepare-mnist"),
     output:
         "data/prepared/{dataset}.npz",
     wildcard_constraints:
         dataset="mnist|fashion_mnist",
+    params:
+        tracked=tracked_params("prepare_mnist"),
     log:
         "logs/prepare_mnist/{dataset}.log",
     shell:

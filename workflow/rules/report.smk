@@ -13,10 +13,12 @@ rule report:
         ablation_outputs(),
         "data/clean/summary.json",
         "reports/figures",
-        CODE + "/report",
+        stage_code("report"),
     output:
         *REPORT_OUTPUTS,
         directory("reports/plots"),
+    params:
+        tracked=tracked_params("report"),
     log:
         "logs/report.log",
     shell:

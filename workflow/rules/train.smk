@@ -17,12 +17,13 @@ LOG = "logs/train/{framework}/{variant}/seed{seed}.log"
 rule train_pets:
     input:
         "data/split/book",
-        TRAIN_CODE,
+        stage_code("train"),
     output:
         **RUN_OUTPUTS,
     wildcard_constraints:
         variant=one_of(VARIANT_GROUPS["pets"]),
     params:
+        tracked=tracked_params("train_pets"),
         data="data/split/book",
     threads: 4
     resources:
@@ -38,12 +39,13 @@ rule train_pets_fine_tuning:
     input:
         "data/split/book",
         "runs/{framework}/feature_extraction_augmented/seed{seed}/artifacts",
-        TRAIN_CODE,
+        stage_code("train"),
     output:
         **RUN_OUTPUTS,
     wildcard_constraints:
         variant=one_of(VARIANT_GROUPS["pets_fine_tuning"]),
     params:
+        tracked=tracked_params("train_pets_fine_tuning"),
         data="data/split/book",
     threads: 4
     resources:
@@ -60,12 +62,13 @@ rule train_idx:
     input:
         "data/prepared/mnist.npz",
         "data/prepared/fashion_mnist.npz",
-        TRAIN_CODE,
+        stage_code("train"),
     output:
         **RUN_OUTPUTS,
     wildcard_constraints:
         variant=one_of(VARIANT_GROUPS["idx"]),
     params:
+        tracked=tracked_params("train_idx"),
         data="data/prepared",
     threads: 4
     resources:
@@ -80,12 +83,13 @@ rule train_idx:
 rule train_keras_example:
     input:
         "data/split/keras_example",
-        TRAIN_CODE,
+        stage_code("train"),
     output:
         **RUN_OUTPUTS,
     wildcard_constraints:
         variant=one_of(VARIANT_GROUPS["keras_example"]),
     params:
+        tracked=tracked_params("train_keras_example"),
         data="data/split/keras_example",
     threads: 4
     resources:

@@ -17,9 +17,11 @@ rule visualize:
     input:
         visualize_runs(),
         "data/split/book",
-        CODE + "/visualize",
+        stage_code("visualize"),
     output:
         directory("reports/figures"),
+    params:
+        tracked=tracked_params("visualize"),
     log:
         "logs/visualize.log",
     shell:

@@ -22,27 +22,29 @@ import torch
 
 from cnnrepro.bench.measure import PathResult, measure_fast, measure_naive, not_run
 from cnnrepro.bench.peaks import device_peak
+from cnnrepro.bench.pipeline import pipeline_params, pipeline_table, run_pipeline_bench
 from cnnrepro.bench.reproduction import pipeline_variants, run_reproduction
+from cnnrepro.bench.steady import fit_step_ms, measure_graph
 from cnnrepro.bench.table import reproduction_table, speedups, step_table
 from cnnrepro.config import load_params
+from cnnrepro.engine.lifecycle import NotRunnable
+from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import write_json_atomic
-from cnnrepro.models.registry import get_variant
+from cnnrepro.models.registry import DATASET_DIRS, get_variant
 from cnnrepro.training import runner
-from cnnrepro.training.run_config import resolve_run_config
+from cnnrepro.training.precision import PRECISIONS, set_torch_precision
 
 # Where each dataset's prepared data lies under --data-root (the pipeline's own layout).
-DATA_SUBDIRS = {
-    "dogs_vs_cats": "split/book",
-    "petimages_80_20": "split/keras_example",
-    "mnist": "prepared",
-    "fashion_mnist": "prepared",
-}
+DATA_SUBDIRS = DATASET_DIRS  # the registry's: each dataset's folder under the data root
 
 
 LEGEND = (
     "data = batch fetch + augment + scale; compute = forward, loss, backward, optimizer step; "
     "pure = the same update on one ready batch;\n"
+    "graph = the fast step (train.fast_step: whole step as CUDA graph replays, CUDA only); fit ms = a steady "
+    "fit() epoch (the same steps + one validation batch) per step, the loop's own time: a step ms far from it "
+    "is a mismeasurement;\n"
     "vs pure = step time over pure (the input path's cost; CPU target <= 15%); GFLOP/img train = from the "
     "layers, counted = torch FlopCounterMode; TFLOP/s = train FLOPs x img/s"
 )
@@ -57,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, default=Path("data"), help="holds split/book, prepared, ...")
     parser.add_argument("--device", help="instead of params train.device (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--mixed-precision", action="store_true", help="bf16 autocast on (CUDA only)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="params train.precision for this bench: fp32 (TF32 off, what the K80 did), tf32 (TF32 on), "
+        "bf16 (bf16 autocast, TF32 off); default: as params set it",
+    )
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout on")
     parser.add_argument("--compile", action="store_true", help="torch.compile the trained module")
     parser.add_argument("--naive-workers", type=int, default=2, help="DataLoader workers of the naive path")
@@ -64,8 +72,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cpu-peak-seconds", type=float, default=1.0, help="length of each CPU matmul-rate measurement"
     )
     parser.add_argument("--no-naive", action="store_true", help="time the fast path only")
+    parser.add_argument("--no-fit", action="store_true", help="skip the fit() epoch cross-check (fit ms)")
     parser.add_argument("--reproduction", action="store_true", help="train every variant end to end, timed")
-    parser.add_argument("--epochs-scale", type=float, default=1.0, help="with --reproduction: epochs x this")
+    parser.add_argument("--epochs-scale", type=float, default=1.0, help="with --reproduction/--pipeline: epochs x this")
+    parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="every training of params.yaml under `snakemake --cores N` in a scratch copy, timed (make bench-gpu)",
+    )
+    parser.add_argument("--cores", type=int, default=8, help="with --pipeline: snakemake --cores")
+    parser.add_argument("--seeds", help="with --pipeline: comma-separated seeds instead of params train.seeds")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
 
@@ -81,6 +97,8 @@ def bench_params(params: dict[str, Any], args: argparse.Namespace, variants: lis
     for flag in ("channels_last", "compile"):
         if getattr(args, flag):
             train[flag] = True
+    if getattr(args, "precision", None):
+        train["precision"] = args.precision  # the trainings apply it (training.precision.set_torch_precision)
     if args.batch_size:
         overrides = train["overrides"] = dict(train.get("overrides") or {})
         for name in variants:
@@ -116,7 +134,7 @@ def bench_variant(config: dict[str, Any], args: argparse.Namespace) -> list[Path
     with contextlib.redirect_stdout(sys.stderr):
         try:
             runner.prepare(config, download_timeout_s=10.0)
-        except runner.NotRunnable as exc:
+        except NotRunnable as exc:
             return not_run(config["variant"], str(exc))
         device = torch.device(config["device"])
         rows = []
@@ -124,6 +142,12 @@ def bench_variant(config: dict[str, Any], args: argparse.Namespace) -> list[Path
             # Measured right before each path: on a shared CPU the reachable rate moves with the load.
             peak = device_peak(device, config["mixed_precision"], cpu_seconds=args.cpu_peak_seconds)
             rows.append(measure_fast(config, steps=args.steps, warmup=args.warmup, peak=peak))
+            if not args.no_fit:
+                rows[-1].fit_step_ms = fit_step_ms(config, steps=args.steps, fast_step=False)
+            graph = measure_graph(config, steps=args.steps, warmup=args.warmup, peak=peak)
+            if graph.status == "measured" and not args.no_fit:
+                graph.fit_step_ms = fit_step_ms(config, steps=args.steps, fast_step=True)
+            rows.append(graph)
             if not args.no_naive:
                 peak = device_peak(device, False, cpu_seconds=args.cpu_peak_seconds)
                 workers = args.naive_workers
@@ -152,6 +176,10 @@ def _check(args: argparse.Namespace) -> None:
         raise CnnreproError(f"--batch-size {args.batch_size}: must be >= 1")
     if not args.epochs_scale > 0:
         raise CnnreproError(f"--epochs-scale {args.epochs_scale}: must be > 0")
+    if args.cores < 1:
+        raise CnnreproError(f"--cores {args.cores}: must be >= 1")
+    if args.seeds and not all(s.strip().isdigit() for s in args.seeds.split(",")):
+        raise CnnreproError(f"--seeds {args.seeds!r}: comma-separated non-negative integers")
     if args.naive_workers < 0:
         raise CnnreproError(f"--naive-workers {args.naive_workers}: must be >= 0")
     if not args.cpu_peak_seconds > 0:
@@ -165,8 +193,15 @@ def main(args: argparse.Namespace) -> int:
     for name in names:
         get_variant(name)  # unknown names fail before anything runs
     params = bench_params(params, args, names)
+    set_torch_precision(params["train"].get("precision", "fp32"))  # also for what the bench times in-process
     env = environment()
-    if args.reproduction:
+    if args.pipeline:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+        local = pipeline_params(params, names, seeds, args.epochs_scale)
+        bench = run_pipeline_bench(Path(args.params).resolve().parent, local, cores=args.cores)
+        report = {"kind": "pipeline", "environment": env, "epochs_scale": args.epochs_scale, **bench.as_dict()}
+        text = pipeline_table(bench)
+    elif args.reproduction:
         times = run_reproduction(
             params, data_dirs(args.data_root), seed=args.seed, epochs_scale=args.epochs_scale, variants=names
         )
@@ -189,11 +224,16 @@ def main(args: argparse.Namespace) -> int:
             "warmup": args.warmup,
             "results": [r.as_dict() for r in results],
             "fast_over_naive": speedups(results),
+            "graph_over_naive": speedups(results, "graph"),
+            "precision": args.precision,
         }
         text = step_table(results) + "\n" + LEGEND
         ratios = ", ".join(f"{v} x{r:.2f}" for v, r in report["fast_over_naive"].items())
         if ratios:
             text += f"\nfast/naive images/s: {ratios}"
+        graph_ratios = ", ".join(f"{v} x{r:.2f}" for v, r in report["graph_over_naive"].items())
+        if graph_ratios:
+            text += f"\ngraph/naive images/s: {graph_ratios} (target on augmentation: >= x3)"
     if args.out:
         write_json_atomic(args.out, report)
     if args.json:
@@ -202,7 +242,7 @@ def main(args: argparse.Namespace) -> int:
         load = env["load_average"]
         where = f"device {_device_words(params)}, torch {env['torch']}, {env['threads']} threads"
         print(f"cnnrepro bench: {where}; load average at start {load[0]:.2f}" if load else f"cnnrepro bench: {where}")
-        if not args.reproduction:
+        if not (args.reproduction or args.pipeline):
             print(f"{args.steps} timed steps per path after {args.warmup} warm-up; naive path: {_naive_words(args)}")
             print(_peak_words(results))
         print(text)

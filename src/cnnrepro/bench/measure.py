@@ -20,8 +20,9 @@ import torch
 
 from cnnrepro.bench.flops import counted_train_flops, layer_costs, train_macs
 from cnnrepro.bench.peaks import DevicePeak
+from cnnrepro.engine.data import KerasIterator
+from cnnrepro.engine.lifecycle import load_splits
 from cnnrepro.training import runner
-from cnnrepro.training.data import KerasIterator
 from cnnrepro.training.loop import loss_sum_and_correct, train_step
 from cnnrepro.training.optim import make_optimizer
 
@@ -33,7 +34,7 @@ class PathResult:
     """One row of the bench table (times in ms per step unless named otherwise)."""
 
     variant: str
-    path: str  # "fast" | "naive"
+    path: str  # "fast" (eager pipeline step) | "graph" (the fast step's CUDA graphs) | "naive"
     status: str  # "measured" | "not_run"
     reason: str | None = None
     batch_size: int | None = None
@@ -56,6 +57,8 @@ class PathResult:
     peak_fraction: float | None = None
     peak_memory_mb: float | None = None
     memory_kind: str | None = None
+    # A steady fit() epoch over the same steps (one validation batch), per training step: the loop's truth.
+    fit_step_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,7 +69,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _reset_memory(device: torch.device) -> None:
+def reset_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -86,7 +89,7 @@ def _loss_of(loss: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     return mean_loss
 
 
-def _flops(result: PathResult, model: torch.nn.Module, batch: Batch, loss: str) -> int:
+def fill_flops(result: PathResult, model: torch.nn.Module, batch: Batch, loss: str) -> int:
     """Fill the FLOP columns from `model` on `batch`; returns the training MACs per example."""
     x, y = batch
     mean_loss = _loss_of(loss)
@@ -134,7 +137,7 @@ def _throughput(
     return time.perf_counter() - started, images
 
 
-def _finish(
+def finish_timing(
     result: PathResult,
     *,
     fetch: Callable[[], Batch],
@@ -174,9 +177,9 @@ def measure_fast(config: dict[str, Any], *, steps: int, warmup: int, peak: Devic
     options = {k: config.get(k) for k in ("mixed_precision", "channels_last", "compile", "image_cache")}
     result = PathResult(config["variant"], "fast", "measured", batch_size=config["batch_size"], options=options)
     runner.configure_process(config)
-    _reset_memory(device)
+    reset_memory(device)
     started = time.perf_counter()
-    setup = runner.setup_training(config, runner.load_splits(config))
+    setup = runner.setup_training(config, load_splits(config))
     synchronize(device)
     result.setup_s = time.perf_counter() - started
 
@@ -191,8 +194,8 @@ def measure_fast(config: dict[str, Any], *, steps: int, warmup: int, peak: Devic
 
     setup.trained.train()
     fixed = fetch()
-    macs = _flops(result, setup.trained, fixed, config["loss"])
-    _finish(
+    macs = fill_flops(result, setup.trained, fixed, config["loss"])
+    finish_timing(
         result,
         fetch=fetch,
         update=update,
@@ -218,7 +221,7 @@ def measure_naive(config: dict[str, Any], *, steps: int, warmup: int, peak: Devi
     options = {"workers": workers, "mixed_precision": False, "channels_last": False, "compile": False}
     result = PathResult(config["variant"], "naive", "measured", batch_size=config["batch_size"], options=options)
     runner.configure_process(config)
-    _reset_memory(device)
+    reset_memory(device)
     started = time.perf_counter()
     model = runner.build_model(config).to(device)
     batches = endless_batches(naive_dataset(config), config["batch_size"], workers, config["seed"])
@@ -235,8 +238,8 @@ def measure_naive(config: dict[str, Any], *, steps: int, warmup: int, peak: Devi
         train_step(model, optimizer, *batch, config["loss"])
 
     model.train()
-    macs = _flops(result, model, fetch(), config["loss"])
-    _finish(
+    macs = fill_flops(result, model, fetch(), config["loss"])
+    finish_timing(
         result,
         fetch=fetch,
         update=update,

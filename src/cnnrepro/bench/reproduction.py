@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnrepro.engine import lifecycle
+from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.models.registry import get_variant
 from cnnrepro.training import runner
-from cnnrepro.training.run_config import resolve_run_config
 
 
 @dataclass
@@ -84,7 +85,7 @@ def _one(
         out_dir=out,
         init_from=init_from,
     )
-    info = runner.RunInfo("torch", name, seed, "not_run", config["device"], runner.now_iso(), config=config)
+    info = lifecycle.RunInfo("torch", name, seed, "not_run", config["device"], lifecycle.now_iso(), config=config)
     started = time.perf_counter()
     result = None
     try:
@@ -92,11 +93,11 @@ def _one(
         # The runner prints its epochs; stdout stays for the bench's table or JSON.
         with contextlib.redirect_stdout(sys.stderr):
             result = runner.train_variant(config, checkpoint_root=root / "checkpoints")
-    except runner.NotRunnable as exc:
+    except lifecycle.NotRunnable as exc:
         info.reason = str(exc)
     info.status = "completed" if result is not None else "not_run"
     # Written like a real run so that fine_tuning can continue from feature_extraction_augmented.
-    runner.write_outputs(out, config, info, result)
+    lifecycle.write_outputs(out, config, info, result, runner.BACKEND)
     wall = time.perf_counter() - started
     if result is None:
         return VariantTime(name, "not_run", epochs, wall, reason=info.reason)

@@ -37,6 +37,7 @@ STEP_COLUMNS: tuple[tuple[str, Callable[[PathResult], str]], ...] = (
     ("batch", lambda r: _num("d")(r.batch_size)),
     ("img/s", lambda r: _num(".1f")(r.images_per_s)),
     ("step ms", lambda r: _num(".1f")(r.step_ms)),
+    ("fit ms", lambda r: _num(".1f")(r.fit_step_ms)),
     ("data ms", lambda r: _num(".1f")(r.data_ms)),
     ("compute ms", lambda r: _num(".1f")(r.compute_ms)),
     ("data %", lambda r: _pct(_data_share(r))),
@@ -75,13 +76,13 @@ def step_table(results: Sequence[PathResult]) -> str:
     return text
 
 
-def speedups(results: Sequence[PathResult]) -> dict[str, float]:
-    """fast / naive images per second, per variant where both were measured."""
+def speedups(results: Sequence[PathResult], path: str = "fast") -> dict[str, float]:
+    """`path` / naive images per second, per variant where both were measured."""
     rates: dict[str, dict[str, float]] = {}
     for row in results:
         if row.status == "measured" and row.images_per_s:
             rates.setdefault(row.variant, {})[row.path] = row.images_per_s
-    return {v: r["fast"] / r["naive"] for v, r in rates.items() if "fast" in r and "naive" in r}
+    return {v: r[path] / r["naive"] for v, r in rates.items() if path in r and "naive" in r}
 
 
 def reproduction_table(times: Sequence[VariantTime]) -> str:

@@ -1,55 +1,63 @@
 """`cnnrepro clean`: decide every PetImages file by decoding it; keep, convert or quarantine it.
 
-Each member under `PetImages/{Cat,Dog}/` is read straight from the zip and decoded in full with
-Pillow (`Image.open` + `load()`). Warnings (e.g. "Corrupt EXIF data") are recorded, not failures;
-truncated data is a failure (LOAD_TRUNCATED_IMAGES stays off). Verdicts:
+Candidates are exactly `PetImages/{Cat,Dog}/<numeric id>.<image ext>` (`archive_layout`); every other
+member (other roots, deeper, absolute or `..` paths, links, macOS metadata, Thumbs.db) is ignored and
+counted under `ignored` in the summary. Each candidate is streamed to a scratch file within the limits
+of `clean:` in params.yaml (`bounded_read`: decompressed size, compression ratio) and decoded in full
+with Pillow within the pixel limit (`pixels`), so memory depends on the limits, not on the member.
+Warnings (e.g. "Corrupt EXIF data") are recorded, not failures; truncated data is a failure
+(LOAD_TRUNCATED_IMAGES stays off). Verdicts:
 
 - keep: a JPEG that decodes to RGB, written byte for byte under its own name;
-- convert: a decodable image in another mode (CMYK, L, P, RGBA, ...) or, with `clean.non_jpeg:
-  keep`, PNG/GIF/BMP data behind a `.jpg` name: converted to 3-channel RGB and written as PNG,
-  lossless, under the same numeric id (`Cat/700.jpg` -> `Cat/700.png`), so the pixels training
-  reads are exactly the pixels the source decoded to;
-- drop: zero bytes, Thumbs.db, not an image, truncated or otherwise undecodable, or non-JPEG data
-  with `clean.non_jpeg: drop`: the original bytes go to `quarantine/<class>/<name>`.
+- convert: a decodable image in another mode (CMYK, L, P, RGBA, 16-bit grey, ...) or, with
+  `clean.non_jpeg: keep`, PNG/GIF/BMP data behind a `.jpg` name: converted to 8-bit RGB (`pixels.to_rgb`)
+  and written as PNG, lossless, under the same numeric id (`Cat/700.jpg` -> `Cat/700.png`), so the
+  pixels training reads are exactly the pixels the source decoded to;
+- drop: zero bytes, not an image, truncated or otherwise undecodable, a mode with no faithful 8-bit
+  form, or non-JPEG data with `clean.non_jpeg: drop`: the original bytes go to
+  `quarantine/<class>/<name>`; over a limit (`over_size_limit`, `over_ratio_limit`,
+  `over_pixel_limit`) or unreadable by zipfile (`unreadable_member`): only a record,
+  `quarantine/<class>/<name>.limit.json`, never the bytes.
 
 Outputs in `--out`: `petimages/{Cat,Dog}/`, `quarantine/{Cat,Dog}/`, `manifest.csv` (one row per
-member: path in the archive, class, sha256 of its bytes, detected format, mode, width, height,
-verdict, reason, and `output`, where it went under `--out`) and `summary.json`. In the summary,
-`kept` counts every image in `petimages/` (converted ones included, `converted` is that subset),
-so `kept + dropped == total_members`; `by_format` / `by_mode` count every member Pillow could
-identify, undecodable ones included; `by_reason` counts non-empty reasons. `jfif_filter` is what
-the Keras example's filter (`b"JFIF" in fobj.peek(10)`) would have done to the same members.
-`peek(10)` returns the whole read buffer (st_blksize bytes on Linux, 4096 here), not 10 bytes,
-so the window is measured on this machine rather than assumed.
+candidate: path in the archive, class, sha256 of its bytes (empty when a limit stopped the read),
+detected format, mode, width, height, verdict, reason, and `output`, where it went under `--out`) and
+`summary.json`. In the summary, `kept` counts every image in `petimages/` (converted ones included,
+`converted` is that subset), so `kept + dropped == total_members` (candidates); `ignored` counts the
+other members by reason; `by_format` / `by_mode` count every member Pillow could identify,
+undecodable ones included; `by_reason` counts non-empty reasons. `jfif_filter` is what the Keras
+example's filter (`b"JFIF" in fobj.peek(10)`) would have done to the same members. `peek(10)` returns
+the whole read buffer (st_blksize bytes on Linux, 4096 here), not 10 bytes, so the window is measured
+on this machine rather than assumed.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import os
 import re
 import sys
 import tempfile
-import warnings
 import zipfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from cnnrepro.config import load_params
+from cnnrepro.data.archive_layout import CLASSES, IGNORE_REASONS, place
+from cnnrepro.data.bounded_read import Limits, MemberRead, stream_member
+from cnnrepro.data.pixels import Decoded, decode, to_rgb
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, sha256_file, write_json_atomic, write_text_atomic
 
-CLASSES = ("Cat", "Dog")
 JPEG_FORMATS = frozenset({"JPEG", "MPO"})  # MPO: a JPEG with extra frames; decoders read its first
 JPEG_EXTENSIONS = frozenset({"jpg", "jpeg"})
 MODE_REASONS = {"CMYK": "cmyk", "L": "grayscale", "P": "palette", "RGBA": "alpha", "LA": "alpha", "PA": "alpha"}
+# Dropped members of which quarantine keeps a record, not the bytes (a bomb, or bytes zipfile cannot read).
+RECORD_ONLY_REASONS = frozenset({"over_size_limit", "over_ratio_limit", "over_pixel_limit", "unreadable_member"})
 MANIFEST_COLUMNS = (
     "path",
     "class",
@@ -62,18 +70,6 @@ MANIFEST_COLUMNS = (
     "reason",
     "output",
 )
-
-
-@dataclass
-class Decoded:
-    """What Pillow made of one member's bytes."""
-
-    image: Image.Image | None = None
-    detected_format: str = ""
-    mode: str = ""
-    size: tuple[int, int] | None = None
-    failure: str = ""  # empty when it decoded in full
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -103,36 +99,7 @@ class Decision:
         }
 
 
-def decode(data: bytes) -> Decoded:
-    """Open and fully decode `data`; any exception while decoding means undecodable."""
-    result = Decoded()
-    if not data:
-        result.failure = "zero_bytes"
-        return result
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            image = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            result.failure = "not_an_image"
-        except Exception:  # Pillow raises many types on malformed headers (SyntaxError, struct.error, ...)
-            result.failure = "decode_error"
-        else:
-            result.detected_format, result.mode, result.size = image.format or "", image.mode, image.size
-            try:
-                image.load()
-                result.image = image
-            except Exception as exc:
-                text = str(exc)
-                truncated = "truncated" in text or "broken data stream" in text or isinstance(exc, EOFError)
-                result.failure = "truncated" if truncated else "decode_error"
-    result.warnings = [str(w.message).strip() for w in caught]
-    return result
-
-
 def _verdict(name: str, decoded: Decoded, non_jpeg: str) -> tuple[str, str]:
-    if name.lower() == "thumbs.db":
-        return "drop", "thumbs_db"
     if decoded.failure:
         return "drop", decoded.failure
     ext = PurePosixPath(name).suffix.lower().lstrip(".")
@@ -157,47 +124,68 @@ def jfif_peek_window(directory: Path) -> int:
         os.unlink(name)
 
 
-def decide(path: str, cls: str, data: bytes, non_jpeg: str, peek_window: int) -> Decision:
+def decide(path: str, cls: str, member: MemberRead, non_jpeg: str, max_pixels: int) -> Decision:
+    """The verdict on one streamed member; for a conversion, `decoded.image` holds the RGB result."""
     name = PurePosixPath(path).name
-    decoded = decode(data)
+    decoded = Decoded(failure=member.failure) if member.failure else decode(member.path, member.size, max_pixels)
     verdict, reason = _verdict(name, decoded, non_jpeg)
+    if verdict == "convert":
+        assert decoded.image is not None
+        rgb, unsupported = to_rgb(decoded.image)
+        decoded.image.close()
+        decoded.image = rgb
+        if rgb is None:
+            verdict, reason = "drop", unsupported
     if verdict == "keep":
         output = f"petimages/{cls}/{name}"
     elif verdict == "convert":
         output = f"petimages/{cls}/{PurePosixPath(name).stem}.png"
+    elif reason in RECORD_ONLY_REASONS:
+        output = f"quarantine/{cls}/{name}.limit.json"
     else:
         output = f"quarantine/{cls}/{name}"
-    sha256 = hashlib.sha256(data).hexdigest()
-    return Decision(path, cls, sha256, decoded, verdict, reason, output, jfif=b"JFIF" in data[:peek_window])
-
-
-def _class_of(path: str) -> str | None:
-    parts = PurePosixPath(path).parts
-    return parts[-2] if len(parts) >= 2 and parts[-2] in CLASSES else None
+    return Decision(path, cls, member.sha256, decoded, verdict, reason, output, jfif=b"JFIF" in member.head)
 
 
 def _natural_key(path: str) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path))
 
 
-def _write_output(decision: Decision, data: bytes, staging: dict[str, Path]) -> None:
+def _limit_record(decision: Decision, member: MemberRead, info: zipfile.ZipInfo, limits: Limits) -> dict[str, Any]:
+    """What quarantine keeps of a member dropped by a limit: what it claimed and what was read, not its bytes."""
+    width, height = decision.decoded.size or (None, None)
+    return {
+        "path": info.filename,
+        "reason": decision.reason,
+        "declared_bytes": info.file_size,
+        "compressed_bytes": info.compress_size,
+        "bytes_read": member.size,
+        "error": member.error,
+        "width": width,
+        "height": height,
+        "limits": asdict(limits),
+    }
+
+
+def _write_output(
+    decision: Decision, member: MemberRead, info: zipfile.ZipInfo, limits: Limits, staging: dict[str, Path]
+) -> None:
     top, rel = decision.output.split("/", 1)
     target = staging[top] / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         raise CnnreproError(f"{decision.path}: output {decision.output} already written by another member")
     if decision.verdict == "convert":
         assert decision.decoded.image is not None
-        with warnings.catch_warnings():
-            # e.g. "Palette images with Transparency ...": the conversion is the point here.
-            warnings.simplefilter("ignore")
-            rgb = decision.decoded.image.convert("RGB")
-        rgb.save(target, format="PNG")
+        decision.decoded.image.save(target, format="PNG")
+    elif decision.reason in RECORD_ONLY_REASONS:
+        write_json_atomic(target, _limit_record(decision, member, info, limits))
     else:
-        target.write_bytes(data)
+        os.replace(member.path, target)  # the scratch file holds the member's bytes: move, never copy
 
 
-def summarize(decisions: list[Decision], archive: Path, archive_sha256: str) -> dict[str, Any]:
+def summarize(
+    decisions: list[Decision], ignored: Counter[str], archive: Path, archive_sha256: str, limits: Limits
+) -> dict[str, Any]:
     kept = [d for d in decisions if d.verdict != "drop"]
     identified = [d.decoded for d in decisions if d.decoded.detected_format]
     decodable_jfif = Counter((d.jfif, not d.decoded.failure) for d in decisions)
@@ -224,6 +212,11 @@ def summarize(decisions: list[Decision], archive: Path, archive_sha256: str) -> 
             "decodable_but_dropped": decodable_jfif[(False, True)],
             "undecodable_but_kept": decodable_jfif[(True, False)],
         },
+        "ignored": {
+            "total": sum(ignored.values()),
+            "by_reason": {reason: ignored[reason] for reason in IGNORE_REASONS if ignored[reason]},
+        },
+        "limits": asdict(limits),
     }
 
 
@@ -235,7 +228,7 @@ def _manifest_text(decisions: list[Decision]) -> str:
     return buffer.getvalue()
 
 
-def clean_archive(archive: Path, out: Path, *, non_jpeg: str = "keep") -> dict[str, Any]:
+def clean_archive(archive: Path, out: Path, *, limits: Limits, non_jpeg: str = "keep") -> dict[str, Any]:
     """Clean `archive` into `out` (see the module docstring); return the summary."""
     if not archive.is_file():
         raise CnnreproError(f"{archive}: archive missing (run `cnnrepro download --dataset petimages`)")
@@ -245,36 +238,41 @@ def clean_archive(archive: Path, out: Path, *, non_jpeg: str = "keep") -> dict[s
         raise CnnreproError(f"{archive}: not a readable zip ({exc})") from None
     out.mkdir(parents=True, exist_ok=True)
     decisions: list[Decision] = []
-    ignored = 0
-    with zf, atomic_dir(out / "petimages") as kept_dir, atomic_dir(out / "quarantine") as quarantine_dir:
+    ignored: Counter[str] = Counter()
+    with (
+        zf,
+        atomic_dir(out / "petimages") as kept_dir,
+        atomic_dir(out / "quarantine") as quarantine_dir,
+        tempfile.TemporaryDirectory(prefix=".clean.", dir=out) as scratch_dir,
+    ):
         staging = {"petimages": kept_dir, "quarantine": quarantine_dir}
         for cls in CLASSES:
             (kept_dir / cls).mkdir()
             (quarantine_dir / cls).mkdir()
         peek_window = jfif_peek_window(out)
+        scratch = Path(scratch_dir) / "member"
         members = [info for info in zf.infolist() if not info.is_dir()]
         for info in sorted(members, key=lambda i: _natural_key(i.filename)):
-            cls = _class_of(info.filename)
-            if cls is None:
-                ignored += 1
+            placement = place(info)
+            if placement.cls is None:
+                ignored[str(placement.ignored)] += 1
                 continue
-            try:
-                data = zf.read(info)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise CnnreproError(f"{archive}: member {info.filename} unreadable ({exc})") from None
-            decision = decide(info.filename, cls, data, non_jpeg, peek_window)
-            _write_output(decision, data, staging)
+            member = stream_member(zf, info, scratch, limits, head=peek_window)
+            decision = decide(info.filename, placement.cls, member, non_jpeg, limits.max_pixels)
+            _write_output(decision, member, info, limits, staging)
+            if decision.decoded.image is not None:
+                decision.decoded.image.close()
             decision.decoded.image = None  # free the pixels
             decisions.append(decision)
         if not decisions:
-            raise CnnreproError(f"{archive}: no members under PetImages/Cat/ or PetImages/Dog/")
-    summary = summarize(decisions, archive, sha256_file(archive))
+            raise CnnreproError(f"{archive}: no members at PetImages/Cat/<id>.jpg or PetImages/Dog/<id>.jpg")
+    summary = summarize(decisions, ignored, archive, sha256_file(archive), limits)
     write_text_atomic(out / "manifest.csv", _manifest_text(decisions))
     write_json_atomic(out / "summary.json", summary)
     warned = sum(bool(d.decoded.warnings) for d in decisions)
     print(
-        f"{archive.name}: {len(decisions)} members ({ignored} outside the class folders ignored), "
-        f"{warned} decoded with warnings; JFIF peek window {peek_window} bytes",
+        f"{archive.name}: {len(decisions)} candidates, {summary['ignored']['total']} other members ignored "
+        f"{summary['ignored']['by_reason']}, {warned} decoded with warnings; JFIF peek window {peek_window} bytes",
         file=sys.stderr,
     )
     return summary
@@ -288,7 +286,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     archive = args.raw / params["download"]["petimages"]["archive"]
-    summary = clean_archive(archive, args.out, non_jpeg=params["clean"]["non_jpeg"])
+    clean = params["clean"]
+    summary = clean_archive(archive, args.out, non_jpeg=clean["non_jpeg"], limits=Limits.from_params(clean))
     print(
         f"{summary['total_members']} members: kept {summary['kept']} (converted {summary['converted']}), "
         f"dropped {summary['dropped']}; reasons {summary['by_reason']}"

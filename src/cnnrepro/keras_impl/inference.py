@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from cnnrepro.engine.data import Split
 from cnnrepro.errors import CnnreproError
 from cnnrepro.keras_impl import import_keras
-from cnnrepro.training.data import Split
 
 keras = import_keras()
 
@@ -38,20 +38,20 @@ def load_model(run: str | Path, config: dict[str, Any], device: str = "auto") ->
 
 def evaluate(model: Any, split: Split, config: dict[str, Any], batch_size: int) -> dict[str, float | int]:
     """Loss and accuracy over every image once, computed as the run scored its own test split."""
-    from cnnrepro.keras_impl import train
+    from cnnrepro.keras_impl import streams
 
-    scored = train.score(model, split, train.image_inputs(config), config | {"batch_size": batch_size})
+    scored = streams.score(model, split, streams.image_inputs(config), config | {"batch_size": batch_size})
     return {"accuracy": scored["accuracy"], "loss": scored["loss"], "n": len(split)}
 
 
 def class_probabilities(model: Any, config: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
     """uint8 (N, H, W, C) images -> (N, classes) probabilities; a sigmoid output p becomes [1 - p, p]."""
-    from cnnrepro.keras_impl import models, train
+    from cnnrepro.keras_impl import models, streams
 
-    inputs = train.image_inputs(config)
+    inputs = streams.image_inputs(config)
 
     def probabilities(images: np.ndarray) -> np.ndarray:
-        outputs = np.asarray(model.predict_on_batch(train.keras_input(inputs, images, train=False)), np.float64)
+        outputs = np.asarray(model.predict_on_batch(streams.keras_input(inputs, images, train=False)), np.float64)
         if config["variant"] in models.LOGIT_OUTPUTS:
             shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
             return shifted / shifted.sum(axis=1, keepdims=True)

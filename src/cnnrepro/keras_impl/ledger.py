@@ -99,7 +99,7 @@ KERAS_LEDGER: tuple[LedgerEntry, ...] = (
         ("augmentation", "feature_extraction_augmented", "fine_tuning", "cam_convnet"),
         "augmentation in the Keras run",
         "ImageDataGenerator (the book) / RandomFlip + RandomRotation layers (the CAM example)",
-        "each NumPy batch goes through cnnrepro.training.augment on the CPU before it reaches the Keras model",
+        "each NumPy batch goes through cnnrepro.engine.augment on the CPU before it reaches the Keras model",
         "one augmentation engine for both frameworks, so a framework difference is not an augmentation one.",
     ),
 )

@@ -12,7 +12,7 @@ The architecture, input shape and documented settings come from the shared regis
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,12 @@ import numpy as np
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.keras_impl import import_keras
-from cnnrepro.models.registry import get_variant
+from cnnrepro.models.registry import get_variant, variants_where
 
 keras = import_keras()
 layers = keras.layers
 
-VGG_VARIANTS = ("feature_extraction", "feature_extraction_augmented", "fine_tuning")
+VGG_VARIANTS = variants_where(lambda v: v.needs_vgg16)
 # Where the output layer has no activation and the loss takes logits: d2l's LeNet (CrossEntropyLoss).
 LOGIT_OUTPUTS = ("lenet",)
 FINE_TUNING_FIRST_LAYER = "block5_conv1"
@@ -158,15 +158,21 @@ def create_model(variant: str, *, vgg16_weights: str | Path | None = None) -> An
     if variant in VGG_VARIANTS:
         dropout = 0.5 if variant == "feature_extraction" else 0.0
         return vgg16_classifier(variant, vgg16_conv_base(vgg16_weights), dropout=dropout)
-    builders = {
-        "baseline": lambda: small_convnet("baseline"),
-        "augmentation": lambda: small_convnet("augmentation", dropout=0.5),
-        "mnist_convnet": mnist_convnet,
-        "mnist_dense": mnist_dense,
-        "lenet": lenet,
-        "cam_convnet": cam_convnet,
-    }
-    return builders[variant]()
+    if variant not in KERAS_BUILDERS:
+        raise CnnreproError(f"variant {variant!r} has no Keras port (cnnrepro.keras_impl.models.KERAS_BUILDERS)")
+    return KERAS_BUILDERS[variant]()
+
+
+# The Keras network of every registry variant outside VGG_VARIANTS (tests/test_keras_parity.py checks
+# that together they cover the registry exactly).
+KERAS_BUILDERS: dict[str, Callable[[], Any]] = {
+    "baseline": lambda: small_convnet("baseline"),
+    "augmentation": lambda: small_convnet("augmentation", dropout=0.5),
+    "mnist_convnet": mnist_convnet,
+    "mnist_dense": mnist_dense,
+    "lenet": lenet,
+    "cam_convnet": cam_convnet,
+}
 
 
 def feature_head(model: Any) -> Any:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnnrepro.engine.optimizers import KERAS2_EPSILON, KERAS2_RHO, KERAS3_EPSILON, KERAS3_RHO, OPTIMIZERS
 from cnnrepro.keras_impl import import_keras
 from cnnrepro.keras_impl.models import LOGIT_OUTPUTS
-from cnnrepro.training.optim import KERAS2_EPSILON, KERAS2_RHO, KERAS3_EPSILON, KERAS3_RHO, OPTIMIZERS
 
 keras = import_keras()
 ops = keras.ops

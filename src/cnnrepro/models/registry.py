@@ -1,8 +1,12 @@
 """The named variants: everything the sources document about each, in one frozen spec (timm-style).
 
-`create_model(name)` builds the architecture with the sources' initialization; the training
-settings (optimizer, schedule, data, augmentation) are read from `get_variant(name)`. The
-documented figure itself lives in cnnrepro.documented, never duplicated here.
+This is the one place a variant is declared. `create_model(name)` builds the architecture with the
+sources' initialization; the training settings (optimizer, schedule, data, augmentation) are read
+from `get_variant(name)`. Everything else about a variant derives from its spec or is checked
+against it by a test (tests/test_registry.py): its dataset's folder (`DATASET_DIRS`), its data
+group (the params' `train.variants` groups, the schema's enums, one training rule per group in
+both DAGs), the fidelity ledger's scopes, the Keras builder table. The documented figure itself
+lives in cnnrepro.documented (one cited table), never duplicated here.
 """
 
 from __future__ import annotations
@@ -18,7 +22,19 @@ from cnnrepro.documented import DOCUMENTED, DocumentedFigure
 from cnnrepro.errors import CnnreproError
 from cnnrepro.models import cam, dogs_cats, mnist, vgg16
 
-DATASETS = ("dogs_vs_cats", "mnist", "fashion_mnist", "petimages_80_20")
+# Each dataset's folder under data/ (what `cnnrepro train --data` gets, and the bench reads).
+DATASET_DIRS: Mapping[str, str] = MappingProxyType(
+    {
+        "dogs_vs_cats": "split/book",
+        "mnist": "prepared",
+        "fashion_mnist": "prepared",
+        "petimages_80_20": "split/keras_example",
+    }
+)
+DATASETS = tuple(DATASET_DIRS)
+# A data group is one shape of training job: the data it reads and what it continues from. Both DAGs
+# have one training rule per group (train_<group>), and params.yaml lists the variants to run per group.
+DATA_GROUPS = ("pets", "pets_fine_tuning", "idx", "keras_example")
 
 # ImageDataGenerator arguments of listings 5.14 and 5.19 (Keras names and units).
 BOOK_AUGMENTATION = MappingProxyType(
@@ -44,7 +60,8 @@ class VariantSpec:
     """One documented experiment. Units and names are the source's."""
 
     name: str
-    dataset: str
+    dataset: str  # a key of DATASET_DIRS
+    data_group: str  # one of DATA_GROUPS
     input_shape: tuple[int, int, int]  # (channels, height, width), NCHW as PyTorch wants it
     build: Callable[..., nn.Module] = field(repr=False)
     loss: str  # "binary_crossentropy" (1 logit) | "categorical_crossentropy" (10 logits)
@@ -91,7 +108,13 @@ _DIGITS = tuple(str(d) for d in range(10))
 _FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 _KERAS_INIT = "glorot_uniform kernels, zero biases (Keras defaults)"
 _VGG_INIT = "VGG16 conv base: ImageNet weights; head: glorot_uniform kernels, zero biases"
-_PETS = dict(dataset="dogs_vs_cats", input_shape=(3, 150, 150), loss="binary_crossentropy", input_scale=1 / 255)
+_PETS = dict(
+    dataset="dogs_vs_cats",
+    data_group="pets",
+    input_shape=(3, 150, 150),
+    loss="binary_crossentropy",
+    input_scale=1 / 255,
+)
 
 _SPECS = [
     VariantSpec(
@@ -174,11 +197,12 @@ _SPECS = [
         needs_vgg16=True,
         continues_from="feature_extraction_augmented",
         trainable="head+block5",
-        **_PETS,
+        **(_PETS | {"data_group": "pets_fine_tuning"}),
     ),
     VariantSpec(
         name="mnist_convnet",
         dataset="mnist",
+        data_group="idx",
         input_shape=(1, 28, 28),
         build=mnist.mnist_convnet,
         loss="categorical_crossentropy",
@@ -197,6 +221,7 @@ _SPECS = [
     VariantSpec(
         name="mnist_dense",
         dataset="mnist",
+        data_group="idx",
         input_shape=(1, 28, 28),
         build=mnist.mnist_dense,
         loss="categorical_crossentropy",
@@ -215,6 +240,7 @@ _SPECS = [
     VariantSpec(
         name="lenet",
         dataset="fashion_mnist",
+        data_group="idx",
         input_shape=(1, 28, 28),
         build=mnist.lenet,
         loss="categorical_crossentropy",
@@ -235,6 +261,7 @@ _SPECS = [
         # layer, so the model trains on 0-255 pixels (input_scale 1).
         name="cam_convnet",
         dataset="petimages_80_20",
+        data_group="keras_example",
         input_shape=(3, 300, 300),
         build=cam.cam_convnet,
         loss="binary_crossentropy",
@@ -253,6 +280,17 @@ _SPECS = [
 ]
 VARIANTS: dict[str, VariantSpec] = {spec.name: spec for spec in _SPECS}
 assert set(VARIANTS) == set(DOCUMENTED), "every variant has exactly one documented figure"
+assert all(s.dataset in DATASET_DIRS and s.data_group in DATA_GROUPS for s in _SPECS), "unknown dataset or data group"
+
+
+def variants_in_group(group: str) -> list[str]:
+    """The variants whose training jobs have this shape (the params' train.variants.<group> may list them)."""
+    return [spec.name for spec in _SPECS if spec.data_group == group]
+
+
+def variants_where(predicate: Callable[[VariantSpec], bool]) -> tuple[str, ...]:
+    """The names of the variants whose spec satisfies `predicate`, in registry order."""
+    return tuple(spec.name for spec in _SPECS if predicate(spec))
 
 
 def list_variants() -> list[str]:

@@ -1,7 +1,8 @@
 """`cnnrepro report`: the comparison of measured and documented figures, from the run outputs.
 
-Writes <out>/comparison.{md,html,csv,json} and <out>/plots/. Missing runs are reported, not fatal;
-a corrupt run output is fatal, with a one-line message naming the file.
+Writes <out>/comparison.{md,html,csv,json} and <out>/plots/. Missing runs are reported, not fatal, and so
+is a missing cleaning summary (the report says it is absent); a corrupt run output is fatal, with a
+one-line message naming the file.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from cnnrepro.config import load_params
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, read_json, write_json_atomic, write_text_atomic
 from cnnrepro.report.collect import ReportSettings, collect_runs, load_clean_summary, unexpected_runs
+from cnnrepro.report.data_notes import data_entries
 from cnnrepro.report.document import build_document
-from cnnrepro.report.effects import CSV_NAME, collect_effects, effect_records, insert_section
+from cnnrepro.report.effects import CSV_NAME, collect_effects, effect_blocks, effect_records
 from cnnrepro.report.effects import to_csv as effects_csv
 from cnnrepro.report.export import row_record, to_csv
 from cnnrepro.report.ledger import environment, fidelity_ledger, overrides_by_variant, run_index
 from cnnrepro.report.plots import write_plots
 from cnnrepro.report.render_html import render_html
 from cnnrepro.report.render_md import render_markdown
-from cnnrepro.report.table import build_table, rule_text, verdict_counts
+from cnnrepro.report.table import build_table, verdict_counts
+from cnnrepro.report.verdict import rule_text
 
 OUTPUT_NAMES = ("comparison.md", "comparison.html", "comparison.csv", "comparison.json", CSV_NAME)
 DEFAULT_COMMAND = "cnnrepro report --runs runs --clean-summary data/clean/summary.json --out reports"
@@ -73,7 +76,7 @@ def build_report(
     clean_summary = load_clean_summary(clean_summary_path)
     slots = collect_runs(runs_root, settings)
     rows = build_table(slots, settings)
-    ledger = fidelity_ledger(slots)
+    ledger = fidelity_ledger(slots) + data_entries(clean_summary_path, slots)
     overrides = overrides_by_variant(slots)
     env = environment(slots, clean_summary)
     runs = run_index(slots)
@@ -85,20 +88,32 @@ def build_report(
     figures = find_figures(out_dir)
     figure_index = read_figure_index(out_dir)
     doc = build_document(
-        rows, runs, ledger, overrides, env, clean_summary, plots, figures, unexpected, settings, command, figure_index
+        rows,
+        runs,
+        ledger,
+        overrides,
+        env,
+        clean_summary,
+        plots,
+        figures,
+        unexpected,
+        settings,
+        command,
+        figure_index,
+        clean_summary_path=str(clean_summary_path),
+        effects=effect_blocks(effects),
     )
-    insert_section(doc, effects)
 
     result = {
         "settings": {
             "seeds": list(settings.seeds),
             "frameworks": list(settings.frameworks),
             "variants": list(settings.variants),
-            "tolerance_pp": settings.tolerance_pp,
-            "confidence": settings.confidence,
+            "rule": vars(settings.rule),
+            "validation_per_class": settings.validation_per_class,
         },
         "units": {"accuracy": "fraction", "difference_pp": "percentage points", "std": "fraction"},
-        "rules": rule_text(settings),
+        "rules": rule_text(settings.rule),
         "verdict_counts": verdict_counts(rows),
         "rows": [row_record(r) for r in rows],
         "runs": runs,

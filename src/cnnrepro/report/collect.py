@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json
+from cnnrepro.report.verdict import VerdictRule
 from cnnrepro.runs import RunRecord, load_run, run_dir
 
 
 @dataclass(frozen=True)
 class ReportSettings:
-    """The params the report reads (train.seeds, train.frameworks, train.variants, report)."""
+    """The params the report reads (train.seeds, train.frameworks, train.variants, split.book, report)."""
 
     seeds: tuple[int, ...]
     frameworks: tuple[str, ...]
     variants: tuple[str, ...]  # in params order, groups flattened
-    tolerance_pp: float
-    confidence: float
+    rule: VerdictRule = field(default_factory=VerdictRule)
+    # split.book.validation: images per class in the book's validation split (evaluation-set size)
+    validation_per_class: int | None = None
+
+    @property
+    def confidence(self) -> float:
+        return self.rule.confidence
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ReportSettings:
@@ -29,8 +35,8 @@ class ReportSettings:
             seeds=tuple(train["seeds"]),
             frameworks=tuple(train["frameworks"]),
             variants=variants,
-            tolerance_pp=float(params["report"]["tolerance_pp"]),
-            confidence=float(params["report"]["confidence"]),
+            rule=VerdictRule.from_params(params["report"]),
+            validation_per_class=int(params["split"]["book"]["validation"]),
         )
 
 
@@ -92,8 +98,12 @@ CLEAN_SUMMARY_KEYS = ("kept", "dropped", "per_class", "by_reason", "jfif_filter"
 JFIF_KEYS = ("would_drop", "would_keep", "decodable_but_dropped", "undecodable_but_kept")
 
 
-def load_clean_summary(path: str | Path) -> dict[str, Any]:
-    """data/clean/summary.json, with the keys the report plots checked up front (one-line error naming the key)."""
+def load_clean_summary(path: str | Path) -> dict[str, Any] | None:
+    """data/clean/summary.json, with the keys the report plots checked up front (one-line error naming the key).
+
+    None when the file does not exist (the clean stage has not run): the report says so and goes on."""
+    if not Path(path).exists():
+        return None
     summary = read_json(path)
     if not isinstance(summary, dict):
         raise CnnreproError(f"{path}: expected a JSON object")

@@ -22,8 +22,8 @@ from scipy import stats as scipy_stats
 from cnnrepro.ablations import RUN_DIR_PREFIX
 from cnnrepro.documented import DOCUMENTED
 from cnnrepro.errors import CnnreproError
+from cnnrepro.report.blocks import Bullets, Cell, Heading, Paragraph, Table
 from cnnrepro.report.collect import RunSlot
-from cnnrepro.report.document import Bullets, Cell, Document, Heading, Paragraph, Table
 from cnnrepro.runs import RunRecord, load_run
 
 CONFIDENCE = 0.95
@@ -200,13 +200,6 @@ def effect_blocks(effects: Sequence[Effect]) -> list[Any]:
             Bullets([f"{e.framework}/{e.variant}/{e.ablation} ({e.not_run}): {'; '.join(e.reasons)}" for e in not_run])
         )
     return blocks
-
-
-def insert_section(doc: Document, effects: Sequence[Effect]) -> None:
-    """Put the section before the plots (after the comparison and its incomplete runs), or at the end."""
-    blocks = effect_blocks(effects)
-    at = next((i for i, b in enumerate(doc.blocks) if isinstance(b, Heading) and b.text == "Plots"), len(doc.blocks))
-    doc.blocks[at:at] = blocks
 
 
 def effect_records(effects: Sequence[Effect]) -> list[dict[str, Any]]:

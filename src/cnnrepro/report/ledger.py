@@ -74,7 +74,7 @@ def _tally(values: dict[str, list[str]]) -> list[dict[str, Any]]:
     return [{"value": value, "runs": labels} for value, labels in values.items()]
 
 
-def environment(slots: Sequence[RunSlot], clean_summary: dict[str, Any]) -> dict[str, Any]:
+def environment(slots: Sequence[RunSlot], clean_summary: dict[str, Any] | None) -> dict[str, Any]:
     """What the numbers were measured with, each distinct value listed with the runs that share it."""
     packages: dict[str, dict[str, list[str]]] = {}
     fields: dict[str, dict[str, list[str]]] = {"device": {}, "git_commit": {}, "data_manifest_sha256": {}}
@@ -98,8 +98,8 @@ def environment(slots: Sequence[RunSlot], clean_summary: dict[str, Any]) -> dict
         "git_commits": _tally(fields["git_commit"]),
         "data_manifest_sha256": _tally(fields["data_manifest_sha256"]),
         "petimages_archive": {
-            "archive": clean_summary.get("archive"),
-            "archive_sha256": clean_summary.get("archive_sha256"),
+            "archive": (clean_summary or {}).get("archive"),
+            "archive_sha256": (clean_summary or {}).get("archive_sha256"),
         },
         "tracking_uris": tracking_uris,
         "mlflow_ui": [f"mlflow ui --backend-store-uri {uri}" for uri in tracking_uris],

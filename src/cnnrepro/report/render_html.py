@@ -12,31 +12,36 @@ import re
 from pathlib import Path
 
 from cnnrepro.errors import CnnreproError
-from cnnrepro.report.document import Bullets, Code, Document, Heading, Image, Paragraph, Table
+from cnnrepro.report.blocks import Bullets, Code, Document, Heading, Image, Paragraph, Table
 
 CSS = """
 body { font: 14px/1.45 -apple-system, "Segoe UI", "DejaVu Sans", Arial, sans-serif; color: #1d1d1f;
-       margin: 0 auto; padding: 24px 32px 64px; max-width: 1800px; background: #fff; }
-h1 { font-size: 26px; margin: 0 0 12px; }
-h2 { font-size: 20px; margin: 36px 0 10px; padding-bottom: 4px; border-bottom: 2px solid #e3e3e8; }
-h3 { font-size: 16px; margin: 24px 0 8px; }
+       margin: 0 auto; padding: 20px 24px 64px; max-width: 1400px; background: #fff; }
+h1 { font-size: 24px; margin: 0 0 10px; }
+h2 { font-size: 20px; margin: 32px 0 10px; padding-bottom: 4px; border-bottom: 2px solid #e3e3e8; }
+h3 { font-size: 16px; margin: 22px 0 8px; }
 p, li { max-width: 1100px; }
 code { font: 12px/1.3 "DejaVu Sans Mono", Menlo, Consolas, monospace; background: #f3f3f6; padding: 1px 4px;
-       border-radius: 3px; overflow-wrap: break-word; }
-pre { background: #f3f3f6; padding: 10px 14px; border-radius: 6px; overflow-x: auto; }
+       border-radius: 3px; overflow-wrap: anywhere; }  /* hashes and run ids may break anywhere */
+pre { background: #f3f3f6; padding: 10px 14px; border-radius: 6px; overflow-x: auto; white-space: pre-wrap;
+      overflow-wrap: anywhere; }
 pre code { background: none; padding: 0; }
 .scroll { overflow-x: auto; margin: 8px 0 16px; }
 table { border-collapse: collapse; font-size: 13px; }
-th, td { border: 1px solid #d8d8de; padding: 5px 8px; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #d8d8de; padding: 4px 7px; text-align: left; vertical-align: top; }
+td { overflow-wrap: break-word; }
 th { background: #f0f0f4; font-weight: 600; }
 tr:nth-child(even) td { background: #fafafc; }
-td.nowrap { white-space: nowrap; }
+td.nowrap, td.nowrap code { white-space: nowrap; overflow-wrap: normal; }
 td.num { text-align: right; white-space: nowrap; }
-td.medium { min-width: 160px; }
-td.wide { min-width: 260px; }
+table.headline { width: 100%; }
+table.headline td.verdict { white-space: nowrap; }
+table.headline td.why { min-width: 320px; }
+table.details { width: 100%; font-size: 12px; }
 td.verdict-reproduced { background: #dff3e1 !important; }
 td.verdict-above { background: #dceafb !important; }
 td.verdict-below { background: #fbe0dc !important; }
+td.verdict-inconclusive { background: #fdf0d0 !important; }
 td.verdict-not-run, td.verdict-missing { background: #eeeeee !important; color: #444; }
 td.verdict-failed { background: #f9d3cf !important; }
 td.verdict-no-documented-figure { background: #fff6d6 !important; }

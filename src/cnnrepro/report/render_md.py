@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from cnnrepro.report.document import Bullets, Code, Document, Heading, Image, Paragraph, Table
+from cnnrepro.report.blocks import Bullets, Code, Document, Heading, Image, Paragraph, Table
 
 
 def _cell(text: str) -> str:

@@ -1,4 +1,4 @@
-"""Summary statistics over seeds: mean, sample standard deviation, Student-t interval, Welch's test."""
+"""Summary statistics over seeds: mean, sample standard deviation, Student-t interval of the mean."""
 
 from __future__ import annotations
 
@@ -41,23 +41,3 @@ def summarize(values: Sequence[float], confidence: float) -> SeedSummary:
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
     half_width = float(scipy_stats.t.ppf((1 + confidence) / 2, df=n - 1)) * std / math.sqrt(n)
     return SeedSummary(n=n, mean=mean, std=std, ci_low=mean - half_width, ci_high=mean + half_width)
-
-
-@dataclass(frozen=True)
-class WelchResult:
-    difference: float  # mean(a) - mean(b)
-    p_value: float | None  # None when either side has fewer than two values
-    within_noise: bool | None  # None when the test cannot be run
-
-
-def welch(a: Sequence[float], b: Sequence[float], alpha: float) -> WelchResult:
-    """Welch's unequal-variance t-test of equal means; 'within noise' = not rejected at `alpha`."""
-    difference = math.fsum(a) / len(a) - math.fsum(b) / len(b)
-    if len(a) < 2 or len(b) < 2:
-        return WelchResult(difference=difference, p_value=None, within_noise=None)
-    if len(set(a)) == 1 and len(set(b)) == 1:
-        # Zero variance on both sides: scipy returns nan; identical constants agree, different ones do not.
-        same = difference == 0
-        return WelchResult(difference=difference, p_value=1.0 if same else 0.0, within_noise=same)
-    p_value = float(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue)
-    return WelchResult(difference=difference, p_value=p_value, within_noise=p_value >= alpha)

@@ -8,37 +8,28 @@ from dataclasses import dataclass, field
 
 from cnnrepro.documented import DOCUMENTED
 from cnnrepro.report.collect import ReportSettings, RunSlot
-from cnnrepro.report.stats import SeedSummary, summarize, welch
+from cnnrepro.report.evalsize import UNKNOWN, EvaluationSize, evaluation_size
+from cnnrepro.report.stats import SeedSummary, summarize
+from cnnrepro.report.verdict import (
+    ABOVE,
+    BELOW,
+    INCONCLUSIVE,
+    REPRODUCED,
+    Decision,
+    ParityDecision,
+    decide,
+    parity,
+)
 
-REPRODUCED = "reproduced"
-ABOVE = "above"
-BELOW = "below"
 NOT_RUN = "not run"
 FAILED = "failed"
 MISSING = "missing"
 NO_DOCUMENTED = "no documented figure"
-VERDICTS = (REPRODUCED, ABOVE, BELOW, NOT_RUN, FAILED, MISSING, NO_DOCUMENTED)
+VERDICTS = (REPRODUCED, ABOVE, BELOW, INCONCLUSIVE, NOT_RUN, FAILED, MISSING, NO_DOCUMENTED)
 
 METRICS = ("val_accuracy", "test_accuracy")
 # A variant with no entry in documented.py is still reported; its measured split defaults to validation.
 DEFAULT_METRIC = "val_accuracy"
-
-
-@dataclass(frozen=True)
-class Parity:
-    """This framework against the reference framework (the first in params with completed runs)."""
-
-    versus: str
-    difference_pp: float
-    p_value: float | None
-    within_noise: bool | None
-
-    @property
-    def text(self) -> str:
-        head = f"vs {self.versus}: {self.difference_pp:+.2f} pp"
-        if self.within_noise is None:
-            return f"{head}; untested (needs 2+ seeds each)"
-        return f"{head}, Welch p={self.p_value:.3f}: {'within noise' if self.within_noise else 'differs'}"
 
 
 @dataclass
@@ -61,20 +52,31 @@ class Row:
     seeds_missing: list[int] = field(default_factory=list)
     seeds_not_run: list[int] = field(default_factory=list)
     seeds_failed: list[int] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    parity: Parity | None = None
+    notes: list[str] = field(default_factory=list)  # what the verdict does not already say
+    gaps: list[str] = field(default_factory=list)  # every seed that did not complete, with its reason
+    evaluation: EvaluationSize = UNKNOWN
+    decision: Decision | None = None  # the rule's numbers, where measurements met a documented figure
+    parity: ParityDecision | None = None
     reference: bool = False  # the row other frameworks are compared with
+
+    @property
+    def seeds_partial(self) -> bool:
+        return len(self.seeds_completed) < len(self.seeds_expected)
 
     def summary(self, metric: str) -> SeedSummary:
         return self.val if metric == "val_accuracy" else self.test
 
 
-def _values(slots: Sequence[RunSlot], metric: str) -> list[float]:
-    return [
-        v
+def _by_seed(slots: Sequence[RunSlot], metric: str) -> dict[int, float]:
+    return {
+        s.seed: v
         for s in slots
         if s.status == "completed" and (v := getattr(s.record.metrics, metric)) is not None  # type: ignore[union-attr]
-    ]
+    }
+
+
+def _values(slots: Sequence[RunSlot], metric: str) -> list[float]:
+    return list(_by_seed(slots, metric).values())
 
 
 def _seeds(slots: Sequence[RunSlot], status: str) -> list[int]:
@@ -110,23 +112,6 @@ def _seed_notes(slots: Sequence[RunSlot]) -> list[str]:
     return notes
 
 
-def verdict_for(
-    summary: SeedSummary, documented: float, tolerance_pp: float, confidence: float
-) -> tuple[str, float, str]:
-    """(verdict, difference in pp, which criterion decided) for a documented figure with measurements."""
-    assert summary.mean is not None
-    difference_pp = (summary.mean - documented) * 100
-    level = f"{confidence * 100:g}%"
-    # The slack absorbs float error of fraction -> pp (0.73 - 0.71 is 2.0000000000000018 pp), not a real margin.
-    if abs(difference_pp) <= tolerance_pp + 1e-9:
-        return REPRODUCED, difference_pp, f"|difference| {abs(difference_pp):.2f} pp <= {tolerance_pp:g} pp"
-    if summary.contains(documented):
-        return REPRODUCED, difference_pp, f"documented figure inside the {level} interval"
-    interval = "no interval (1 seed)" if not summary.has_interval else f"documented figure outside the {level} interval"
-    side = ABOVE if difference_pp > 0 else BELOW
-    return side, difference_pp, f"|difference| {abs(difference_pp):.2f} pp > {tolerance_pp:g} pp; {interval}"
-
-
 def build_row(variant: str, framework: str, slots: Sequence[RunSlot], settings: ReportSettings) -> Row:
     doc = DOCUMENTED.get(variant)
     metric = doc.metric if doc else DEFAULT_METRIC
@@ -150,6 +135,8 @@ def build_row(variant: str, framework: str, slots: Sequence[RunSlot], settings: 
         seeds_not_run=_seeds(slots, "not_run"),
         seeds_failed=_seeds(slots, "failed"),
         notes=_seed_notes(slots),
+        gaps=_seed_notes(slots),
+        evaluation=evaluation_size(slots, metric, settings.validation_per_class),
     )
     measured = row.summary(metric)
     if not row.seeds_completed:
@@ -167,14 +154,16 @@ def build_row(variant: str, framework: str, slots: Sequence[RunSlot], settings: 
     elif measured.n == 0:
         row.verdict, row.verdict_detail = MISSING, f"completed runs report no {metric}"
     else:
-        row.verdict, row.difference_pp, row.verdict_detail = verdict_for(
-            measured, row.documented, settings.tolerance_pp, settings.confidence
+        row.decision = decide(_by_seed(slots, metric), row.documented, row.evaluation.images, settings.rule)
+        row.verdict, row.difference_pp, row.verdict_detail = (
+            row.decision.verdict,
+            row.decision.difference_pp,
+            row.decision.reason,
         )
     return row
 
 
 def _add_parity(rows: list[Row], by_key: dict[tuple[str, str], list[RunSlot]], settings: ReportSettings) -> None:
-    alpha = 1 - settings.confidence
     for variant in settings.variants:
         candidates = [r for r in rows if r.variant == variant and r.summary(r.metric).n > 0]
         if len(candidates) < 2:
@@ -183,8 +172,9 @@ def _add_parity(rows: list[Row], by_key: dict[tuple[str, str], list[RunSlot]], s
         reference.reference = True
         ref_values = _values(by_key[(variant, reference.framework)], reference.metric)
         for row in others:
-            result = welch(_values(by_key[(variant, row.framework)], row.metric), ref_values, alpha)
-            row.parity = Parity(reference.framework, result.difference * 100, result.p_value, result.within_noise)
+            values = _values(by_key[(variant, row.framework)], row.metric)
+            images = min((r.evaluation.images or 0 for r in (row, reference)), default=0) or None
+            row.parity = parity(values, ref_values, images, settings.rule, reference.framework)
 
 
 def build_table(slots: Sequence[RunSlot], settings: ReportSettings) -> list[Row]:
@@ -199,26 +189,6 @@ def build_table(slots: Sequence[RunSlot], settings: ReportSettings) -> list[Row]
     ]
     _add_parity(rows, by_key, settings)
     return rows
-
-
-def rule_text(settings: ReportSettings) -> list[str]:
-    """The verdict and parity rules, stated in the report with the values they used."""
-    level = f"{settings.confidence * 100:g}%"
-    return [
-        f"Measured = mean over the seeds that completed; interval = two-sided {level} Student-t interval of "
-        "the mean (n-1 degrees of freedom, sample standard deviation); it needs 2+ seeds.",
-        "Difference = measured mean of the split the source reports (validation or test) minus the documented "
-        "figure, in percentage points (pp).",
-        f"**reproduced**: |difference| <= {settings.tolerance_pp:g} pp, or the documented figure lies inside the "
-        f"{level} interval. **above** / **below**: otherwise, by the sign of the difference.",
-        "**not run**: no seed completed and a run recorded why it could not run. **failed**: no seed completed "
-        "and a run failed. **missing**: an expected run has no outputs yet. **no documented figure**: the source "
-        "documents no accuracy; measured values are shown anyway. Partial seeds: statistics on the seeds that "
-        "exist, n shown, the others named in the notes. The interval is not clipped to [0, 100]%.",
-        f"Parity (when 2+ frameworks have measurements for a variant): Welch's t-test of the per-seed values "
-        f"against the first framework in params; **within noise** when p >= {1 - settings.confidence:.2g} "
-        "(alpha = 1 - confidence); untested with fewer than 2 seeds on either side.",
-    ]
 
 
 def verdict_counts(rows: Sequence[Row]) -> dict[str, int]:

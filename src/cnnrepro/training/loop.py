@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cnnrepro.training import checkpoint as ckpt
-from cnnrepro.training.data import KerasIterator, scale_input, to_float_nchw
+from cnnrepro.engine import checkpoint as ckpt
+from cnnrepro.engine.inputs import InputPipeline, epoch_line, make_iterators, sequential_batches
+from cnnrepro.training.checkpoint_writer import CheckpointWriter
 
 EpochHook = Callable[[dict[str, float]], None]
 
@@ -52,29 +53,6 @@ class DeviceSplit:
         return self.x.index_select(0, idx), self.y.index_select(0, idx)
 
 
-@dataclass
-class InputPipeline:
-    """Raw batch -> model input: to float NCHW 0-255, augment (training only), then scale."""
-
-    kind: str  # "images" | "features"
-    preprocessing: str = "scale"  # "scale" | "caffe"
-    input_scale: float = 1 / 255
-    augmentation: Any = None  # cnnrepro.training.augment.AugmentationSpec, or None
-    generator: torch.Generator | None = None
-    channels_last: bool = False  # NHWC memory for a model converted to channels_last (train.channels_last)
-
-    def __call__(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
-        if self.kind == "features":
-            return x
-        x = to_float_nchw(x)
-        if train and self.augmentation is not None:
-            from cnnrepro.training.augment import augment_batch
-
-            x = augment_batch(x, self.augmentation, self.generator)
-        x = scale_input(x, self.preprocessing, self.input_scale)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-
 def loss_sum_and_correct(logits: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed loss and number of correct predictions of one batch (float32 math)."""
     logits = logits.float()
@@ -94,11 +72,6 @@ def predicted_labels(logits: torch.Tensor, loss: str) -> torch.Tensor:
     if loss == "binary_crossentropy":
         return (logits.float().squeeze(1) > 0).long()
     return logits.float().argmax(1)
-
-
-def sequential_batches(n: int, batch_size: int) -> Iterator[np.ndarray]:
-    for start in range(0, n, batch_size):
-        yield np.arange(start, min(start + batch_size, n))
 
 
 def autocast(device: torch.device, enabled: bool) -> torch.autocast:
@@ -178,15 +151,10 @@ class FitSettings:
     owner: dict[str, Any] = field(default_factory=dict)
     on_resume: Callable[[dict[str, Any], int], None] | None = None
     progress: bool = field(default_factory=lambda: sys.stderr.isatty())
-
-
-def _make_iterators(settings: FitSettings, n_train: int, n_val: int) -> dict[str, KerasIterator]:
-    # Streams derived from the seed, distinct per purpose, so the data order is a function of the seed only.
-    iterators = {"train": KerasIterator(n_train, settings.batch_size, shuffle=True, seed=[settings.seed, 1])}
-    if settings.validation_steps is not None:
-        # The book's validation generator: flow_from_directory's default shuffle=True, one object for all epochs.
-        iterators["validation"] = KerasIterator(n_val, settings.batch_size, shuffle=True, seed=[settings.seed, 2])
-    return iterators
+    # Speed (cnnrepro.training.fast_step, checkpoint_writer): the same results, fewer launches and syncs.
+    fast_step: bool = False  # train and validate through CUDA-graph replays (CUDA only)
+    checkpoint_every: int = 1  # checkpoint after epochs that are multiples of this
+    checkpoint_in_background: bool = False  # written by a thread while the next epoch trains
 
 
 def fit(
@@ -202,11 +170,15 @@ def fit(
 
     With a checkpoint of the same config, training continues after its epoch with every state restored.
     """
-    iterators = _make_iterators(settings, len(train), len(validation))
+    iterators = make_iterators(
+        settings.seed, settings.batch_size, settings.validation_steps, len(train), len(validation)
+    )
     history: list[dict[str, float]] = []
     start_epoch = 0
     state = ckpt.load_checkpoint(settings.checkpoint, settings.config_hash) if settings.checkpoint else None
-    if state is not None and state["epoch"] < settings.epochs:
+    # A checkpoint of the last epoch resumes too (zero epochs left): a run whose outputs failed to write
+    # after training finishes by writing them, without training again.
+    if state is not None and state["epoch"] <= settings.epochs:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         for name, it in iterators.items():
@@ -220,6 +192,10 @@ def fit(
         ckpt.announce_resume(settings.checkpoint, start_epoch, owner, history, hooks, settings.on_resume)
 
     device = train.x.device
+    writer = CheckpointWriter(
+        settings.checkpoint, every=settings.checkpoint_every, background=settings.checkpoint_in_background
+    )
+    fast = _fast_steps(model, optimizer, train, validation, inputs, settings)  # None: the eager reference
     for epoch in range(start_epoch + 1, settings.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -227,7 +203,13 @@ def fit(
         total = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
+        if fast is not None:
+            fast.start_epoch()
+            total, correct = fast.train_totals()
         for _ in _progress(range(steps), settings.progress, f"epoch {epoch}/{settings.epochs}"):
+            if fast is not None:  # the captured step; its loss/accuracy sums are `total`/`correct`
+                seen += fast.train(next(iterators["train"]))
+                continue
             x, y = train.batch(next(iterators["train"]))
             batch_total, batch_correct = train_step(
                 model, optimizer, inputs(x, train=True), y, settings.loss, mixed_precision=settings.mixed_precision
@@ -242,7 +224,12 @@ def fit(
             )
         else:
             val_batches = sequential_batches(len(validation), settings.batch_size)
-        val = evaluate(model, validation, val_batches, inputs, settings.loss, mixed_precision=settings.mixed_precision)
+        if fast is not None:
+            val = fast.validate(val_batches)
+        else:
+            val = evaluate(
+                model, validation, val_batches, inputs, settings.loss, mixed_precision=settings.mixed_precision
+            )
         row = {
             "epoch": epoch,
             "loss": float(total) / seen,
@@ -251,14 +238,9 @@ def fit(
             "val_accuracy": val["accuracy"],
         }
         history.append(row)
-        print(
-            f"epoch {epoch}/{settings.epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
-            f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} ({time.perf_counter() - started:.1f} s)",
-            flush=True,
-        )
-        if settings.checkpoint:
-            ckpt.save_checkpoint(
-                settings.checkpoint,
+        print(epoch_line(row, settings.epochs, time.perf_counter() - started), flush=True)
+        if writer.due(epoch):
+            writer.save(
                 {
                     "epoch": epoch,
                     "model": model.state_dict(),
@@ -273,7 +255,40 @@ def fit(
             )
         for hook in hooks:
             hook(row)
+    writer.close()
     return history
+
+
+def _fast_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train: DeviceSplit,
+    validation: DeviceSplit,
+    inputs: InputPipeline,
+    settings: FitSettings,
+) -> Any:
+    """The fast step (cnnrepro.training.fast_step.FastSteps) when asked for and possible, else None."""
+    if not settings.fast_step:
+        return None
+    from cnnrepro.training import fast_step
+
+    why_not = fast_step.supported(optimizer)
+    if why_not is not None:
+        print(f"fast step off: {why_not}", flush=True)
+        return None
+    return fast_step.FastSteps(
+        model,
+        optimizer,
+        train,
+        validation,
+        inputs,
+        settings.loss,
+        settings.batch_size,
+        # The loop's autocast (loop.autocast): bf16 when mixed precision is on, else none. TF32 is a
+        # process-wide switch the captured kernels follow as the eager ones do.
+        autocast_dtype=torch.bfloat16 if settings.mixed_precision and train.x.device.type == "cuda" else None,
+        capture=train.x.device.type == "cuda",
+    )
 
 
 def _progress(steps: range, enabled: bool, desc: str) -> Iterable[int]:

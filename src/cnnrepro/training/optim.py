@@ -18,11 +18,9 @@ from collections.abc import Iterable
 
 import torch
 
-KERAS2_RHO = 0.9
-KERAS2_EPSILON = 1e-8
-KERAS3_RHO = 0.9
-KERAS3_EPSILON = 1e-7
-OPTIMIZERS = ("rmsprop_keras2", "rmsprop_keras3", "sgd", "rmsprop_torch")
+from cnnrepro.engine.optimizers import KERAS2_EPSILON, KERAS2_RHO, KERAS3_EPSILON, KERAS3_RHO, OPTIMIZERS
+
+__all__ = ["KERAS2_EPSILON", "KERAS2_RHO", "KERAS3_EPSILON", "KERAS3_RHO", "OPTIMIZERS", "make_optimizer"]
 
 
 def keras2_rmsprop(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.RMSprop:

@@ -1,4 +1,5 @@
-"""One run from its resolved config: check it can run, load data, build, train, score, write outputs.
+"""One PyTorch run from its resolved config: check it can run, build, train, score; the splits come from,
+and the outputs are written by, the engine's lifecycle (cnnrepro.engine.lifecycle).
 
 `prepare` decides up front whether the run can happen here (VGG16 weights found, the run it
 continues from completed); when not, the run is written as not_run with the reason and the
@@ -7,14 +8,10 @@ pipeline goes on. It never trains a randomly initialized VGG16 in place of the I
 
 from __future__ import annotations
 
-import platform
 import random
-import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from importlib import metadata
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,33 +20,22 @@ import torch
 from torch import nn
 
 from cnnrepro import fidelity
+from cnnrepro.engine import checkpoint as ckpt
+from cnnrepro.engine.backend import EpochHook, ResumeHook, RunResult
+from cnnrepro.engine.data import Split
+from cnnrepro.engine.inputs import InputPipeline, augmentation, sequential_batches
+from cnnrepro.engine.lifecycle import NotRunnable, check_init_run, data_line, load_splits, package_versions
 from cnnrepro.errors import CnnreproError
-from cnnrepro.fsutil import atomic_dir, read_json, sha256_file, write_json_atomic
+from cnnrepro.fsutil import sha256_file, write_file
 from cnnrepro.models import vgg16
 from cnnrepro.models.layers import torch_default_init_
-from cnnrepro.models.registry import create_model, get_variant
-from cnnrepro.runs import RunMetrics, summarize_final, write_run
-from cnnrepro.training import checkpoint as ckpt
-from cnnrepro.training.data import Split, load_image_split, load_npz, manifest_sha256
-from cnnrepro.training.loop import DeviceSplit, EpochHook, FitSettings, InputPipeline, evaluate, fit, sequential_batches
+from cnnrepro.models.registry import create_model
+from cnnrepro.runs import summarize_final
+from cnnrepro.training.loop import DeviceSplit, FitSettings, evaluate, fit
 from cnnrepro.training.optim import make_optimizer
 from cnnrepro.training.precision import set_torch_precision
 
 MODEL_FILE = "model.safetensors"
-PACKAGES = ("torch", "numpy", "pillow", "h5py", "safetensors", "mlflow", "cnnrepro")
-
-
-class NotRunnable(Exception):
-    """This run cannot happen here; the message is the reason written to its outputs."""
-
-
-@dataclass
-class RunResult:
-    history: list[dict[str, float]]
-    metrics: dict[str, Any]
-    confusion: dict[str, Any]
-    model: nn.Module
-    train_duration_s: float
 
 
 # --- can it run? -------------------------------------------------------------------------------------
@@ -59,7 +45,7 @@ def prepare(config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None
     """Find what the run needs beyond data; record it in config; raise NotRunnable when it is not here."""
     vgg = config.get("vgg16")
     if config["init_from"] is not None:
-        config["init_model_sha256"] = _check_init_run(Path(config["init_from"]), config)
+        config["init_model_sha256"] = check_init_run(Path(config["init_from"]), config, MODEL_FILE)
     elif vgg is not None:
         if vgg["source"] == "keras":
             try:
@@ -77,66 +63,7 @@ def prepare(config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None
                 ) from None
 
 
-def _check_init_run(run: Path, config: dict[str, Any]) -> str:
-    """The run fine_tuning continues from must be a completed run of the right variant; returns its model's sha256."""
-    metrics = read_json(run / "metrics.json")
-    status = metrics.get("status") if isinstance(metrics, dict) else None
-    if status != "completed":
-        reason = metrics.get("reason") if isinstance(metrics, dict) else None
-        raise NotRunnable(f"continues from {run}, which is {status or 'not a run'}: {reason or 'no reason given'}")
-    info = read_json(run / "run_info.json")
-    previous = (info.get("config") or {}) if isinstance(info, dict) else {}
-    expected = get_variant(config["variant"]).continues_from
-    if previous.get("variant") != expected:
-        raise CnnreproError(
-            f"{run}: --init-from is a {previous.get('variant')} run; {config['variant']} continues from {expected}"
-        )
-    if previous.get("preprocessing") != config["preprocessing"]:
-        raise CnnreproError(
-            f"{run}: trained on {previous.get('preprocessing')!r} inputs, this run would feed "
-            f"{config['preprocessing']!r} (train.vgg16.preprocessing changed in between)"
-        )
-    model = run / "artifacts" / MODEL_FILE
-    if not model.is_file():
-        raise CnnreproError(f"{model}: missing (the run it continues from has no model)")
-    return sha256_file(model)
-
-
-# --- data and model ------------------------------------------------------------------------------------
-
-
-def load_splits(config: dict[str, Any]) -> dict[str, Split | None]:
-    """train / validation / test as the variant uses them (test None where the source has none)."""
-    data = Path(config["data_dir"])
-    classes = tuple(config["classes"])
-    size = tuple(config["input_shape"][1:])
-    if config["dataset"] in ("mnist", "fashion_mnist"):
-        arrays = load_npz(data / f"{config['dataset']}.npz", classes)
-        if arrays["train"].images.shape[1:3] != size:
-            raise CnnreproError(
-                f"{data / (config['dataset'] + '.npz')}: images {arrays['train'].images.shape[1:3]}, expected {size}"
-            )
-        splits: dict[str, Split | None] = {
-            "train": arrays["train"],
-            "validation": arrays["test"],
-            "test": arrays["test"],
-        }
-    else:
-        names = ("train", "validation", "test") if config["dataset"] == "dogs_vs_cats" else ("train", "validation")
-        splits = {"test": None}
-        cache_dir = config.get("image_cache")
-        manifest = manifest_sha256(data, config["dataset"]) if cache_dir else None
-        for name in names:
-            splits[name] = load_image_split(
-                data / name, size, config["resize_filter"], classes, cache_dir=cache_dir, manifest_sha256=manifest
-            )
-    limit = config.get("max_train_images")
-    train = splits["train"]
-    if limit and train is not None and limit < len(train):
-        # The same subset for every seed: seeds then differ only in initialization and order.
-        keep = np.sort(np.random.default_rng(0).permutation(len(train))[:limit])
-        splits["train"] = train.subset(keep)
-    return splits
+# --- model ------------------------------------------------------------------------------------------
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
@@ -190,17 +117,6 @@ def extract_features(
     return DeviceSplit(torch.cat(chunks), split.y)
 
 
-def _augmentation(config: dict[str, Any], device: torch.device) -> tuple[Any, torch.Generator | None]:
-    if not config["augmentation"]:
-        return None, None
-    from cnnrepro.training.augment import AugmentationSpec
-
-    spec = AugmentationSpec(**config["augmentation"])
-    generator = torch.Generator(device=device)
-    generator.manual_seed(int(np.random.default_rng([config["seed"], 3]).integers(2**62)))
-    return spec, generator
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -242,9 +158,9 @@ def setup_training(config: dict[str, Any], splits: dict[str, Split | None]) -> T
     channels_last = bool(config.get("channels_last"))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    augmentation, generator = _augmentation(config, device)
+    spec, generator = augmentation(config, device)
     image_inputs = InputPipeline(
-        "images", config["preprocessing"], config["input_scale"], augmentation, generator, channels_last
+        "images", config["preprocessing"], config["input_scale"], spec, generator, channels_last
     )
     train, validation, test = (_to_device(splits[k], device) for k in ("train", "validation", "test"))
     if validation is None or train is None:
@@ -272,9 +188,9 @@ def train_variant(
     config: dict[str, Any],
     *,
     checkpoint_root: str | Path = "checkpoints",
-    hooks: tuple[EpochHook, ...] = (),
+    hooks: Sequence[EpochHook] = (),
     owner: dict[str, Any] | None = None,
-    on_resume: Callable[[dict[str, Any], int], None] | None = None,
+    on_resume: ResumeHook | None = None,
 ) -> RunResult:
     """Train one (variant, seed) to the end and score it. prepare(config) must have run.
 
@@ -282,7 +198,7 @@ def train_variant(
     """
     configure_process(config)
     splits = load_splits(config)
-    print("data: " + ", ".join(f"{name} {len(s)}" for name, s in splits.items() if s is not None), flush=True)
+    print(data_line(splits), flush=True)
     started = time.perf_counter()
     setup = setup_training(config, splits)
     trained, optimizer, inputs = setup.trained, setup.optimizer, setup.inputs
@@ -300,6 +216,9 @@ def train_variant(
         config_hash=ckpt.config_hash(config),
         owner=dict(owner or {}),
         on_resume=on_resume,
+        fast_step=bool(config.get("fast_step")),
+        checkpoint_every=int(config.get("checkpoint_every", 1)),
+        checkpoint_in_background=bool(config.get("checkpoint_in_background")),
     )
     history = fit(trained, optimizer, train, validation, inputs, settings, hooks)
     train_duration = time.perf_counter() - started
@@ -334,96 +253,44 @@ def score_final(
     return summarize_final(history, final, list(config["classes"]), split_name, has_test=test is not None)
 
 
-# --- outputs -----------------------------------------------------------------------------------------
-
-
-def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def git_commit() -> str | None:
-    """HEAD, with "-dirty" when tracked code under src/ differs from it: the hash alone would misstate what ran."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
-        if out.returncode != 0 or not out.stdout.strip():
-            return None
-        diff = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src"], capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() + ("-dirty" if diff.returncode == 1 else "")
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass
-class RunInfo:
-    """run_info.json; mlflow ids filled in by the caller that opened the MLflow run."""
-
-    framework: str
-    variant: str
-    seed: int
-    status: str
-    device: str
-    started_at: str
-    finished_at: str | None = None
-    duration_s: float | None = None
-    train_duration_s: float | None = None
-    packages: dict[str, str | None] = field(default_factory=package_versions)
-    git_commit: str | None = None
-    data_manifest_sha256: str | None = None
-    mlflow: dict[str, str | None] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    fidelity: list[dict[str, str]] = field(default_factory=list)
-    overrides: dict[str, Any] = field(default_factory=dict)
-    reason: str | None = None
+# --- the backend --------------------------------------------------------------------------------------
 
 
 def save_model(model: nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
+    # Serialized in memory, written by Python: a full disk is then an OSError naming the file and errno.
+    from safetensors.torch import save
 
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path))
-
-
-def write_outputs(
-    out: str | Path,
-    config: dict[str, Any],
-    info: RunInfo,
-    result: RunResult | None,
-    *,
-    entries: list[dict[str, str]] | None = None,
-    save: Callable[[Any, Path], None] = save_model,
-    model_file: str = MODEL_FILE,
-) -> RunMetrics:
-    """artifacts/ (whole or not at all), then history.csv, run_info.json and, last, metrics.json.
-
-    Every framework writes through here; it supplies its own ledger entries and model format.
-    """
-    out = Path(out)
-    entries = fidelity.entries_for(config) if entries is None else entries
-    info.fidelity = entries
-    with atomic_dir(out / "artifacts") as artifacts:
-        write_json_atomic(artifacts / "fidelity.json", entries)
-        if result is not None:
-            save(result.model, artifacts / model_file)
-            write_json_atomic(artifacts / "confusion.json", result.confusion)
-    if result is None:
-        metrics = RunMetrics(config["framework"], config["variant"], config["seed"], "not_run", reason=info.reason)
-        history: list[dict[str, float]] = []
-    else:
-        metrics = RunMetrics(config["framework"], config["variant"], config["seed"], "completed", **result.metrics)
-        history = result.history
-    write_run(out, metrics, history, asdict(info))
-    return metrics
+    write_file(path, save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}))
 
 
-def clear_done_marker(out: str | Path) -> None:
-    """A rerun first removes metrics.json, so a rerun killed halfway never looks finished."""
-    (Path(out) / "metrics.json").unlink(missing_ok=True)
+class TorchBackend:
+    """The PyTorch backend (cnnrepro.engine.backend.Backend)."""
+
+    framework = "torch"
+    model_file = MODEL_FILE
+
+    def prepare(self, config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None:
+        prepare(config, download_timeout_s=download_timeout_s)
+
+    def train_variant(
+        self,
+        config: dict[str, Any],
+        *,
+        checkpoint_root: str | Path = "checkpoints",
+        hooks: Sequence[EpochHook] = (),
+        owner: dict[str, Any] | None = None,
+        on_resume: ResumeHook | None = None,
+    ) -> RunResult:
+        return train_variant(config, checkpoint_root=checkpoint_root, hooks=hooks, owner=owner, on_resume=on_resume)
+
+    def save_model(self, model: nn.Module, path: Path) -> None:
+        save_model(model, path)
+
+    def ledger_entries(self, config: dict[str, Any]) -> list[dict[str, str]]:
+        return fidelity.entries_for(config)
+
+    def package_versions(self) -> dict[str, str | None]:
+        return package_versions()
+
+
+BACKEND = TorchBackend()

@@ -27,9 +27,6 @@ def main(args: argparse.Namespace) -> int:
     from cnnrepro.visualize.stage import run_stage
 
     index = run_stage(load_params(args.params), args.runs, args.data, args.out, source=str(args.params))
-    counts = {kind: sum(f["kind"] == kind for f in index["figures"]) for kind in ("activations", "filters", "heatmaps")}
-    made = ", ".join(f"{n} {kind}" for kind, n in counts.items())
-    print(
-        f"visualize: {made}; {len(index['skipped'])} skipped; {index['duration_s']:.1f} s -> {args.out / 'index.json'}"
-    )
+    made = ", ".join(f"{n} {kind}" for kind, n in index.counts().items())
+    print(f"visualize: {made}; {len(index.skipped)} skipped; {index.duration_s:.1f} s -> {args.out / 'index.json'}")
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,38 +22,22 @@ import torch
 from torch import nn
 
 from cnnrepro.errors import CnnreproError
-from cnnrepro.fsutil import atomic_dir, read_json, write_json_atomic
-from cnnrepro.runs import run_dir
-from cnnrepro.training.data import IMAGE_EXTENSIONS, load_image, scale_input
+from cnnrepro.fsutil import atomic_dir
 from cnnrepro.visualize import activations, filters, heatmaps
+from cnnrepro.visualize.index import KINDS, FigureIndex, FigureRecord, Skipped
+from cnnrepro.visualize.inputs import (
+    LoadedRun,
+    Unavailable,
+    find_test_image,
+    load_imagenet_vgg16,
+    load_original,
+    load_run,
+)
 from cnnrepro.visualize.layers import find_layer, truncated
+from cnnrepro.visualize.mlflow_copy import log_to_mlflow
 from cnnrepro.visualize.render import resize_rgb, save_image_with_title
 
-FRAMEWORK = "torch"  # the figures read PyTorch modules by name
-KINDS = ("activations", "filters", "heatmaps")
 METHOD_LABEL = {"gradcam": "Grad-CAM", "cam": "CAM"}
-MAX_OVERLAY_SIDE = 600
-
-
-@dataclass
-class FigureRecord:
-    path: str  # relative to the figures directory, forward slashes
-    kind: str  # activations | filters | heatmaps
-    title: str
-    caption: str
-    source_run: str | None  # the run directory the figure shows; None for the ImageNet VGG16
-    mlflow: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Skipped:
-    kind: str
-    item: str
-    reason: str
-
-
-class Unavailable(Exception):
-    """Something to draw is not there (the reason goes to index.json); not a failure of the stage."""
 
 
 @dataclass
@@ -74,8 +58,8 @@ class Settings:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> Settings:
+        from cnnrepro.engine.run_config import resolve_device
         from cnnrepro.tracking import tracking_settings
-        from cnnrepro.training.run_config import resolve_device
 
         train = params["train"]
         section = params["visualize"]
@@ -95,80 +79,6 @@ class Settings:
             tracking_uri=tracking_settings(params)[0],
             key=f"{source}: visualize",
         )
-
-
-@dataclass
-class LoadedRun:
-    path: Path
-    model: nn.Module
-    config: dict[str, Any]
-
-    def input_for(self, array: np.ndarray) -> torch.Tensor:
-        """uint8 (H, W, C) -> the model's input (1, C, H, W), scaled as the run trained."""
-        x = torch.from_numpy(np.ascontiguousarray(array[None])).to(self.device).permute(0, 3, 1, 2).float()
-        return self.scale(x)
-
-    def scale(self, pixels: torch.Tensor) -> torch.Tensor:
-        return scale_input(pixels, self.config["preprocessing"], self.config["input_scale"])
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def load_image(self, path: Path) -> np.ndarray:
-        channels, height, width = self.config["input_shape"]
-        return load_image(path, (height, width), self.config["resize_filter"] or "bilinear", channels)
-
-
-# --- inputs -----------------------------------------------------------------------------------------
-
-
-def load_run(runs_root: Path, variant: str, settings: Settings) -> LoadedRun:
-    """The trained model of `variant`, first seed; Unavailable with the reason when there is none."""
-    from cnnrepro.training.evaluate import load_trained
-
-    if FRAMEWORK not in settings.frameworks:
-        raise Unavailable(f"train.frameworks has no {FRAMEWORK} (the figures read {FRAMEWORK} runs)")
-    if variant not in settings.trained:
-        raise Unavailable(f"{variant} is not in train.variants")
-    path = run_dir(runs_root, FRAMEWORK, variant, settings.seed)
-    if not (path / "metrics.json").is_file():
-        raise Unavailable(f"{path}: no run output (train it first)")
-    metrics = read_json(path / "metrics.json")
-    status = metrics.get("status") if isinstance(metrics, dict) else None
-    if status != "completed":
-        reason = metrics.get("reason") if isinstance(metrics, dict) else None
-        raise Unavailable(f"{path}: run {status or 'unreadable'}" + (f" ({reason})" if reason else ""))
-    model, config = load_trained(path, str(settings.device))
-    model.requires_grad_(False)  # gradients are taken with respect to inputs only
-    return LoadedRun(path, model, config)
-
-
-def find_test_image(data_dir: Path, image_id: str) -> Path:
-    """<data>/test/<class>/<stem>.<any image extension>; Unavailable when the split has no such image."""
-    test = data_dir / "test"
-    if not test.is_dir():
-        raise CnnreproError(f"{test}: test folder missing (--data must be the book split, e.g. data/split/book)")
-    cls, stem = image_id.split("/", 1)
-    folder = test / cls
-    matches = (
-        sorted(p for p in folder.iterdir() if p.stem == stem and p.suffix.lower() in IMAGE_EXTENSIONS)
-        if folder.is_dir()
-        else []
-    )
-    if not matches:
-        raise Unavailable(f"image {image_id} is not in {test} (ids are <class>/<file name without extension>)")
-    return matches[0]
-
-
-def load_original(path: Path) -> np.ndarray:
-    """The image file as RGB uint8, shrunk (never enlarged) to at most MAX_OVERLAY_SIDE on its long side."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        img.thumbnail((MAX_OVERLAY_SIDE, MAX_OVERLAY_SIDE), Image.Resampling.LANCZOS)
-        return np.asarray(img)
 
 
 # --- the stage --------------------------------------------------------------------------------------
@@ -370,95 +280,13 @@ class Stage:
                 self.figures[-1].caption += "; no positive evidence anywhere (blank map)"
 
 
-def load_imagenet_vgg16(vgg_params: dict[str, Any]) -> tuple[nn.Module, str]:
-    """The ImageNet VGG16 conv base as train.vgg16 says, and a description of its weights; Unavailable if none."""
-    from cnnrepro.models.vgg16 import (
-        VGG16Base,
-        WeightsUnavailable,
-        load_keras_vgg16_,
-        load_torchvision_vgg16_,
-        resolve_keras_weights,
-    )
-
-    base = VGG16Base()
-    try:
-        if vgg_params["source"] == "torchvision":
-            described = load_torchvision_vgg16_(base)
-        else:
-            path = resolve_keras_weights(vgg_params)
-            load_keras_vgg16_(base, path)
-            described = f"Keras weights {path.name}"
-    except WeightsUnavailable as exc:
-        raise Unavailable(str(exc)) from None
-    base.eval().requires_grad_(False)
-    return base, described
-
-
-# --- MLflow -----------------------------------------------------------------------------------------
-
-
-def _mlflow_target(record: FigureRecord, default_uri: str) -> tuple[str, str] | None:
-    """(tracking uri, run id) a figure belongs to: its source run's, or the pipeline's parent run for VGG16."""
-    from cnnrepro.tracking import parent_run_id_from_env
-
-    if record.source_run is None:
-        parent = parent_run_id_from_env()
-        return (default_uri, parent) if parent else None
-    info = read_json(Path(record.source_run) / "run_info.json")
-    ids = info.get("mlflow") if isinstance(info, dict) else None
-    if not isinstance(ids, dict) or not ids.get("run_id"):
-        return None
-    return str(ids.get("tracking_uri") or default_uri), str(ids["run_id"])
-
-
-def log_to_mlflow(records: list[FigureRecord], figures_dir: Path, default_uri: str) -> None:
-    """Add each figure to its run's artifacts under figures/<kind>/; the runs' status is left as it was.
-
-    A run that cannot be reached is noted in the record (and printed), not fatal: the figures stand alone.
-    """
-    # tracking's store opening (lock, busy timeout) and retry are reused; the run is reopened by id only.
-    from cnnrepro.tracking import _client, _first_line, _retry
-
-    targets = {id(r): _mlflow_target(r, default_uri) for r in records}
-    for record in records:
-        if targets[id(record)] is None:
-            why = (
-                "no training run behind the ImageNet weights, and no pipeline parent run (CNNREPRO_PARENT_RUN_ID)"
-                if record.source_run is None
-                else "its run_info.json has no MLflow run id"
-            )
-            record.mlflow = {"logged": False, "reason": why}
-    errors: dict[tuple[str, str], str] = {}
-    for record in records:
-        target = targets[id(record)]
-        if target is None:
-            continue
-        uri, run_id = target
-        artifact_path = f"figures/{record.kind}"
-        if target not in errors:
-            try:
-                client = _client(uri)
-                _retry(client.log_artifact, run_id, str(figures_dir / record.path), artifact_path)
-            except Exception as exc:  # an unreachable store or a deleted run must not lose the figures
-                errors[target] = f"{type(exc).__name__}: {_first_line(exc)[:200]}"
-                print(f"visualize: warning: MLflow run {run_id} in {uri}: {errors[target]}")
-        if target in errors:
-            record.mlflow = {"logged": False, "run_id": run_id, "reason": errors[target]}
-        else:
-            record.mlflow = {
-                "logged": True,
-                "run_id": run_id,
-                "artifact_path": f"{artifact_path}/{Path(record.path).name}",
-            }
-
-
 def run_stage(
     params: dict[str, Any],
     runs_root: str | Path,
     data_dir: str | Path,
     out_dir: str | Path,
     source: str = "params.yaml",
-) -> dict[str, Any]:
+) -> FigureIndex:
     """Draw everything into out_dir (replaced whole), log it to MLflow; returns index.json's content."""
     started = time.monotonic()
     settings = Settings.from_params(params, source)
@@ -473,20 +301,20 @@ def run_stage(
         with stage.timed("mlflow"):
             log_to_mlflow(stage.figures, tmp, settings.tracking_uri)
         spec = settings.section["filters"]
-        index = {
-            "device": str(settings.device),
-            "seed": settings.seed,
-            "filters": {
+        index = FigureIndex(
+            device=str(settings.device),
+            seed=settings.seed,
+            filters={
                 "grid": settings.grid,
                 "iterations": settings.iterations,
                 "size": spec["size"],
                 "step": settings.step,
                 "budget": "visualize.filters.cpu" if settings.device.type == "cpu" else "visualize.filters",
             },
-            "figures": [asdict(f) for f in stage.figures],
-            "skipped": [asdict(s) for s in stage.skipped],
-            "duration_s": round(time.monotonic() - started, 2),
-            "timings_s": stage.timings,
-        }
-        write_json_atomic(tmp / "index.json", index)
+            figures=stage.figures,
+            skipped=stage.skipped,
+            duration_s=round(time.monotonic() - started, 2),
+            timings_s=stage.timings,
+        )
+        index.write(tmp / "index.json")
     return index

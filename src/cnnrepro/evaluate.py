@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load_run_config(run: str | Path) -> dict[str, Any]:
     """The resolved config (run_info.json) of a completed run, in either framework; one-line errors."""
     from cnnrepro.fsutil import read_json
+    from cnnrepro.runs import RunInfo
 
     run = Path(run)
     if not run.is_dir():
@@ -40,8 +41,7 @@ def load_run_config(run: str | Path) -> dict[str, Any]:
     if metrics.get("status") != "completed":
         status = metrics.get("status") or "not a run"
         raise CnnreproError(f"{run}: run is {status}, no trained model ({metrics.get('reason') or 'no reason given'})")
-    info = read_json(run / "run_info.json")
-    config = info.get("config") if isinstance(info, dict) else None
+    config = RunInfo.read(run).config
     if not isinstance(config, dict) or "variant" not in config:
         raise CnnreproError(f"{run / 'run_info.json'}: no resolved config")
     return config
@@ -51,8 +51,8 @@ def load_trained(run: str | Path, device: str = "cpu") -> tuple[Any, dict[str, A
     """(model in eval mode on `device`, the run's resolved config) of a completed PyTorch run; one-line errors."""
     from safetensors.torch import load_file
 
+    from cnnrepro.engine.run_config import resolve_device
     from cnnrepro.models.registry import create_model
-    from cnnrepro.training.run_config import resolve_device
 
     config = load_run_config(run)
     if config.get("framework", "torch") != "torch":
@@ -107,7 +107,7 @@ def input_pipeline(config: dict[str, Any]) -> Any:
 
 
 def load_eval_split(data: str, config: dict[str, Any], prepared: Path) -> Any:
-    from cnnrepro.training.data import load_image_split, load_npz
+    from cnnrepro.engine.data import load_image_split, load_npz
 
     classes = tuple(config["classes"])
     if data in IDX_DATASETS:

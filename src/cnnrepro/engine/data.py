@@ -107,9 +107,9 @@ def load_image_split(
     manifest_sha256: str | None = None,
 ) -> Split:
     """Every image of a class-folder split, decoded and resized; with cache_dir, decoded once across
-    processes (cnnrepro.training.cache, keyed by manifest_sha256 and the folder listing)."""
+    processes (cnnrepro.engine.cache, keyed by manifest_sha256 and the folder listing)."""
     if cache_dir is not None:
-        from cnnrepro.training.cache import cached_image_split
+        from cnnrepro.engine.cache import cached_image_split
 
         return cached_image_split(
             root, size, resample, cache_dir, manifest_sha256=manifest_sha256, expected_classes=expected_classes

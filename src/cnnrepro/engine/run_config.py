@@ -12,16 +12,16 @@ from typing import Any
 
 import torch
 
+from cnnrepro.engine.data import SEMANTICS_RESIZE
 from cnnrepro.errors import CnnreproError
 from cnnrepro.models.registry import VariantSpec, get_variant
-from cnnrepro.training.data import SEMANTICS_RESIZE
 
 # train.image_cache_dir when not set; relative to the working directory (the project root under both orchestrators).
 DEFAULT_CACHE_DIR = "data/cache"
 OVERRIDABLE = ("epochs", "steps_per_epoch", "validation_steps", "batch_size", "learning_rate", "max_train_images")
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, runs_per_gpu: int = 1) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
@@ -33,8 +33,24 @@ def resolve_device(name: str) -> torch.device:
         # Several GPUs and parallel jobs: each takes a free one as its current device ("cuda" stays "cuda").
         from cnnrepro.gpus import claim_cuda_device
 
-        claim_cuda_device()
+        claim_cuda_device(runs_per_gpu)
     return device
+
+
+def resolve_fast_step(choice: str | bool, device: torch.device | None, compiled: bool) -> bool:
+    """train.fast_step: auto = on for CUDA (unless train.compile, which brings its own graphs), off
+    elsewhere; on = required (CUDA only); off = the eager loop. Keras runs (device None) never use it."""
+    if isinstance(choice, bool):  # YAML's bare on/off
+        choice = "on" if choice else "off"
+    if device is None or choice == "off":
+        return False
+    if choice == "on":
+        if device.type != "cuda":
+            raise CnnreproError(
+                f"params.yaml: train.fast_step is 'on' but the device is {device} (CUDA graphs need CUDA)"
+            )
+        return True
+    return device.type == "cuda" and not compiled
 
 
 def documented_settings(spec: VariantSpec) -> dict[str, Any]:
@@ -78,7 +94,8 @@ def resolve_run_config(
     vgg = dict(train["vgg16"]) if spec.needs_vgg16 else None
     caffe = vgg is not None and vgg["preprocessing"] == "caffe"
     # The Keras trainer resolves the device from TensorFlow's view (cnnrepro.keras_impl.train.prepare).
-    device = resolve_device(train["device"]) if framework == "torch" else None
+    runs_per_gpu = int(train.get("runs_per_gpu", 1))
+    device = resolve_device(train["device"], runs_per_gpu) if framework == "torch" else None
     images = spec.dataset in ("dogs_vs_cats", "petimages_80_20")
     cache_images = images and bool(train.get("image_cache", False))
     precision = train.get("precision", "fp32")
@@ -121,6 +138,10 @@ def resolve_run_config(
         "mixed_precision": device is not None and precision == "bf16" and device.type == "cuda",
         "channels_last": bool(train.get("channels_last", False)),
         "compile": bool(train.get("compile", False)),
+        # Speed: CUDA-graph steps (cnnrepro.training.fast_step) and checkpoints off the hot path.
+        "fast_step": resolve_fast_step(train.get("fast_step", "auto"), device, bool(train.get("compile", False))),
+        "checkpoint_every": int(train.get("checkpoint_every", 1)),
+        "checkpoint_in_background": device is not None and device.type == "cuda",
         # Where decoded images are cached (None: decode in every process); never changes a result.
         "image_cache": str(train.get("image_cache_dir") or DEFAULT_CACHE_DIR) if cache_images else None,
         "num_threads": int(train["num_threads"]),

@@ -9,6 +9,7 @@ hash matches, and it is removed once the run has written its outputs.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,15 +19,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnrepro.fsutil import atomic_path
+from cnnrepro.fsutil import atomic_path, write_file
 
 # Settings that may differ between the killed run and its continuation without changing what it
 # computes: epochs (a longer run continues a shorter one's exact trajectory) and where outputs go.
 # The image cache's location never changes a decoded pixel.
-HASH_EXCLUDED = ("epochs", "out_dir", "overrides", "documented_settings", "image_cache")
+# How often and how a checkpoint is written never changes what is trained.
+HASH_EXCLUDED = (
+    "epochs",
+    "out_dir",
+    "overrides",
+    "documented_settings",
+    "image_cache",
+    "checkpoint_every",
+    "checkpoint_in_background",
+)
 # Options added after checkpoints were written: at these values they hash as if absent, so a run
 # checkpointed before they existed still resumes; switched on, they change the arithmetic and the hash.
-HASH_ABSENT_AT = {"channels_last": False, "compile": False}
+HASH_ABSENT_AT = {"channels_last": False, "compile": False, "fast_step": False}
 
 
 def checkpoint_path(root: str | Path, framework: str, variant: str, seed: int) -> Path:
@@ -58,9 +68,15 @@ def set_rng_states(states: Mapping[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Atomically: a kill during the write leaves the previous epoch's checkpoint intact."""
+    """Atomically: a kill during the write leaves the previous epoch's checkpoint intact.
+
+    Serialized in memory first, then written by Python: torch's own file writer reports a full disk
+    as "unexpected pos" with no errno and no path; this way it is WriteError naming `path` and the cause.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        write_file(tmp, buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path, expected_hash: str) -> dict[str, Any] | None:

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from cnnrepro.engine.data import Split, list_image_folder, load_images
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_path, write_json_atomic
-from cnnrepro.training.data import Split, list_image_folder, load_images
 
 # Bump when what a cached array holds changes for the same inputs (e.g. a new decode rule).
 CACHE_FORMAT = 1

@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from cnnrepro.training.data import load_image
-    from cnnrepro.training.evaluate import class_probabilities
+    from cnnrepro.engine.data import load_image
+    from cnnrepro.evaluate import class_probabilities
 
     probabilities_of, config = class_probabilities(args.run, args.device)
     channels, height, width = config["input_shape"]

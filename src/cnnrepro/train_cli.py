@@ -12,10 +12,16 @@ import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnrepro.config import load_params
+from cnnrepro.errors import CnnreproError
 from cnnrepro.models.registry import list_variants
+
+if TYPE_CHECKING:
+    from cnnrepro.engine.backend import Backend, EpochHook
+    from cnnrepro.engine.lifecycle import RunInfo
+    from cnnrepro.runs import RunMetrics
 
 # Tags of a run that resumed from a checkpoint: the epoch it resumed after, and the MLflow run that wrote it.
 TAG_RESUMED_AFTER = "cnnrepro.resumed_after_epoch"
@@ -43,12 +49,13 @@ def main(args: argparse.Namespace) -> int:
     return run(load_params(args.params), args)
 
 
-def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence = ()) -> int:
+def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochHook] = ()) -> int:
     """Everything after argument parsing; `hooks` are extra per-epoch callbacks (tests use them)."""
     from cnnrepro import ablations
-    from cnnrepro.training import runner
-    from cnnrepro.training.data import manifest_sha256
-    from cnnrepro.training.run_config import format_config, resolve_run_config
+    from cnnrepro.engine import lifecycle
+    from cnnrepro.engine.data import manifest_sha256
+    from cnnrepro.engine.preflight import check_run_inputs
+    from cnnrepro.engine.run_config import format_config, resolve_run_config
 
     config = resolve_run_config(
         params,
@@ -62,32 +69,33 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence = ()) 
     )
     ablations.check_continues_from(config)
     args.checkpoints = ablations.checkpoint_root(args.checkpoints, args.ablation)
-    trainer = _trainer(config["framework"])  # before anything is touched: a missing extra fails here
-    runner.clear_done_marker(args.out)
+    check_run_inputs(config, args.checkpoints)  # before the MLflow run: a run that cannot start leaves none
+    backend = load_backend(config["framework"])  # before anything is touched: a missing extra fails here
+    lifecycle.clear_done_marker(args.out)
     t0 = time.perf_counter()
-    info = runner.RunInfo(
+    info = lifecycle.RunInfo(
         framework=config["framework"],
         variant=config["variant"],
         seed=config["seed"],
         status="running",
         device=config["device"],
-        started_at=runner.now_iso(),
-        git_commit=runner.git_commit(),
+        started_at=lifecycle.now_iso(),
+        git_commit=lifecycle.git_commit(),
         data_manifest_sha256=manifest_sha256(config["data_dir"], config["dataset"]),
         config=config,
         overrides=config["overrides"],
     )
     try:
         # The pipeline's download timeout, capped: a missing file should not hold a job for minutes.
-        trainer.prepare(config, download_timeout_s=min(float(params["download"]["timeout_s"]), 30.0))
+        backend.prepare(config, download_timeout_s=min(float(params["download"]["timeout_s"]), 30.0))
         if reason := ablations.not_runnable_reason(config):
-            raise runner.NotRunnable(reason)
-    except runner.NotRunnable as exc:
+            raise lifecycle.NotRunnable(reason)
+    except lifecycle.NotRunnable as exc:
         info.status, info.reason = "not_run", str(exc)
     name = run_name(config)
     print(f"cnnrepro train {name}:\n{format_config(config)}", flush=True)
 
-    metrics = _tracked(params, config, info, args, tuple(hooks), t0)
+    metrics = _tracked(params, config, info, args, backend, tuple(hooks), t0)
     if info.status == "completed":
         print(
             f"done: val_accuracy {metrics.val_accuracy} test_accuracy {metrics.test_accuracy} "
@@ -106,26 +114,31 @@ def run_name(config: dict[str, Any]) -> str:
     return f"{config['framework']}/{config['variant']}{middle}/seed{config['seed']}"
 
 
-def _trainer(framework: str) -> Any:
-    """The module that trains this framework: the PyTorch runner, or the Keras one (imports TensorFlow)."""
+def load_backend(framework: str) -> Backend:
+    """The backend that trains this framework; only the chosen one is imported (Keras imports TensorFlow)."""
     if framework == "keras":
-        from cnnrepro.keras_impl import train as keras_train
-
-        return keras_train
-    from cnnrepro.training import runner
-
-    return runner
+        from cnnrepro.keras_impl.train import BACKEND
+    elif framework == "torch":
+        from cnnrepro.training.runner import BACKEND
+    else:
+        raise CnnreproError(f"unknown framework {framework!r} (known: torch, keras)")
+    return BACKEND
 
 
 def _tracked(
-    params: dict[str, Any], config: dict[str, Any], info: Any, args: argparse.Namespace, hooks: tuple, t0: float
-) -> Any:
+    params: dict[str, Any],
+    config: dict[str, Any],
+    info: RunInfo,
+    args: argparse.Namespace,
+    backend: Backend,
+    hooks: tuple[EpochHook, ...],
+    t0: float,
+) -> RunMetrics:
     """Train (unless not_run) inside one MLflow run and write the outputs; every MLflow call is here."""
     from cnnrepro import tracking
-    from cnnrepro.training import checkpoint as ckpt
-    from cnnrepro.training import runner
+    from cnnrepro.engine import checkpoint as ckpt
+    from cnnrepro.engine import lifecycle
 
-    trainer = _trainer(config["framework"])
     uri, experiment = tracking.tracking_settings(params)
     parent = tracking.parent_run_id_from_env()
     tags = {
@@ -160,20 +173,20 @@ def _tracked(
                 tracking.mark_stale_runs_failed(uri, experiment)
 
             try:
-                result = trainer.train_variant(
+                result = backend.train_variant(
                     config,
                     checkpoint_root=args.checkpoints,
                     hooks=(log_epoch, *hooks),
                     owner={"mlflow_run_id": logger.run_id, "tracking_uri": uri},
                     on_resume=link_resumed,
                 )
-            except runner.NotRunnable as exc:  # weights that fail only when loaded (torchvision)
+            except lifecycle.NotRunnable as exc:  # weights that fail only when loaded (torchvision)
                 info.reason = str(exc)
         info.status = "completed" if result is not None else "not_run"
-        info.finished_at = runner.now_iso()
+        info.finished_at = lifecycle.now_iso()
         info.duration_s = round(time.perf_counter() - t0, 3)
         info.train_duration_s = round(result.train_duration_s, 3) if result is not None else None
-        metrics = trainer.write_outputs(args.out, config, info, result)
+        metrics = lifecycle.write_outputs(args.out, config, info, result, backend)
         if result is not None:
             # val_* of the last epoch are already in the per-epoch curves; log only what is new.
             final = {k: v for k, v in result.metrics.items() if isinstance(v, int | float) and not k.startswith("val_")}

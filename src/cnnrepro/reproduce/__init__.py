@@ -1,0 +1,1 @@
+"""`cnnrepro reproduce`: the pipeline under Snakemake with a plan first and live progress."""

@@ -1,0 +1,70 @@
+"""The registry is the one source of every variant fact: what else states one derives from it or is checked here.
+
+(The fidelity ledger's scopes and the bench's data folders derive from it; the Keras builder table is
+checked in tests/test_keras_parity.py, where TensorFlow is imported anyway.)
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from cnnrepro.documented import DOCUMENTED
+from cnnrepro.models.registry import DATA_GROUPS, DATASET_DIRS, VARIANTS, list_variants, variants_in_group
+
+from .conftest import PROJECT_ROOT
+
+SCHEMA = yaml.safe_load((PROJECT_ROOT / "workflow/schemas/params.schema.yaml").read_text())
+PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+DVC = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
+TRAIN_SMK = (PROJECT_ROOT / "workflow/rules/train.smk").read_text()
+
+
+def test_every_variant_is_in_exactly_one_group_and_every_group_has_a_variant() -> None:
+    grouped = [name for group in DATA_GROUPS for name in variants_in_group(group)]
+    assert sorted(grouped) == sorted(list_variants())
+    assert all(variants_in_group(group) for group in DATA_GROUPS)
+
+
+def test_the_schema_enums_are_the_registry_groups() -> None:
+    groups = SCHEMA["properties"]["train"]["properties"]["variants"]
+    assert groups["required"] == list(DATA_GROUPS)
+    enums = {group: prop["items"]["enum"] for group, prop in groups["properties"].items()}
+    assert enums == {group: variants_in_group(group) for group in DATA_GROUPS}
+
+
+def test_the_shipped_params_name_each_variant_in_its_group() -> None:
+    for group, names in PARAMS["train"]["variants"].items():
+        assert set(names) <= set(variants_in_group(group)), group
+
+
+@pytest.mark.parametrize("group", DATA_GROUPS)
+def test_each_group_has_one_training_rule_in_each_dag_reading_its_datasets_folder(group: str) -> None:
+    folders = {f"data/{DATASET_DIRS[VARIANTS[name].dataset]}" for name in variants_in_group(group)}
+    assert len(folders) == 1, f"group {group} mixes data folders {folders}"
+    stage = DVC["stages"][f"train_{group}"]
+    assert stage["matrix"]["variant"] == f"${{train.variants.{group}}}"
+    assert f"--data {folders.pop()}" in stage["cmd"].replace("\n", " ")
+    rule = re.search(rf"^rule train_{group}:\n(.*?)(?=^rule |\Z)", TRAIN_SMK, re.MULTILINE | re.DOTALL)
+    assert rule is not None, f"workflow/rules/train.smk has no rule train_{group}"
+    assert f'VARIANT_GROUPS["{group}"]' in rule.group(1)
+
+
+def test_no_training_rule_without_a_group() -> None:
+    assert {name for name in DVC["stages"] if name.startswith("train_")} == {f"train_{g}" for g in DATA_GROUPS}
+    assert set(re.findall(r"^rule train_(\w+):", TRAIN_SMK, re.MULTILINE)) == set(DATA_GROUPS)
+
+
+def test_the_documented_table_agrees_with_the_registry() -> None:
+    assert set(DOCUMENTED) == set(VARIANTS)
+    for name, figure in DOCUMENTED.items():
+        assert figure.dataset == VARIANTS[name].dataset, name
+
+
+def test_the_schema_writer_is_a_fixed_point() -> None:
+    from cnnrepro.models.schema_enums import with_registry_enums
+
+    text = (PROJECT_ROOT / "workflow/schemas/params.schema.yaml").read_text()
+    assert with_registry_enums(text) == text
