@@ -19,10 +19,10 @@ from cnnrepro.keras_impl import ledger as keras_ledger
 from cnnrepro.models import vgg16
 from cnnrepro.runs import load_run
 from cnnrepro.training import runner
-from cnnrepro.training.augment import AugmentationSpec, augment_batch
+from cnnrepro.engine.augment import AugmentationSpec, augment_batch
 from cnnrepro.training.loop import train_step
 from cnnrepro.training.optim import make_optimizer
-from cnnrepro.training.run_config import resolve_run_config
+from cnnrepro.engine.run_config import resolve_run_config
 
 from .helpers_train import (
     keras_vgg16_weights,

@@ -14,7 +14,7 @@ from cnnrepro.errors import CnnreproError
 from cnnrepro.report.build import build_report
 from cnnrepro.report.collect import collect_runs
 from cnnrepro.report.effects import collect_effects, welch_interval
-from cnnrepro.runs import RunMetrics, write_run
+from cnnrepro.runs import RunInfo, RunMetrics, write_run
 
 from .helpers_report import TEN_LABELS, settings, write_clean_summary, write_synthetic_run
 
@@ -46,7 +46,17 @@ def write_ablation_run(
         "description": f"the {ablation} departure",
         "changes": {"optimizer": {"faithful": "rmsprop_keras2", "ablation": "rmsprop_keras3"}},
     }
-    write_run(out, metrics, history, {"config": {"variant": variant, "ablation": ablation_info}})
+    info = RunInfo(
+        framework=framework,
+        variant=variant,
+        seed=seed,
+        status=status,
+        device="cpu",
+        started_at="2025-01-01T00:00:00+00:00",
+        config={"variant": variant, "ablation": ablation_info},
+        reason=reason,
+    )
+    write_run(out, metrics, history, info)
     return out
 
 
