@@ -14,15 +14,15 @@ import yaml
 
 from cnnrepro import ablations, fidelity
 from cnnrepro.config import PROJECT_ROOT, load_params, load_schema
+from cnnrepro.engine.augment import AugmentationSpec, augment_batch
+from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.errors import CnnreproError
 from cnnrepro.keras_impl import ledger as keras_ledger
 from cnnrepro.models import vgg16
 from cnnrepro.runs import load_run
 from cnnrepro.training import runner
-from cnnrepro.engine.augment import AugmentationSpec, augment_batch
 from cnnrepro.training.loop import train_step
 from cnnrepro.training.optim import make_optimizer
-from cnnrepro.engine.run_config import resolve_run_config
 
 from .helpers_train import (
     keras_vgg16_weights,
@@ -293,6 +293,23 @@ def test_an_unknown_ablation_is_one_line_naming_the_known_ones(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown ablation 'nope' (known: " in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_the_preflight_checks_the_ablations_own_checkpoint_folder(
+    prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cnnrepro.cli import main
+
+    params = write_params(tmp_path / "params.yaml", tracking_uri=f"sqlite:///{tmp_path / 'unused.db'}")
+    checkpoints = tmp_path / "ck"
+    checkpoints.mkdir()
+    (checkpoints / "ablation-keras3_rmsprop").write_text("a file where the ablation's checkpoints go")
+    argv = ["train", "--params", str(params), "--framework", "torch", "--variant", "mnist_convnet", "--seed", "0"]
+    argv += ["--data", str(prepared), "--out", str(tmp_path / "o"), "--checkpoints", str(checkpoints)]
+    assert main([*argv, "--ablation", "keras3_rmsprop"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--checkpoints" in err[0] and "ablation-keras3_rmsprop" in err[0], err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "unused.db").exists()  # no MLflow run opened
 
 
 def test_the_ledger_says_why_the_base_trains_and_frozen_base_does_not_claim_it() -> None:
