@@ -31,6 +31,7 @@ include: "workflow/rules/preflight.smk"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/ablations.smk"
 include: "workflow/rules/visualize.smk"
 include: "workflow/rules/report.smk"
 

@@ -124,9 +124,18 @@ def write_params(target: Path, *, tracking_uri: str, overrides: dict[str, Any] |
 
 
 def train_args(
-    variant: str, seed: int, data: Path, out: Path, *, params: Path, checkpoints: Path, init_from: Path | None = None
+    variant: str,
+    seed: int,
+    data: Path,
+    out: Path,
+    *,
+    params: Path,
+    checkpoints: Path,
+    init_from: Path | None = None,
+    ablation: str | None = None,
 ) -> argparse.Namespace:
     return argparse.Namespace(
+        ablation=ablation,
         params=str(params),
         framework="torch",
         variant=variant,
@@ -148,6 +157,7 @@ def train(
     checkpoints: Path,
     init_from: Path | None = None,
     hooks: Sequence[Callable[[dict[str, float]], None]] = (),
+    ablation: str | None = None,
 ) -> int:
     """`cnnrepro train` in this process (the same code path as the command, minus argument parsing)."""
     import torch
@@ -155,7 +165,9 @@ def train(
     from cnnrepro import train_cli as cli
     from cnnrepro.config import load_params
 
-    args = train_args(variant, seed, data, out, params=params, checkpoints=checkpoints, init_from=init_from)
+    args = train_args(
+        variant, seed, data, out, params=params, checkpoints=checkpoints, init_from=init_from, ablation=ablation
+    )
     threads = torch.get_num_threads()
     try:
         return cli.run(load_params(params), args, hooks=tuple(hooks))

@@ -57,6 +57,13 @@ def tiny_params(mirror: Path) -> dict[str, Any]:
     trained_here = ("baseline", "augmentation", "mnist_convnet", "mnist_dense", "lenet")
     train["overrides"] = {name: dict(tiny) for name in trained_here}
     params["tracking"]["uri"] = "sqlite:///mlflow.db"
+    # One cheap ablation job (lenet: in every test's variant selection), not the shipped default's set.
+    params["ablations"]["run"] = {
+        "pets": [],
+        "pets_fine_tuning": [],
+        "idx": [{"variant": "lenet", "ablation": "naive_torch_port"}],
+        "keras_example": [],
+    }
     return params
 
 

@@ -54,7 +54,7 @@ def test_frozen_and_fine_tuned_vgg16_cost_what_autograd_computes() -> None:
     assert flops.forward_macs(base) / 1e9 == pytest.approx(6.6, abs=0.05)  # porting-notes: ~6.6 GMAC
     block5 = [c for c in base if "block5" in c.name]
     assert flops.forward_macs(block5) / 1e9 == pytest.approx(0.57, abs=0.01)  # porting-notes: ~0.57 GMAC
-    vgg16.freeze_conv_base(model)  # feature_extraction_augmented: the base runs forward only
+    vgg16.freeze_conv_base(model)  # a frozen base (the ablation frozen_base): it runs forward only
     frozen = flops.layer_costs(model, example)
     assert all(c.train_macs == c.forward_macs for c in frozen if c.name.startswith("conv_base."))
     vgg16.freeze_conv_base(model, vgg16.FINE_TUNED_LAYERS)  # fine_tuning: block5 trains

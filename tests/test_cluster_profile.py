@@ -191,7 +191,8 @@ def test_slurm_profile_names_the_plugin_settings() -> None:
     profile = yaml.safe_load((PROJECT_ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
     assert profile["jobs"] >= 1
-    trainings = {"train_pets", "train_pets_fine_tuning", "train_idx", "train_keras_example"}
+    groups = ("pets", "pets_fine_tuning", "idx", "keras_example")
+    trainings = {f"{kind}_{group}" for kind in ("train", "ablate") for group in groups}
     assert set(profile["set-resources"]) == trainings
     assert all(profile["set-resources"][rule]["gpu"] == 1 for rule in trainings)
     # Every rule named in the profile exists in the workflow.

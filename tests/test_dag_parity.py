@@ -40,6 +40,36 @@ def test_shipped_dag_is_the_same_in_both_tools() -> None:
     assert assert_same_dag(PROJECT_ROOT) > 10
 
 
+def test_ablation_jobs_are_in_both_dags_with_their_chain(pipeline_copy: Path) -> None:
+    params = yaml.safe_load((pipeline_copy / "params.yaml").read_text())
+    params["train"]["seeds"] = [3]
+    params["ablations"]["run"] = {
+        "pets": [{"variant": "feature_extraction_augmented", "ablation": "frozen_base"}],
+        "pets_fine_tuning": [{"variant": "fine_tuning", "ablation": "frozen_base"}],
+        "idx": [{"variant": "mnist_convnet", "ablation": "keras3_rmsprop"}],
+        "keras_example": [{"variant": "cam_convnet", "ablation": "naive_torch_port"}],
+    }
+    (pipeline_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert_same_dag(pipeline_copy)
+    jobs = {job.rule: job for job in snakemake_jobs(pipeline_copy) if job.rule.startswith("ablate_")}
+    assert set(jobs) == {"ablate_pets", "ablate_pets_fine_tuning", "ablate_idx", "ablate_keras_example"}
+    fine = jobs["ablate_pets_fine_tuning"]
+    assert "runs/torch/fine_tuning/ablation-frozen_base/seed3/metrics.json" in fine.outputs
+    assert "runs/torch/feature_extraction_augmented/ablation-frozen_base/seed3/artifacts" in fine.inputs
+    assert fine.cmd.endswith(
+        "--ablation frozen_base --init-from runs/torch/feature_extraction_augmented/ablation-frozen_base/seed3"
+    )
+    assert "--ablation keras3_rmsprop" in jobs["ablate_idx"].cmd
+
+
+def test_an_ablation_run_that_cannot_be_trained_fails_the_snakemake_parse(pipeline_copy: Path) -> None:
+    params = yaml.safe_load((pipeline_copy / "params.yaml").read_text())
+    params["ablations"]["run"]["idx"] = [{"variant": "lenet", "ablation": "keras3_rmsprop"}]
+    (pipeline_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(AssertionError, match="lenet/keras3_rmsprop: the ablation does not apply to lenet"):
+        snakemake_jobs(pipeline_copy)
+
+
 @pytest.fixture
 def pipeline_copy(tmp_path: Path) -> Path:
     return make_project(tmp_path)
@@ -53,8 +83,10 @@ def test_params_change_moves_both_dags_together(pipeline_copy: Path) -> None:
     jobs = {job.rule: job for job in snakemake_jobs(pipeline_copy)}
     assert "runs/torch/baseline/seed7/metrics.json" in jobs["train_pets"].outputs
     assert "train_pets_fine_tuning" not in jobs
-    # download x3, clean, split, prepare_mnist x2, one training job per group left, visualize, report.
-    assert assert_same_dag(pipeline_copy) == 3 + 1 + 1 + 2 + 1 + 1 + 1 + 1
+    assert "runs/torch/lenet/ablation-naive_torch_port/seed7/metrics.json" in jobs["ablate_idx"].outputs
+    # download x3, clean, split, prepare_mnist x2, one training job per group left, the one ablation job
+    # of the test params (lenet/naive_torch_port), visualize, report.
+    assert assert_same_dag(pipeline_copy) == 3 + 1 + 1 + 2 + 1 + 1 + 1 + 1 + 1
 
 
 def test_drift_is_detected(pipeline_copy: Path) -> None:

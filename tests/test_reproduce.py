@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cnnrepro.ablations import planned_runs
 from cnnrepro.reproduce import plan as planning
 from cnnrepro.reproduce.progress import format_duration, read_state, read_training
 
@@ -27,7 +28,12 @@ def test_the_plan_counts_snakemakes_jobs(project: Path) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
     train = params["train"]
     expected = [v for group in train["variants"].values() for v in group]
-    assert sorted(job.variant for job in dry.trainings) == sorted(expected * len(train["seeds"]))
+    faithful = [job for job in dry.trainings if job.ablation is None]
+    assert sorted(job.variant for job in faithful) == sorted(expected * len(train["seeds"]))
+    # The ablate_* jobs count as trainings too, each (variant, ablation) once per framework and seed.
+    ablated = sorted((job.variant, job.ablation) for job in dry.trainings if job.ablation is not None)
+    runs = [(v, a) for _, v, a in planned_runs(params)]
+    assert ablated and ablated == sorted(runs * len(train["seeds"]) * len(train["frameworks"]))
     assert {job.framework for job in dry.trainings} == set(train["frameworks"])
     assert dry.jobs_per_rule["download"] == 3 and dry.jobs_per_rule["all"] == 1
     assert f"total {dry.total}" in " ".join((output.stdout + output.stderr).split())

@@ -222,7 +222,7 @@ def test_config_applies_overrides_and_records_them_as_departures(tmp_path: Path)
 
 
 def test_config_follows_semantics_and_vgg_options(tmp_path: Path) -> None:
-    params = _params(tmp_path, augmentation_semantics="2.1.3", vgg16={"preprocessing": "caffe"}, mixed_precision=True)
+    params = _params(tmp_path, augmentation_semantics="2.1.3", vgg16={"preprocessing": "caffe"}, precision="bf16")
     aug = resolve_run_config(params, framework="torch", variant="augmentation", seed=0, data_dir="d", out_dir="o")
     assert aug["augmentation"]["semantics"] == "2.1.3" and aug["resize_filter"] == "bilinear"
     assert aug["mixed_precision"] is False  # bf16 autocast on CUDA only
@@ -341,14 +341,15 @@ def test_feature_extraction_trains_the_head_on_cached_features(
     assert {r["val_accuracy"] for r in load_run(out).history} <= {0.0, 0.5, 1.0}
 
 
-def test_frozen_base_then_fine_tuning_move_only_what_the_book_trains(
+@pytest.mark.slow  # three VGG16 runs through the command, one with a backward pass through the whole base
+def test_the_vgg16_chain_moves_what_keras_2_0_8_trained(
     small_book: Path, store: str, work: Path, test_only_h5: Path
 ) -> None:
+    """feature_extraction_augmented as it ran moves all 13 base kernels; under frozen_base none;
+    fine_tuning after the faithful run moves block5's three only (and continues from the run's weights)."""
     book = small_book
-    overrides = tiny_overrides(
-        feature_extraction_augmented={"epochs": 1, "steps_per_epoch": 1},
-        fine_tuning={"epochs": 1, "steps_per_epoch": 1},
-    )
+    one_step = {"epochs": 1, "steps_per_epoch": 1}
+    overrides = tiny_overrides(feature_extraction_augmented=one_step, fine_tuning=one_step)
     params = write_params(
         work / "params.yaml",
         tracking_uri=store,
@@ -357,17 +358,34 @@ def test_frozen_base_then_fine_tuning_move_only_what_the_book_trains(
     )
     runs = work / "runs" / "torch"
     fea_out, ft_out = runs / "feature_extraction_augmented" / "seed0", runs / "fine_tuning" / "seed0"
+    frozen_out = runs / "feature_extraction_augmented" / "ablation-frozen_base" / "seed0"
     assert train("feature_extraction_augmented", 0, book, fea_out, params=params, checkpoints=work / "ck") == 0
     _check_completed_run(fea_out, store, "feature_extraction_augmented", 1, 2)
+    assert (
+        train(
+            "feature_extraction_augmented",
+            0,
+            book,
+            frozen_out,
+            params=params,
+            checkpoints=work / "ck",
+            ablation="frozen_base",
+        )
+        == 0
+    )
     assert train("fine_tuning", 0, book, ft_out, params=params, checkpoints=work / "ck", init_from=fea_out) == 0
     ft_run = _check_completed_run(ft_out, store, "fine_tuning", 1, 2)
     assert len(ft_run["info"]["config"]["init_model_sha256"]) == 64
     converted = convert_keras_vgg16(test_only_h5)
+    kernels = [k for k in converted if k.endswith(".weight")]
+    assert len(kernels) == 13
     fea = load_file(fea_out / "artifacts" / "model.safetensors")
+    frozen = load_file(frozen_out / "artifacts" / "model.safetensors")
     ft = load_file(ft_out / "artifacts" / "model.safetensors")
-    for key, tensor in converted.items():
-        assert torch.equal(fea[f"conv_base.{key}"], tensor), key  # really frozen
-        assert torch.equal(ft[f"conv_base.{key}"], tensor) != key.startswith("block5_conv"), key
+    for key in kernels:
+        assert not torch.equal(fea[f"conv_base.{key}"], converted[key]), f"{key}: the base did not train"
+        assert torch.equal(frozen[f"conv_base.{key}"], converted[key]), f"{key}: moved under frozen_base"
+        assert torch.equal(ft[f"conv_base.{key}"], fea[f"conv_base.{key}"]) != key.startswith("block5_conv"), key
     assert not torch.equal(ft["head.dense_1.weight"], fea["head.dense_1.weight"])
 
 

@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="the run directory, runs/<framework>/<variant>/seed<S>")
     parser.add_argument("--init-from", type=Path, default=None, help="the run fine_tuning continues from")
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"), help="per-epoch checkpoint root")
+    parser.add_argument(
+        "--ablation",
+        default=None,
+        help="train under this ablation of params ablations.definitions (out: runs/<f>/<v>/ablation-<name>/seed<S>)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -46,6 +51,7 @@ def main(args: argparse.Namespace) -> int:
 
 def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochHook] = ()) -> int:
     """Everything after argument parsing; `hooks` are extra per-epoch callbacks (tests use them)."""
+    from cnnrepro import ablations
     from cnnrepro.engine import lifecycle
     from cnnrepro.engine.data import manifest_sha256
     from cnnrepro.engine.preflight import check_run_inputs
@@ -59,7 +65,10 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
         data_dir=args.data,
         out_dir=args.out,
         init_from=args.init_from,
+        ablation=args.ablation,
     )
+    ablations.check_continues_from(config)
+    args.checkpoints = ablations.checkpoint_root(args.checkpoints, args.ablation)
     check_run_inputs(config, args.checkpoints)  # before the MLflow run: a run that cannot start leaves none
     backend = load_backend(config["framework"])  # before anything is touched: a missing extra fails here
     lifecycle.clear_done_marker(args.out)
@@ -79,9 +88,11 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
     try:
         # The pipeline's download timeout, capped: a missing file should not hold a job for minutes.
         backend.prepare(config, download_timeout_s=min(float(params["download"]["timeout_s"]), 30.0))
+        if reason := ablations.not_runnable_reason(config):
+            raise lifecycle.NotRunnable(reason)
     except lifecycle.NotRunnable as exc:
         info.status, info.reason = "not_run", str(exc)
-    name = f"{config['framework']}/{config['variant']}/seed{config['seed']}"
+    name = run_name(config)
     print(f"cnnrepro train {name}:\n{format_config(config)}", flush=True)
 
     metrics = _tracked(params, config, info, args, backend, tuple(hooks), t0)
@@ -94,6 +105,13 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
     else:
         print(f"not run: {info.reason} -> {args.out}", flush=True)
     return 0
+
+
+def run_name(config: dict[str, Any]) -> str:
+    """framework/variant/seedS, or framework/variant/ablation-NAME/seedS."""
+    ablation = (config.get("ablation") or {}).get("name")
+    middle = f"/ablation-{ablation}" if ablation else ""
+    return f"{config['framework']}/{config['variant']}{middle}/seed{config['seed']}"
 
 
 def load_backend(framework: str) -> Backend:
@@ -132,7 +150,9 @@ def _tracked(
         "data_hash": info.data_manifest_sha256 or "",
         "status": info.status,
     }
-    name = f"{config['framework']}/{config['variant']}/seed{config['seed']}"
+    if config.get("ablation"):
+        tags["ablation"] = config["ablation"]["name"]
+    name = run_name(config)
     with tracking.tracked_run(uri, experiment, run_name=name, tags=tags, parent_run_id=parent) as logger:
         info.mlflow = {
             "tracking_uri": uri,

@@ -3,12 +3,14 @@ REPORT_OUTPUTS = [
     "reports/comparison.html",
     "reports/comparison.csv",
     "reports/comparison.json",
+    "reports/effects.csv",
 ]
 
 
 rule report:
     input:
         [run_outputs(group) for group in VARIANT_GROUPS],
+        ablation_outputs(),
         "data/clean/summary.json",
         "reports/figures",
         stage_code("report"),

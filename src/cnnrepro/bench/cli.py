@@ -33,6 +33,7 @@ from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import write_json_atomic
 from cnnrepro.models.registry import DATASET_DIRS, get_variant
 from cnnrepro.training import runner
+from cnnrepro.training.precision import PRECISIONS, set_torch_precision
 
 # Where each dataset's prepared data lies under --data-root (the pipeline's own layout).
 DATA_SUBDIRS = DATASET_DIRS  # the registry's: each dataset's folder under the data root
@@ -61,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
-        help="CUDA arithmetic: fp32 (TF32 off, what the K80 did), tf32 (torch's default for convs on "
-        "Ampere+), bf16 (autocast); default: as params and torch leave it",
+        help="params train.precision for this bench: fp32 (TF32 off, what the K80 did), tf32 (TF32 on), "
+        "bf16 (bf16 autocast, TF32 off); default: as params set it",
     )
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout on")
     parser.add_argument("--compile", action="store_true", help="torch.compile the trained module")
@@ -85,28 +86,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
 
 
-PRECISIONS = ("fp32", "tf32", "bf16")
-
-
-def set_precision(precision: str) -> None:
-    """This process's CUDA arithmetic for --precision: TF32 for fp32 matmuls and convs on or off
-    (bf16 is autocast, set through train.mixed_precision, over TF32 like the default)."""
-    tf32 = precision != "fp32"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-
-
 def bench_params(params: dict[str, Any], args: argparse.Namespace, variants: list[str]) -> dict[str, Any]:
     """params.yaml with the command line's options applied (a copy)."""
     local = copy.deepcopy(params)
     train = local["train"]
     if args.device:
         train["device"] = args.device
-    for flag in ("mixed_precision", "channels_last", "compile"):
+    if args.mixed_precision:
+        train["precision"] = "bf16"  # train.precision replaced train.mixed_precision
+    for flag in ("channels_last", "compile"):
         if getattr(args, flag):
             train[flag] = True
-    if getattr(args, "precision", None) == "bf16":
-        train["mixed_precision"] = True
+    if getattr(args, "precision", None):
+        train["precision"] = args.precision  # the trainings apply it (training.precision.set_torch_precision)
     if args.batch_size:
         overrides = train["overrides"] = dict(train.get("overrides") or {})
         for name in variants:
@@ -201,8 +193,7 @@ def main(args: argparse.Namespace) -> int:
     for name in names:
         get_variant(name)  # unknown names fail before anything runs
     params = bench_params(params, args, names)
-    if args.precision:
-        set_precision(args.precision)
+    set_torch_precision(params["train"].get("precision", "fp32"))  # also for what the bench times in-process
     env = environment()
     if args.pipeline:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None

@@ -184,7 +184,7 @@ def run_pipeline_bench(project: Path, params: dict[str, Any], *, cores: int, kee
         wall = time.perf_counter() - started
         log_text = (scratch / "snakemake.log").read_text()
         device = _device(local)
-        peak = device_peak(device, bool(local["train"]["mixed_precision"]) and device.type == "cuda")
+        peak = device_peak(device, local["train"].get("precision") == "bf16" and device.type == "cuda")
         rows = [_variant_row(scratch, local, name, peak.tflops) for name in _variants(local)]
         return PipelineBench(
             cores,

@@ -66,10 +66,15 @@ class AugmentationSpec:
     horizontal_flip: bool = False
     fill_mode: str = "nearest"
     semantics: str = "2.0.8"
+    # "per_image": one random transform per image (ImageDataGenerator); "per_batch": one for the whole
+    # batch, what a quick port applying torchvision transforms to a batch tensor gets (naive_torch_port).
+    draws: str = "per_image"
 
     def __post_init__(self) -> None:
         if self.semantics not in SEMANTICS:
             raise CnnreproError(f"augmentation semantics {self.semantics!r} is not one of {', '.join(SEMANTICS)}")
+        if self.draws not in ("per_image", "per_batch"):
+            raise CnnreproError(f"augmentation draws {self.draws!r} is not one of per_image, per_batch")
         if self.fill_mode not in FILL_MODES:
             raise CnnreproError(f"augmentation fill_mode {self.fill_mode!r} is not one of {', '.join(FILL_MODES)}")
         for name in ("rotation_range", "width_shift_range", "height_shift_range", "shear_range"):
@@ -277,4 +282,7 @@ def augment_batch(images: torch.Tensor, spec: AugmentationSpec, generator: torch
     if spec.is_identity or images.shape[0] == 0:
         return images.clone()
     n, _, height, width = images.shape
+    if spec.draws == "per_batch":
+        params = {k: v.expand(n) for k, v in sample_transforms(1, spec, height, width, generator).items()}
+        return apply_transforms(images, params, spec)
     return apply_transforms(images, sample_transforms(n, spec, height, width, generator), spec)

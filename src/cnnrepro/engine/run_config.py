@@ -73,8 +73,10 @@ def resolve_run_config(
     data_dir: str | Path,
     out_dir: str | Path,
     init_from: str | Path | None = None,
+    ablation: str | None = None,
 ) -> dict[str, Any]:
-    """Everything the run does, documented values replaced by train.overrides.<variant> where set."""
+    """Everything the run does, documented values replaced by train.overrides.<variant> where set,
+    then, when named, an ablation's settings (params ablations.definitions; cnnrepro.ablations)."""
     if framework not in ("torch", "keras"):
         raise CnnreproError(f"--framework {framework!r}: not one of torch, keras (params train.frameworks)")
     spec = get_variant(variant)
@@ -96,7 +98,8 @@ def resolve_run_config(
     device = resolve_device(train["device"], runs_per_gpu) if framework == "torch" else None
     images = spec.dataset in ("dogs_vs_cats", "petimages_80_20")
     cache_images = images and bool(train.get("image_cache", False))
-    return {
+    precision = train.get("precision", "fp32")
+    config = {
         "framework": framework,
         "variant": variant,
         "seed": int(seed),
@@ -117,15 +120,22 @@ def resolve_run_config(
         "max_train_images": settings["max_train_images"],
         "augmentation": augmentation,
         "augmentation_semantics": semantics,
+        # One random transform per image, as ImageDataGenerator drew them (None: no augmentation).
+        "augmentation_draws": "per_image" if augmentation else None,
         "resize_filter": (spec.resize_filter or SEMANTICS_RESIZE[semantics]) if images else None,
         "preprocessing": "caffe" if caffe else "scale",
         "input_scale": 1.0 if caffe else spec.input_scale,
         "training_data": spec.training_data,
         "trainable": spec.trainable,
         "init": spec.init,
+        # "source": the initialization the source used (spec.init); "torch_default": PyTorch's layer defaults.
+        "weight_init": "source",
         "vgg16": vgg,
         "device": str(device) if device is not None else train["device"],
-        "mixed_precision": device is not None and bool(train["mixed_precision"]) and device.type == "cuda",
+        # fp32 = strict float32: the book's K80 had no TF32, so TF32 is switched off explicitly (PyTorch's
+        # cuDNN and TensorFlow enable it by default on Ampere and later); tf32; bf16 = bf16 autocast on CUDA.
+        "precision": precision,
+        "mixed_precision": device is not None and precision == "bf16" and device.type == "cuda",
         "channels_last": bool(train.get("channels_last", False)),
         "compile": bool(train.get("compile", False)),
         # Speed: CUDA-graph steps (cnnrepro.training.fast_step) and checkpoints off the hot path.
@@ -143,7 +153,13 @@ def resolve_run_config(
             "text": spec.documented.documented_text,
             "source": spec.source,
         },
+        "ablation": None,
     }
+    if ablation is not None:
+        from cnnrepro.ablations import apply_ablation, get_ablation
+
+        config = apply_ablation(config, get_ablation(params, ablation))
+    return config
 
 
 def format_config(config: dict[str, Any]) -> str:

@@ -191,6 +191,9 @@ def set_trainable(model: Any, trainable: str) -> None:
     before block5_conv1 frozen (listing 5.22's loop). "all": nothing to freeze.
     """
     if trainable == "all":
+        # feature_extraction_augmented: left trainable ON PURPOSE. The book's `conv_base.trainable = False`
+        # had no effect in Keras 2.0.8 (nested model in a Sequential, fixed in 2.1.0 by commit c25fa38) and
+        # Keras 3 honours it, so copying the line would freeze the base that the documented run trained.
         return
     conv_base = model.layers[0]
     if trainable == "head":

@@ -157,6 +157,10 @@ def train_variant(
 
     keras.utils.set_random_seed(config["seed"])
     _deterministic_ops()
+    if keras.backend.backend() == "tensorflow":
+        from cnnrepro.keras_impl.precision import set_tensorflow_precision
+
+        set_tensorflow_precision(config.get("precision", "fp32"))
     if config["num_threads"] > 0:
         torch.set_num_threads(config["num_threads"])
     splits = load_splits(config)

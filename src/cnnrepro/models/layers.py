@@ -65,5 +65,14 @@ def keras_init_(model: nn.Module) -> nn.Module:
     return model
 
 
+def torch_default_init_(model: nn.Module) -> nn.Module:
+    """PyTorch's own layer defaults (kaiming_uniform(a=sqrt(5)) kernels, uniform biases) on every conv and
+    dense layer: what a quick port that never sets an initializer trains from (ablation naive_torch_port)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            module.reset_parameters()
+    return model
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

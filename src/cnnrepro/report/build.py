@@ -18,6 +18,8 @@ from cnnrepro.fsutil import atomic_dir, read_json, write_json_atomic, write_text
 from cnnrepro.report.collect import ReportSettings, collect_runs, load_clean_summary, unexpected_runs
 from cnnrepro.report.data_notes import data_entries
 from cnnrepro.report.document import build_document
+from cnnrepro.report.effects import CSV_NAME, collect_effects, effect_blocks, effect_records
+from cnnrepro.report.effects import to_csv as effects_csv
 from cnnrepro.report.export import row_record, to_csv
 from cnnrepro.report.ledger import environment, fidelity_ledger, overrides_by_variant, run_index
 from cnnrepro.report.plots import write_plots
@@ -26,7 +28,7 @@ from cnnrepro.report.render_md import render_markdown
 from cnnrepro.report.table import build_table, verdict_counts
 from cnnrepro.report.verdict import rule_text
 
-OUTPUT_NAMES = ("comparison.md", "comparison.html", "comparison.csv", "comparison.json")
+OUTPUT_NAMES = ("comparison.md", "comparison.html", "comparison.csv", "comparison.json", CSV_NAME)
 DEFAULT_COMMAND = "cnnrepro report --runs runs --clean-summary data/clean/summary.json --out reports"
 
 
@@ -79,6 +81,7 @@ def build_report(
     env = environment(slots, clean_summary)
     runs = run_index(slots)
     unexpected = unexpected_runs(runs_root, settings)
+    effects = collect_effects(runs_root, slots)
 
     with atomic_dir(out_dir / "plots") as plots_dir:
         plots = write_plots(rows, slots, clean_summary, settings, plots_dir)
@@ -98,6 +101,7 @@ def build_report(
         command,
         figure_index,
         clean_summary_path=str(clean_summary_path),
+        effects=effect_blocks(effects),
     )
 
     result = {
@@ -121,11 +125,13 @@ def build_report(
         "plots": [f"plots/{p.name}" for p in plots],
         "figures": figures,
         "figures_skipped": (figure_index or {}).get("skipped", []),
+        "effects": effect_records(effects),
     }
     write_text_atomic(out_dir / "comparison.md", render_markdown(doc))
     write_text_atomic(out_dir / "comparison.html", render_html(doc, out_dir))
     write_text_atomic(out_dir / "comparison.csv", to_csv(rows))
     write_json_atomic(out_dir / "comparison.json", result)
+    write_text_atomic(out_dir / CSV_NAME, effects_csv(effects))
     return result
 
 

@@ -92,7 +92,10 @@ def build_document(
     command: str,
     figure_index: dict[str, Any] | None = None,
     clean_summary_path: str = "data/clean/summary.json",
+    effects: Sequence[Block] = (),
 ) -> Document:
+    """The report's blocks; `effects` is the ablation section (cnnrepro.report.effects.effect_blocks),
+    placed after the details and before the plots."""
     doc = Document("Measured vs documented: do the published convnet figures hold?")
     blocks = doc.blocks
     blocks += [_summary_line(rows, runs, settings), Paragraph(f"Regenerate with `{command}`.")]
@@ -120,6 +123,7 @@ def build_document(
         Heading(3, "How the sources word their figures"),
         sources_table(rows),
     ]
+    blocks += effects
     blocks += _plots(plots)
     blocks.append(Heading(2, "Data cleaning (PetImages)"))
     blocks += [Image(f"plots/{p.name}", p.title, p.caption) for p in plots if p.group == "data"]

@@ -38,6 +38,7 @@ class TrainingJob:
     framework: str
     variant: str
     seed: int
+    ablation: str | None = None  # an ablate_* job (workflow/rules/ablations.smk): same variant, other settings
 
 
 @dataclass
@@ -95,7 +96,7 @@ def parse_dry_run(output: str) -> DryRun:
         if found:
             values = dict(part.split("=", 1) for part in found.group(1).split(", ") if "=" in part)
             if {"framework", "variant", "seed"} <= values.keys():
-                job = TrainingJob(values["framework"], values["variant"], int(values["seed"]))
+                job = TrainingJob(values["framework"], values["variant"], int(values["seed"]), values.get("ablation"))
                 if job not in plan.trainings:
                     plan.trainings.append(job)
     return plan

@@ -15,7 +15,8 @@ from pathlib import Path
 _STEPS = re.compile(r"(\d+) of (\d+) steps \((\d+)%\) done")
 _EPOCH = re.compile(r"epoch (\d+)/(\d+):.*?val_acc ([0-9.]+).*\(([0-9.]+) s\)")
 _RESUMED = re.compile(r"resuming from .* after epoch (\d+)")
-_TRAIN_LOG = re.compile(r"logs/train/(\w+)/(\w+)/seed(\d+)\.log")
+# A training's log: logs/train/<f>/<v>/seed<S>.log, or .../<v>/ablation-<name>/seed<S>.log (ablations.smk).
+_TRAIN_LOG = re.compile(r"logs/train/(\w+/\w+/(?:ablation-[\w-]+/)?seed\d+)\.log")
 BAR_WIDTH = 24
 
 
@@ -89,11 +90,11 @@ def read_state(snakemake_log: Path, project: Path) -> PipelineState:
     for m in _STEPS.finditer(text):
         state.steps_done, state.steps_total = int(m.group(1)), int(m.group(2))
     running = []
-    for framework, variant, seed in dict.fromkeys(_TRAIN_LOG.findall(text)):
-        metrics = project / "runs" / framework / variant / f"seed{seed}" / "metrics.json"
-        log = project / "logs" / "train" / framework / variant / f"seed{seed}.log"
+    for name in dict.fromkeys(_TRAIN_LOG.findall(text)):
+        metrics = project / "runs" / name / "metrics.json"
+        log = project / "logs" / "train" / f"{name}.log"
         # metrics.json is a run's last output, and a rerun removes it first.
         if log.exists() and not metrics.exists():
-            running.append(read_training(log, f"{framework}/{variant}/seed{seed}"))
+            running.append(read_training(log, name))
     state.running = tuple(running)
     return state

@@ -8,6 +8,8 @@
   TF >= 2.10 for image_dataset_from_directory(subset="both")): eps 1e-7 INSIDE the root,
   p -= lr * g / sqrt(a + eps). torch has no such option, hence the small class below.
 - "sgd": plain torch.optim.SGD, as d2l uses it (no momentum, no weight decay).
+- "rmsprop_torch": torch.optim.RMSprop with its defaults (alpha 0.99, eps 1e-8 outside the root): what a
+  quick port writes; no source used it (ablation naive_torch_port).
 """
 
 from __future__ import annotations
@@ -60,4 +62,6 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float) -
         return Keras3RMSprop(params, lr)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
+    if name == "rmsprop_torch":
+        return torch.optim.RMSprop(params, lr=lr)
     raise ValueError(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})")

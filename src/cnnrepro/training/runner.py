@@ -28,10 +28,12 @@ from cnnrepro.engine.lifecycle import NotRunnable, check_init_run, data_line, lo
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import sha256_file, write_file
 from cnnrepro.models import vgg16
+from cnnrepro.models.layers import torch_default_init_
 from cnnrepro.models.registry import create_model
 from cnnrepro.runs import summarize_final
 from cnnrepro.training.loop import DeviceSplit, FitSettings, evaluate, fit
 from cnnrepro.training.optim import make_optimizer
+from cnnrepro.training.precision import set_torch_precision
 
 MODEL_FILE = "model.safetensors"
 
@@ -67,6 +69,8 @@ def prepare(config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None
 def build_model(config: dict[str, Any]) -> nn.Module:
     """The variant's network with its starting weights, frozen where the source froze it."""
     model = create_model(config["variant"])
+    if config.get("weight_init") == "torch_default":
+        torch_default_init_(model)
     vgg = config.get("vgg16")
     if config["init_from"] is not None:
         from safetensors.torch import load_file
@@ -127,6 +131,7 @@ def configure_process(config: dict[str, Any]) -> None:
     seed_everything(config["seed"])
     if config["num_threads"] > 0:
         torch.set_num_threads(config["num_threads"])
+    set_torch_precision(config.get("precision", "fp32"))
     if torch.device(config["device"]).type == "cuda":
         # Fixed input sizes: let cuDNN pick its fastest kernels (already nondeterministic, see the ledger).
         torch.backends.cudnn.benchmark = True
