@@ -74,6 +74,16 @@ def reset_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+def timed_setup(config: dict[str, Any], device: torch.device) -> tuple[runner.TrainingSetup, float]:
+    """The run's training setup (process options, splits, model, optimizer) and the seconds it took."""
+    runner.configure_process(config)
+    reset_memory(device)
+    started = time.perf_counter()
+    setup = runner.setup_training(config, load_splits(config))
+    synchronize(device)
+    return setup, time.perf_counter() - started
+
+
 def _peak_memory(device: torch.device) -> tuple[float, str]:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
@@ -176,12 +186,7 @@ def measure_fast(config: dict[str, Any], *, steps: int, warmup: int, peak: Devic
     device = torch.device(config["device"])
     options = {k: config.get(k) for k in ("mixed_precision", "channels_last", "compile", "image_cache")}
     result = PathResult(config["variant"], "fast", "measured", batch_size=config["batch_size"], options=options)
-    runner.configure_process(config)
-    reset_memory(device)
-    started = time.perf_counter()
-    setup = runner.setup_training(config, load_splits(config))
-    synchronize(device)
-    result.setup_s = time.perf_counter() - started
+    setup, result.setup_s = timed_setup(config, device)
 
     iterator = KerasIterator(len(setup.train), config["batch_size"], shuffle=True, seed=[config["seed"], 1])
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnrepro.bench.measure import PathResult, fill_flops, finish_timing, reset_memory, synchronize
+from cnnrepro.bench.measure import PathResult, fill_flops, finish_timing, timed_setup
 from cnnrepro.bench.peaks import DevicePeak
 from cnnrepro.engine.data import KerasIterator
 from cnnrepro.engine.lifecycle import load_splits
@@ -39,12 +39,7 @@ def measure_graph(config: dict[str, Any], *, steps: int, warmup: int, peak: Devi
     result = PathResult(config["variant"], "graph", "measured", batch_size=config["batch_size"], options=options)
     if device.type != "cuda":
         return PathResult(config["variant"], "graph", "not_run", reason=f"CUDA graphs need CUDA (device {device})")
-    runner.configure_process(config)
-    reset_memory(device)
-    started = time.perf_counter()
-    setup = runner.setup_training(config, load_splits(config))
-    synchronize(device)
-    result.setup_s = time.perf_counter() - started
+    setup, result.setup_s = timed_setup(config, device)
     fast = FastSteps(
         setup.trained,
         setup.optimizer,
