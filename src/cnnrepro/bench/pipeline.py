@@ -257,10 +257,7 @@ def train_macs_per_image(config: dict[str, Any]) -> int:
     with torch.device("meta"):
         model = create_model(config["variant"])
         example = torch.zeros(1, *config["input_shape"])
-        if config["trainable"] == "head":
-            vgg16.freeze_conv_base(model)
-        elif config["trainable"] == "head+block5":
-            vgg16.freeze_conv_base(model, vgg16.FINE_TUNED_LAYERS)
+        vgg16.set_trainable(model, config["trainable"])
         if config["training_data"] == "vgg16_features":
             example = model.conv_base(example)
             model = model.head

@@ -21,8 +21,7 @@ def rows() -> list[dict[str, Any]]:
         spec = get_variant(name)
         doc = spec.documented
         model = create_model(name)
-        if spec.trainable != "all":
-            vgg16.freeze_conv_base(model, vgg16.FINE_TUNED_LAYERS if spec.trainable == "head+block5" else ())
+        vgg16.set_trainable(model, spec.trainable)
         out.append(
             {
                 "name": name,

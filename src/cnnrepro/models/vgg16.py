@@ -105,6 +105,17 @@ def freeze_conv_base(model: VGG16Classifier, trainable: tuple[str, ...] = ()) ->
             p.requires_grad_(name in trainable)
 
 
+def set_trainable(model: nn.Module, trainable: str) -> None:
+    """Freeze what the run config's `trainable` names: "all" nothing, "head" the whole VGG16 base,
+    "head+block5" the base except block5_conv1..3 (the one place the three values mean something)."""
+    if trainable == "head":
+        freeze_conv_base(model)
+    elif trainable == "head+block5":
+        freeze_conv_base(model, FINE_TUNED_LAYERS)
+    elif trainable != "all":
+        raise CnnreproError(f"unknown trainable setting {trainable!r} (known: all, head, head+block5)")
+
+
 # --- Keras HDF5 -> PyTorch -------------------------------------------------------------------------
 
 

@@ -180,10 +180,7 @@ def _seconds_per_image(variant: str, config: dict[str, Any], device: Any) -> tup
 
     spec = get_variant(variant)
     model = create_model(variant).to(device)
-    if config["trainable"] == "head":
-        vgg16.freeze_conv_base(model)
-    elif config["trainable"] == "head+block5":
-        vgg16.freeze_conv_base(model, vgg16.FINE_TUNED_LAYERS)
+    vgg16.set_trainable(model, config["trainable"])
     values_per_image = spec.input_shape[0] * spec.input_shape[1] * spec.input_shape[2]
     n = max(1, min(config["batch_size"], PROBE_MAX_VALUES // values_per_image))
     x = torch.rand(n, *spec.input_shape, device=device)

@@ -88,10 +88,7 @@ def build_model(config: dict[str, Any]) -> nn.Module:
                 vgg["weights_file"] = vgg16.load_torchvision_vgg16_(model.conv_base)
             except vgg16.WeightsUnavailable as exc:
                 raise NotRunnable(str(exc)) from None
-    if config["trainable"] == "head":
-        vgg16.freeze_conv_base(model)
-    elif config["trainable"] == "head+block5":
-        vgg16.freeze_conv_base(model, vgg16.FINE_TUNED_LAYERS)
+    vgg16.set_trainable(model, config["trainable"])
     return model
 
 
