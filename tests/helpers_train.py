@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import yaml
 from PIL import Image
 
@@ -198,3 +200,8 @@ def tiny_overrides(**per_variant: dict[str, Any]) -> dict[str, Any]:
     """Override blocks for few-step runs; anything given per variant replaces the defaults."""
     defaults = {"epochs": 2, "steps_per_epoch": 2, "validation_steps": 1, "batch_size": 2}
     return {name: defaults | values for name, values in per_variant.items()}
+
+
+# The Keras backend's tests need the optional `keras` extra.
+HAVE_TF = importlib.util.find_spec("tensorflow") is not None
+needs_tf = pytest.mark.skipif(not HAVE_TF, reason="TensorFlow is not installed (pip install -e .[keras])")

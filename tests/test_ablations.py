@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from cnnrepro.training.optim import make_optimizer
 from .helpers_train import (
     keras_vgg16_weights,
     make_npz,
+    needs_tf,
     shared_store,
     tiny_overrides,
     train,
@@ -34,8 +34,6 @@ from .helpers_train import (
     write_params,
 )
 
-HAVE_TF = importlib.util.find_spec("tensorflow") is not None
-needs_tf = pytest.mark.skipif(not HAVE_TF, reason="TensorFlow is not installed (pip install -e .[keras])")
 SHIPPED = load_params(PROJECT_ROOT / "params.yaml")
 
 

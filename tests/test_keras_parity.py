@@ -10,7 +10,6 @@ install message and the DAG check run everywhere.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import shutil
 import signal
@@ -48,15 +47,13 @@ from .helpers_train import (
     keras_vgg16_weights,
     make_image_folder,
     make_npz,
+    needs_tf,
     tiny_overrides,
     write_keras_h5,
     write_params,
 )
 from .pipeline_project import SHIPPED_PARAMS, make_mirror, make_project, tiny_params
 from .test_dag_parity import assert_same_dag
-
-HAVE_TF = importlib.util.find_spec("tensorflow") is not None
-needs_tf = pytest.mark.skipif(not HAVE_TF, reason="TensorFlow is not installed (pip install -e .[keras])")
 
 # Where the gradient is this small, float32 summation noise decides the RMSprop step (the step saturates
 # at lr / sqrt(1 - rho) as soon as |g| >> eps): such elements are counted, not compared.
