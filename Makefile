@@ -69,7 +69,7 @@ reproduce: $(STAMP)
 ## parent run exported to every stage (CNNREPRO_PARENT_RUN_ID; one you set yourself is kept, not closed).
 ## Extra arguments: make dvc-repro DVC_ARGS="train_idx --force"
 dvc-repro: $(STAMP)
-	$(BIN)/python -m cnnrepro.pipeline_run -- $(BIN)/dvc repro $(DVC_ARGS)
+	$(BIN)/python -m cnnrepro.orchestration.pipeline_run -- $(BIN)/dvc repro $(DVC_ARGS)
 
 ## Regenerate the report from whatever runs exist.
 report: $(STAMP)
@@ -91,7 +91,7 @@ lint: $(STAMP)
 
 ## Browse the runs (make mlflow-ui PORT=5001): prints the runs page's address in the model-training view.
 mlflow-ui: $(STAMP)
-	$(BIN)/python -m cnnrepro.mlflow_view --port $(PORT)
+	$(BIN)/python -m cnnrepro.tracking.ui --port $(PORT)
 
 ## Headless Chromium for the report's HTML tests (Debian's package). Installs nothing unasked: it says what it
 ## would run, asks on a terminal, and otherwise skips (those tests then skip). INSTALL_CHROMIUM=yes installs

@@ -4,7 +4,7 @@ import sys
 
 from snakemake.utils import min_version
 
-from cnnrepro.config import validate_params
+from cnnrepro.params import validate_params
 from cnnrepro.errors import ParamsError
 
 min_version("8.0")
@@ -45,20 +45,20 @@ rule all:
 # one pipeline per directory (.cnnrepro/pipeline.lock, named in the error a second one gets), the
 # MLflow store and experiment created once, runs of dead jobs marked FAILED, and one parent run
 # per invocation, exported to the jobs as CNNREPRO_PARENT_RUN_ID (kept, and left open, when the
-# user set it). After: the parent run closed FINISHED or FAILED. See src/cnnrepro/pipeline_run.py.
+# user set it). After: the parent run closed FINISHED or FAILED. See src/cnnrepro/orchestration/pipeline_run.py.
 onstart:
-    from cnnrepro import pipeline_run
+    from cnnrepro.orchestration import pipeline_run
 
     pipeline_run.run_hook("snakemake", "start")
 
 
 onsuccess:
-    from cnnrepro import pipeline_run
+    from cnnrepro.orchestration import pipeline_run
 
     pipeline_run.run_hook("snakemake", "finish", "FINISHED")
 
 
 onerror:
-    from cnnrepro import pipeline_run
+    from cnnrepro.orchestration import pipeline_run
 
     pipeline_run.run_hook("snakemake", "finish", "FAILED")

@@ -20,11 +20,11 @@ import time
 import numpy as np
 import torch
 
-from cnnrepro.engine.augment import AugmentationSpec
-from cnnrepro.engine.inputs import InputPipeline
-from cnnrepro.models.registry import create_model, get_variant
-from cnnrepro.training.loop import DeviceSplit, FitSettings, fit
-from cnnrepro.training.optim import make_optimizer
+from cnnrepro.train.inputs.augment import AugmentationSpec
+from cnnrepro.train.inputs.pipeline import InputPipeline
+from cnnrepro.variants.registry import create_model, get_variant
+from cnnrepro.train.backends.torch.loop import DeviceSplit, FitSettings, fit
+from cnnrepro.train.backends.torch.optimizers import make_optimizer
 
 RTOL, ATOL = 1e-4, 1e-5
 

@@ -72,7 +72,7 @@ import sys
 from pathlib import Path
 import yaml
 from cnnrepro.bench.pipeline import write_random_vgg16
-from cnnrepro.models import vgg16
+from cnnrepro.train.backends.torch.models import vgg16
 params = yaml.safe_load(Path("params.yaml").read_text())
 try:
     vgg16.resolve_keras_weights(params["train"]["vgg16"], timeout_s=5)

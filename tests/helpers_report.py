@@ -9,12 +9,12 @@ from typing import Any
 
 import yaml
 
-from cnnrepro.config import PROJECT_ROOT
 from cnnrepro.fsutil import write_json_atomic
-from cnnrepro.models.registry import get_variant
+from cnnrepro.params import PROJECT_ROOT
 from cnnrepro.report.collect import ReportSettings
 from cnnrepro.report.verdict import VerdictRule
-from cnnrepro.runs import RunInfo, RunMetrics, run_dir, write_run
+from cnnrepro.run_outputs import RunInfo, RunMetrics, run_dir, write_run
+from cnnrepro.variants.registry import get_variant
 
 BINARY_LABELS = ("cat", "dog")
 TEN_LABELS = tuple(str(i) for i in range(10))

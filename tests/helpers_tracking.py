@@ -18,10 +18,10 @@ def log_run_worker(uri: str, experiment: str, index: int, steps: int, barrier: A
         import mlflow.store.tracking.sqlalchemy_store
         import mlflow.tracking  # noqa: F401
 
-        from cnnrepro import tracking
+        from cnnrepro.tracking.tracked_run import tracked_run
 
         barrier.wait(timeout=120)
-        with tracking.tracked_run(uri, experiment, run_name=f"worker{index}", tags={"worker": str(index)}) as run:
+        with tracked_run(uri, experiment, run_name=f"worker{index}", tags={"worker": str(index)}) as run:
             run.log_params({"index": index, "nested": {"steps": steps}})
             for step in range(steps):
                 run.log_metrics({key: index + step / 100 for key in METRIC_KEYS}, step=step)

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from cnnrepro.config import PROJECT_ROOT, validate_params
-from cnnrepro.models.vgg16 import BLOCKS
+from cnnrepro.params import PROJECT_ROOT, validate_params
+from cnnrepro.train.backends.torch.models.vgg16 import BLOCKS
 
 CLASSES = ("cats", "dogs")
 UNREACHABLE_URL = "http://127.0.0.1:9/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -164,8 +164,8 @@ def train(
     """`cnnrepro train` in this process (the same code path as the command, minus argument parsing)."""
     import torch
 
-    from cnnrepro import train_cli as cli
-    from cnnrepro.config import load_params
+    from cnnrepro.params import load_params
+    from cnnrepro.train import cli as cli
 
     args = train_args(
         variant, seed, data, out, params=params, checkpoints=checkpoints, init_from=init_from, ablation=ablation

@@ -11,17 +11,18 @@ import pytest
 import torch
 import yaml
 
-from cnnrepro import ablations, fidelity
-from cnnrepro.config import PROJECT_ROOT, load_params, load_schema
-from cnnrepro.engine.augment import AugmentationSpec, augment_batch
-from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.errors import CnnreproError
-from cnnrepro.keras_impl import ledger as keras_ledger
-from cnnrepro.models import vgg16
-from cnnrepro.runs import load_run
-from cnnrepro.training import runner
-from cnnrepro.training.loop import train_step
-from cnnrepro.training.optim import make_optimizer
+from cnnrepro.params import PROJECT_ROOT, load_params, load_schema
+from cnnrepro.run_outputs import load_run
+from cnnrepro.train import ablations
+from cnnrepro.train import ledger as fidelity
+from cnnrepro.train.backends.keras import ledger as keras_ledger
+from cnnrepro.train.backends.torch import trainer as runner
+from cnnrepro.train.backends.torch.loop import train_step
+from cnnrepro.train.backends.torch.models import vgg16
+from cnnrepro.train.backends.torch.optimizers import make_optimizer
+from cnnrepro.train.engine.run_config import resolve_run_config
+from cnnrepro.train.inputs.augment import AugmentationSpec, augment_batch
 
 from .helpers_train import (
     keras_vgg16_weights,
@@ -211,8 +212,9 @@ def test_torch_one_step_moves_the_base_as_keras_2_0_8_did(vgg_params: dict) -> N
 
 @needs_tf
 def test_keras_one_step_moves_the_base_as_keras_2_0_8_did(vgg_params: dict) -> None:
-    from cnnrepro.keras_impl import models, optim
-    from cnnrepro.keras_impl import train as keras_train
+    from cnnrepro.train.backends.keras import models
+    from cnnrepro.train.backends.keras import optimizers as optim
+    from cnnrepro.train.backends.keras import trainer as keras_train
 
     def moved(config: dict) -> set[str]:
         model = keras_train.build_model(config)

@@ -1,4 +1,4 @@
-"""cnnrepro.engine.augment: Keras ImageDataGenerator semantics, checked against scipy.ndimage (what Keras used)."""
+"""cnnrepro.train.inputs.augment: ImageDataGenerator semantics, checked against scipy.ndimage (what Keras used)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import scipy.ndimage as ndi
 import scipy.stats
 import torch
 
-from cnnrepro.engine.augment import (
+from cnnrepro.errors import CnnreproError
+from cnnrepro.train.inputs.augment import (
     AugmentationSpec,
     apply_transforms,
     augment_batch,
@@ -16,7 +17,6 @@ from cnnrepro.engine.augment import (
     sample_transforms,
     transform_matrices,
 )
-from cnnrepro.errors import CnnreproError
 
 N_DRAWS = 4000
 

@@ -15,15 +15,15 @@ import torch
 from cnnrepro import cli
 from cnnrepro.bench import flops, peaks
 from cnnrepro.bench.table import STEP_COLUMNS
-from cnnrepro.config import load_params
-from cnnrepro.engine.augment import augment_batch, book_augmentation
-from cnnrepro.engine.lifecycle import load_splits
-from cnnrepro.engine.run_config import resolve_run_config
-from cnnrepro.models import vgg16
-from cnnrepro.models.registry import create_model
-from cnnrepro.training import runner
-from cnnrepro.training.loop import train_step
-from cnnrepro.training.optim import make_optimizer
+from cnnrepro.params import load_params
+from cnnrepro.train.backends.torch import trainer as runner
+from cnnrepro.train.backends.torch.loop import train_step
+from cnnrepro.train.backends.torch.models import vgg16
+from cnnrepro.train.backends.torch.optimizers import make_optimizer
+from cnnrepro.train.engine.lifecycle import load_splits
+from cnnrepro.train.engine.run_config import resolve_run_config
+from cnnrepro.train.inputs.augment import augment_batch, book_augmentation
+from cnnrepro.variants.registry import create_model
 
 from .helpers_train import UNREACHABLE_URL, make_image_folder, make_npz, tiny_overrides, write_params
 
@@ -276,7 +276,7 @@ def test_augmentation_is_float32_under_bf16_autocast() -> None:
 
 
 def test_cpu_batches_are_the_rows_index_select_gives() -> None:
-    from cnnrepro.training.loop import DeviceSplit
+    from cnnrepro.train.backends.torch.loop import DeviceSplit
 
     images = torch.randint(0, 256, (7, 5, 6, 3), dtype=torch.uint8)
     features = torch.rand(7, 11)

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnrepro.config import load_params
-from cnnrepro.engine import cache
-from cnnrepro.engine import checkpoint as ckpt
-from cnnrepro.engine.data import load_image_split, manifest_sha256
-from cnnrepro.engine.lifecycle import load_splits
-from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.errors import CnnreproError
+from cnnrepro.params import load_params
+from cnnrepro.train.engine import cache
+from cnnrepro.train.engine import checkpoint as ckpt
+from cnnrepro.train.engine.lifecycle import load_splits
+from cnnrepro.train.engine.run_config import resolve_run_config
+from cnnrepro.train.engine.splits import load_image_split, manifest_sha256
 
 from .helpers_train import make_image_folder, write_params
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnrepro import gpus
+from cnnrepro.orchestration import gpu_slots as gpus
 
 from .conftest import PROJECT_ROOT
 from .helpers_faults import dry_run_resources, fake_gpu_bin, project_with_profiles, set_params, with_path
@@ -88,7 +88,7 @@ def test_runs_per_gpu_slots_fill_the_least_busy_gpu_first(tmp_path: Path) -> Non
 HOLD_CLAIM = """
 import sys, time
 from pathlib import Path
-from cnnrepro.gpus import claim_slot
+from cnnrepro.orchestration.gpu_slots import claim_slot
 claim = claim_slot(sys.argv[2:], Path(sys.argv[1]))
 print(claim.index, flush=True)
 time.sleep(300)

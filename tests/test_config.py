@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from cnnrepro.cli import main as cli_main
-from cnnrepro.config import load_params
 from cnnrepro.errors import ParamsError
+from cnnrepro.params import load_params
 
 from .conftest import PROJECT_ROOT
 
@@ -59,7 +59,7 @@ def test_environment_overrides_mirror_and_tracking(tmp_path: Path, monkeypatch: 
 
 
 def test_missing_mirror_is_an_error_naming_the_key(tmp_path: Path) -> None:
-    from cnnrepro.config import mirror_dir
+    from cnnrepro.params import mirror_dir
 
     path = _write_params(tmp_path, lambda p: p["data"].update(mirror=str(tmp_path / "nowhere")))
     with pytest.raises(ParamsError, match=r"data\.mirror: mirror directory .*nowhere does not exist"):

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from cnnrepro.cli import main as cli_main
-from cnnrepro.config import load_params
 from cnnrepro.data import idx
 from cnnrepro.data.download import download_dataset, fetch
 from cnnrepro.errors import CnnreproError
+from cnnrepro.params import load_params
 
 from .helpers_data import (
     closed_port_url,

@@ -17,15 +17,15 @@ import pytest
 import torch
 from torch import nn
 
-from cnnrepro.engine import checkpoint as ckpt
-from cnnrepro.engine.augment import book_augmentation
-from cnnrepro.engine.inputs import InputPipeline
-from cnnrepro.engine.run_config import resolve_fast_step
 from cnnrepro.errors import CnnreproError
-from cnnrepro.training.checkpoint_writer import CheckpointWriter
-from cnnrepro.training.fast_step import FastSteps, supported
-from cnnrepro.training.loop import DeviceSplit, FitSettings, fit, train_step
-from cnnrepro.training.optim import make_optimizer
+from cnnrepro.train.backends.torch.checkpoint_writer import CheckpointWriter
+from cnnrepro.train.backends.torch.fast_step import FastSteps, supported
+from cnnrepro.train.backends.torch.loop import DeviceSplit, FitSettings, fit, train_step
+from cnnrepro.train.backends.torch.optimizers import make_optimizer
+from cnnrepro.train.engine import checkpoint as ckpt
+from cnnrepro.train.engine.run_config import resolve_fast_step
+from cnnrepro.train.inputs.augment import book_augmentation
+from cnnrepro.train.inputs.pipeline import InputPipeline
 
 SIZE = 20
 

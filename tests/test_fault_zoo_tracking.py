@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnrepro import tracking
-from cnnrepro.config import load_params
 from cnnrepro.errors import CnnreproError, ParamsError
+from cnnrepro.params import load_params
+from cnnrepro.tracking.store import ensure_experiment
 
 from .helpers_data import write_params
 from .helpers_faults import wait_for
@@ -41,7 +41,7 @@ def _scrambled_store(tmp_path: Path) -> Path:
     """A real MLflow store whose pages after the first are garbage (the SQLite header still valid)."""
     database = tmp_path / "store" / "mlflow.db"
     database.parent.mkdir()
-    tracking.ensure_experiment(f"sqlite:///{database}", "e")
+    ensure_experiment(f"sqlite:///{database}", "e")
     data = bytearray(database.read_bytes())
     for i in range(4096, len(data), 7):
         data[i] = (data[i] * 31 + 7) & 255
@@ -93,10 +93,10 @@ def test_store_lock_fails_at_once_on_a_missing_path(tmp_path: Path) -> None:
     # Past the params check (a caller handing the URI straight in): no mkdir, no 600 s lock retry.
     start = time.monotonic()
     with pytest.raises(CnnreproError, match=r"tracking store sqlite:////proc/x\.db: cannot create files in /proc"):
-        tracking.ensure_experiment("sqlite:////proc/x.db", "e")
+        ensure_experiment("sqlite:////proc/x.db", "e")
     missing = tmp_path / "a" / "b" / "mlflow.db"
     with pytest.raises(CnnreproError, match=r"directory .*/a/b does not exist"):
-        tracking.ensure_experiment(f"sqlite:///{missing}", "e")
+        ensure_experiment(f"sqlite:///{missing}", "e")
     assert not (tmp_path / "a").exists()
     assert time.monotonic() - start < HANG_GUARD_S
 

@@ -18,10 +18,10 @@ import torch
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
-from cnnrepro import tracking
 from cnnrepro.cli import main as cli_main
-from cnnrepro.engine import checkpoint as ckpt
 from cnnrepro.errors import CnnreproError
+from cnnrepro.tracking.store import ensure_experiment
+from cnnrepro.train.engine import checkpoint as ckpt
 
 from .helpers_train import make_npz, shared_store, tiny_overrides, train, write_params
 
@@ -82,7 +82,7 @@ def _no_larger_files() -> None:
 def test_failed_checkpoint_write_is_one_line_and_leaves_nothing_half_written(project: Path) -> None:
     store = f"sqlite:///{project / 'mlflow.db'}"
     params = _params(project, store)
-    tracking.ensure_experiment(store, "train-tests")  # the store exists before the size limit applies
+    ensure_experiment(store, "train-tests")  # the store exists before the size limit applies
     result = subprocess.run(
         ["cnnrepro", *_train_argv(params)],
         cwd=project,

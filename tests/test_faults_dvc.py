@@ -3,7 +3,7 @@ and DVC, and an interrupted `dvc repro`.
 
 - The pipeline lock: a second pipeline fails at once naming the first (tool, pid, start); a holder
   killed with SIGKILL leaves no stale lock; stages refuse to run under another pipeline.
-- `python -m cnnrepro.pipeline_run -- dvc repro` (`make dvc-repro`): one lock, one parent run.
+- `python -m cnnrepro.orchestration.pipeline_run -- dvc repro` (`make dvc-repro`): one lock, one parent run.
 - Bad params (unknown variant, negative epochs, wrong type, missing mirror): one line naming the key,
   before any stage writes anything.
 - `dvc repro` interrupted by SIGINT or SIGKILL mid-stage: dvc.lock stays valid and the next
@@ -28,9 +28,13 @@ import pytest
 import torch
 import yaml
 
-from cnnrepro import pipeline_lock, pipeline_run, tracking
 from cnnrepro.cli import main as cli_main
 from cnnrepro.errors import CnnreproError
+from cnnrepro.orchestration import pipeline_lock, pipeline_run
+from cnnrepro.tracking.liveness import TAG_PID, TAG_STALE
+from cnnrepro.tracking.pipeline import TAG_KIND, start_pipeline_run
+from cnnrepro.tracking.store import client, ensure_experiment
+from cnnrepro.tracking.tracked_run import PARENT_RUN_ENV
 
 from .helpers_data import serve_directory, write_params
 from .helpers_faults import kill_tree, project_with_profiles, set_params, wait_for
@@ -40,7 +44,7 @@ from .pipeline_project import ARCHIVE, make_mirror, make_project, run, tiny_para
 # A process that holds the pipeline lock as `tool` and prints its pipeline id, then waits to be killed.
 HOLD_LOCK = """
 import sys, time
-from cnnrepro import pipeline_lock
+from cnnrepro.orchestration import pipeline_lock
 lock = pipeline_lock.acquire(sys.argv[1])
 print(lock.holder.pipeline_id, flush=True)
 time.sleep(300)
@@ -120,7 +124,7 @@ def test_stage_refuses_to_run_under_another_pipeline(tmp_path: Path, monkeypatch
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     uri = shared_store(tmp_path_factory)
-    tracking.ensure_experiment(uri, "wrapped")  # created here, in-process: cheaper than in a subprocess
+    ensure_experiment(uri, "wrapped")  # created here, in-process: cheaper than in a subprocess
     return uri
 
 
@@ -137,7 +141,7 @@ def _workdir(tmp_path: Path, store: str) -> Path:
 # The wrapped "stage": records what a stage started by DVC would see.
 REPORT_ENV = """
 import json, os, sys
-from cnnrepro import pipeline_lock
+from cnnrepro.orchestration import pipeline_lock
 holder = pipeline_lock.current_holder()
 pipeline_lock.guard_stage("report")
 env = {"parent": os.environ.get("CNNREPRO_PARENT_RUN_ID"), "pipeline": os.environ.get("CNNREPRO_PIPELINE_ID")}
@@ -147,14 +151,14 @@ sys.exit(int(sys.argv[1]))
 
 
 def _wrapped(work: Path, code: int) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cnnrepro.pipeline_run", "--tool", "dvc", "--"]
+    command = [sys.executable, "-m", "cnnrepro.orchestration.pipeline_run", "--tool", "dvc", "--"]
     return subprocess.run(
         [*command, sys.executable, "-c", REPORT_ENV, str(code)], cwd=work, capture_output=True, text=True, timeout=300
     )
 
 
 def _run(store: str, run_id: str) -> Any:
-    return tracking.client(store).get_run(run_id)
+    return client(store).get_run(run_id)
 
 
 def test_wrapper_runs_the_command_as_one_pipeline(tmp_path: Path, store: str) -> None:
@@ -166,7 +170,7 @@ def test_wrapper_runs_the_command_as_one_pipeline(tmp_path: Path, store: str) ->
     assert seen["holder"] == "dvc" and seen["holder_id"] == seen["pipeline"]
     parent = _run(store, seen["parent"])
     assert parent.info.status == "FAILED"
-    assert parent.data.tags[tracking.TAG_KIND] == "pipeline"
+    assert parent.data.tags[TAG_KIND] == "pipeline"
     assert pipeline_lock.current_holder(work) is None
 
 
@@ -174,16 +178,16 @@ def test_session_opens_and_closes_the_parent_run(tmp_path: Path, store: str, mon
     monkeypatch.chdir(_workdir(tmp_path, store))
     session = pipeline_run.begin("snakemake")
     try:
-        assert os.environ[tracking.PARENT_RUN_ENV] == session.parent_run_id
+        assert os.environ[PARENT_RUN_ENV] == session.parent_run_id
         assert os.environ[pipeline_lock.PIPELINE_ID_ENV] == session.lock.holder.pipeline_id
         assert pipeline_lock.current_holder().tool == "snakemake"
         parent = _run(store, session.parent_run_id)
         assert parent.info.status == "RUNNING"
-        assert parent.data.tags[tracking.TAG_PID] == str(os.getpid())  # so a dead orchestrator's run is found
+        assert parent.data.tags[TAG_PID] == str(os.getpid())  # so a dead orchestrator's run is found
     finally:
         pipeline_run.finish("FINISHED")
     assert _run(store, session.parent_run_id).info.status == "FINISHED"
-    assert tracking.PARENT_RUN_ENV not in os.environ and pipeline_lock.PIPELINE_ID_ENV not in os.environ
+    assert PARENT_RUN_ENV not in os.environ and pipeline_lock.PIPELINE_ID_ENV not in os.environ
     assert pipeline_lock.current_holder() is None
 
 
@@ -191,14 +195,14 @@ def test_session_keeps_a_parent_run_the_user_opened(
     tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(_workdir(tmp_path, store))
-    mine = tracking.start_pipeline_run(store, "wrapped", name="mine")
-    monkeypatch.setenv(tracking.PARENT_RUN_ENV, mine)
+    mine = start_pipeline_run(store, "wrapped", name="mine")
+    monkeypatch.setenv(PARENT_RUN_ENV, mine)
     session = pipeline_run.begin("snakemake")
     pipeline_run.finish("FAILED")
     assert session.parent_run_id == mine and not session.owns_parent
     assert _run(store, mine).info.status == "RUNNING"  # the user's to close
-    assert os.environ[tracking.PARENT_RUN_ENV] == mine
-    monkeypatch.setenv(tracking.PARENT_RUN_ENV, "0" * 32)
+    assert os.environ[PARENT_RUN_ENV] == mine
+    monkeypatch.setenv(PARENT_RUN_ENV, "0" * 32)
     with pytest.raises(CnnreproError) as info:
         pipeline_run.begin("snakemake")
     assert _one_line(str(info.value)).startswith(f"CNNREPRO_PARENT_RUN_ID={'0' * 32}: no such run in ")
@@ -208,7 +212,7 @@ def test_session_keeps_a_parent_run_the_user_opened(
 # An orchestrator that opens its pipeline session, reports the parent run, then hangs until killed.
 ORCHESTRATOR = """
 import time
-from cnnrepro import pipeline_run
+from cnnrepro.orchestration import pipeline_run
 session = pipeline_run.begin("snakemake")
 print(session.parent_run_id, flush=True)
 time.sleep(300)
@@ -231,7 +235,7 @@ def test_parent_run_of_a_killed_orchestrator_is_marked_failed(
     pipeline_run.begin("snakemake")  # the next pipeline here cleans up first
     pipeline_run.finish("FINISHED")
     assert _run(store, parent).info.status == "FAILED"
-    assert "is gone" in _run(store, parent).data.tags[tracking.TAG_STALE]
+    assert "is gone" in _run(store, parent).data.tags[TAG_STALE]
 
 
 WAIT_FOREVER = "import time; print('started', flush=True); time.sleep(300)"
@@ -243,7 +247,17 @@ def test_snakemake_and_dvc_exclude_each_other(tmp_path: Path) -> None:
     target = "data/raw/mnist"
     # `make dvc-repro` (the wrapper) runs a long stage: it holds the directory.
     dvc = subprocess.Popen(
-        [sys.executable, "-m", "cnnrepro.pipeline_run", "--tool", "dvc", "--", sys.executable, "-c", WAIT_FOREVER],
+        [
+            sys.executable,
+            "-m",
+            "cnnrepro.orchestration.pipeline_run",
+            "--tool",
+            "dvc",
+            "--",
+            sys.executable,
+            "-c",
+            WAIT_FOREVER,
+        ],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -257,7 +271,9 @@ def test_snakemake_and_dvc_exclude_each_other(tmp_path: Path) -> None:
         assert f"another pipeline is running in this directory: dvc (pid {dvc.pid} on " in second.stdout + second.stderr
         assert not (project / target).exists() and not (project / "logs").exists()
         # A second `make dvc-repro` is refused the same way, in one line.
-        wrapped = run([sys.executable, "-m", "cnnrepro.pipeline_run", "--", "dvc", "repro"], project, check=False)
+        wrapped = run(
+            [sys.executable, "-m", "cnnrepro.orchestration.pipeline_run", "--", "dvc", "repro"], project, check=False
+        )
         assert wrapped.returncode == 1
         assert f"dvc (pid {dvc.pid} on " in _one_line(wrapped.stderr)
         assert time.monotonic() - started < 60
@@ -387,7 +403,11 @@ def test_bad_params_under_snakemake(fault: str, fresh_project: Path) -> None:
 def test_bad_params_under_the_dvc_wrapper(fault: str, fresh_project: Path) -> None:
     restore = _with_params(fresh_project, _broken(yaml.safe_load((fresh_project / "params.yaml").read_text()), fault))
     try:
-        result = run([sys.executable, "-m", "cnnrepro.pipeline_run", "--", "dvc", "repro"], fresh_project, check=False)
+        result = run(
+            [sys.executable, "-m", "cnnrepro.orchestration.pipeline_run", "--", "dvc", "repro"],
+            fresh_project,
+            check=False,
+        )
     finally:
         restore()
     assert result.returncode == 1

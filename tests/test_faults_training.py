@@ -21,9 +21,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from cnnrepro import pipeline_lock, tracking
-from cnnrepro.engine import checkpoint as ckpt
-from cnnrepro.train_cli import TAG_RESUMED_AFTER, TAG_RESUMED_FROM
+from cnnrepro.orchestration import pipeline_lock
+from cnnrepro.tracking.pipeline import TAG_KIND
+from cnnrepro.tracking.store import client as store_client
+from cnnrepro.train.cli import TAG_RESUMED_AFTER, TAG_RESUMED_FROM
+from cnnrepro.train.engine import checkpoint as ckpt
 
 from .helpers_faults import copy_profiles, find_descendant, kill_tree, project_with_profiles, set_params, wait_for
 from .helpers_train import make_npz, shared_store, train, write_params
@@ -76,7 +78,7 @@ def _assert_same_weights(a: Path, b: Path) -> None:
 
 
 def _runs(store: str, experiment: str) -> list[Any]:
-    client = tracking.client(store)
+    client = store_client(store)
     found = client.get_experiment_by_name(experiment)
     return client.search_runs([found.experiment_id], max_results=1000) if found else []
 
@@ -124,7 +126,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(
     assert (tmp_path / "straight" / "history.csv").read_text() == (tmp_path / "resumed" / "history.csv").read_text()
     assert not checkpoint.exists()  # removed once the outputs are written
 
-    client = tracking.client(store)
+    client = store_client(store)
     assert client.get_run(killed.info.run_id).info.status == "FAILED"
     run_id = yaml.safe_load((tmp_path / "resumed" / "run_info.json").read_text())["mlflow"]["run_id"]
     new = client.get_run(run_id)
@@ -181,7 +183,7 @@ def test_snakemake_killed_mid_epoch_resumes_on_the_next_run(tmp_path: Path) -> N
     assert pipeline_lock.current_holder(project) is None  # our lock died with Snakemake
     store = "sqlite:///" + str(project / "mlflow.db")
     running = {r.info.run_id: r for r in _runs(store, "cnnrepro") if r.info.status == "RUNNING"}
-    (killed_parent,) = [r for r in running.values() if r.data.tags.get(tracking.TAG_KIND) == "pipeline"]
+    (killed_parent,) = [r for r in running.values() if r.data.tags.get(TAG_KIND) == "pipeline"]
     (killed_job,) = [r for r in running.values() if r.info.run_id != killed_parent.info.run_id]
 
     # Snakemake's own directory lock is left behind by SIGKILL: the documented `--unlock` clears it.
@@ -195,14 +197,14 @@ def test_snakemake_killed_mid_epoch_resumes_on_the_next_run(tmp_path: Path) -> N
     )
     assert (project / TARGET / "metrics.json").exists()
 
-    client = tracking.client(store)
+    client = store_client(store)
     assert client.get_run(killed_job.info.run_id).info.status == "FAILED"
     assert client.get_run(killed_parent.info.run_id).info.status == "FAILED"  # its process is gone
     runs = _runs(store, "cnnrepro")
     (resumed,) = [r for r in runs if r.data.tags.get(TAG_RESUMED_FROM) == killed_job.info.run_id]
     assert resumed.info.status == "FINISHED"
     (parent,) = [r for r in runs if r.info.run_id == resumed.data.tags["mlflow.parentRunId"]]
-    assert parent.info.status == "FINISHED" and parent.data.tags[tracking.TAG_KIND] == "pipeline"
+    assert parent.info.status == "FINISHED" and parent.data.tags[TAG_KIND] == "pipeline"
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
     # The same training, uninterrupted, by hand in the same project.

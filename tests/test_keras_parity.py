@@ -24,21 +24,21 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cnnrepro import tracking
-from cnnrepro.config import load_params
-from cnnrepro.engine import checkpoint as ckpt
-from cnnrepro.engine.inputs import InputPipeline, augmentation, make_iterators
-from cnnrepro.engine.lifecycle import load_splits
-from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.errors import CnnreproError
-from cnnrepro.models import vgg16 as torch_vgg16
-from cnnrepro.models.layers import count_parameters as torch_count
-from cnnrepro.models.registry import create_model as create_torch_model
-from cnnrepro.models.registry import get_variant, list_variants
-from cnnrepro.runs import HISTORY_COLUMNS, load_run
-from cnnrepro.train_cli import TAG_RESUMED_AFTER
-from cnnrepro.training.loop import loss_sum_and_correct
-from cnnrepro.training.optim import make_optimizer as make_torch_optimizer
+from cnnrepro.params import load_params
+from cnnrepro.run_outputs import HISTORY_COLUMNS, load_run
+from cnnrepro.tracking.store import client as store_client
+from cnnrepro.train.backends.torch.loop import loss_sum_and_correct
+from cnnrepro.train.backends.torch.models import vgg16 as torch_vgg16
+from cnnrepro.train.backends.torch.models.layers import count_parameters as torch_count
+from cnnrepro.train.backends.torch.optimizers import make_optimizer as make_torch_optimizer
+from cnnrepro.train.cli import TAG_RESUMED_AFTER
+from cnnrepro.train.engine import checkpoint as ckpt
+from cnnrepro.train.engine.lifecycle import load_splits
+from cnnrepro.train.engine.run_config import resolve_run_config
+from cnnrepro.train.inputs.pipeline import InputPipeline, augmentation, make_iterators
+from cnnrepro.variants.registry import create_model as create_torch_model
+from cnnrepro.variants.registry import get_variant, list_variants
 
 from .dag import snakemake_jobs
 from .helpers_faults import wait_for
@@ -58,7 +58,11 @@ from .test_dag_parity import assert_same_dag
 # Where the gradient is this small, float32 summation noise decides the RMSprop step (the step saturates
 # at lr / sqrt(1 - rho) as soon as |g| >> eps): such elements are counted, not compared.
 NOISY_GRADIENT = 1e-6
-KERAS_MODULES = ("cnnrepro.keras_impl.train", "cnnrepro.keras_impl.optim", "cnnrepro.keras_impl.models")
+KERAS_MODULES = (
+    "cnnrepro.train.backends.keras.trainer",
+    "cnnrepro.train.backends.keras.optimizers",
+    "cnnrepro.train.backends.keras.models",
+)
 
 
 # --- fixtures --------------------------------------------------------------------------------------
@@ -133,12 +137,12 @@ def test_missing_tensorflow_is_one_line_naming_the_extra(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], prepared: Path, store: str, work: Path
 ) -> None:
     from cnnrepro.cli import main
-    from cnnrepro.keras_impl import INSTALL_HINT, import_keras
+    from cnnrepro.train.backends.keras import INSTALL_HINT, import_keras
 
     monkeypatch.setitem(sys.modules, "keras", None)  # `import keras` now raises ImportError
     for name in KERAS_MODULES:
         monkeypatch.delitem(sys.modules, name, raising=False)
-        # `from cnnrepro.keras_impl import train` returns the package's attribute when an earlier test set it.
+        # `from cnnrepro.train.backends.keras import train` returns the package's attribute when an earlier test set it.
         package, _, attribute = name.rpartition(".")
         monkeypatch.delattr(sys.modules[package], attribute, raising=False)
     with pytest.raises(CnnreproError, match=r"install the extra: pip install -e \.\[keras\]"):
@@ -209,7 +213,7 @@ def _torch_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[
 
 
 def _keras_shapes(model: Any) -> list[tuple[str, tuple[int, ...]]]:
-    from cnnrepro.keras_impl.models import keras, output_shapes
+    from cnnrepro.train.backends.keras.models import keras, output_shapes
 
     kinds = {
         keras.layers.Conv2D: "conv",
@@ -232,7 +236,7 @@ def _freeze_torch(model: nn.Module, trainable: str) -> None:
 
 @needs_tf
 def test_the_keras_builders_cover_the_registry_exactly() -> None:
-    from cnnrepro.keras_impl import models
+    from cnnrepro.train.backends.keras import models
 
     assert sorted([*models.KERAS_BUILDERS, *models.VGG_VARIANTS]) == sorted(list_variants())
 
@@ -240,7 +244,7 @@ def test_the_keras_builders_cover_the_registry_exactly() -> None:
 @needs_tf
 @pytest.mark.parametrize("variant", list_variants())
 def test_keras_model_has_the_torch_parameter_counts_and_layer_shapes(variant: str) -> None:
-    from cnnrepro.keras_impl import models
+    from cnnrepro.train.backends.keras import models
 
     spec = get_variant(variant)
     torch_model = create_torch_model(variant)
@@ -256,7 +260,7 @@ def test_keras_model_has_the_torch_parameter_counts_and_layer_shapes(variant: st
 @needs_tf
 @pytest.mark.parametrize("style", ["keras1", "keras2"])
 def test_vgg16_base_loads_the_keras_h5_as_keras_applications_does(tmp_path: Path, style: str) -> None:
-    from cnnrepro.keras_impl import models
+    from cnnrepro.train.backends.keras import models
 
     weights = keras_vgg16_weights(seed=5)
     base = models.vgg16_conv_base(write_keras_h5(tmp_path / "w.h5", weights, style=style))
@@ -274,7 +278,7 @@ def test_vgg16_base_loads_the_keras_h5_as_keras_applications_does(tmp_path: Path
 
 def _apply(keras_optimizer: Any, torch_name: str, lr: float, grads: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The same gradient sequence through a Keras optimizer and a PyTorch one, from the same start."""
-    from cnnrepro.keras_impl.models import keras
+    from cnnrepro.train.backends.keras.models import keras
 
     start = np.linspace(-1, 1, grads[0].size, dtype=np.float32).reshape(grads[0].shape)
     variable = keras.Variable(start)
@@ -289,8 +293,8 @@ def _apply(keras_optimizer: Any, torch_name: str, lr: float, grads: list[np.ndar
 
 @needs_tf
 def test_keras2_rmsprop_is_the_books_rule_and_keras3_rmsprop_is_not() -> None:
-    from cnnrepro.keras_impl.models import keras
-    from cnnrepro.keras_impl.optim import Keras2RMSprop, make_optimizer
+    from cnnrepro.train.backends.keras.models import keras
+    from cnnrepro.train.backends.keras.optimizers import Keras2RMSprop, make_optimizer
 
     rng = np.random.default_rng(0)
     # Gradients from 1e-6 to 1e-2: where the two rules part (epsilon inside or outside the root).
@@ -311,7 +315,7 @@ def test_keras2_rmsprop_is_the_books_rule_and_keras3_rmsprop_is_not() -> None:
 
 def _zero_dropout(keras_model: Any, torch_model: nn.Module) -> None:
     """Dropout masks are each framework's own draws; the step is compared without them."""
-    from cnnrepro.keras_impl.models import keras, leaf_layers
+    from cnnrepro.train.backends.keras.models import keras, leaf_layers
 
     for layer in leaf_layers(keras_model):
         if isinstance(layer, keras.layers.Dropout):
@@ -323,7 +327,7 @@ def _zero_dropout(keras_model: Any, torch_model: nn.Module) -> None:
 
 def _in_keras_layout(keras_model: Any, torch_model: nn.Module, tensors: str) -> list[np.ndarray]:
     """The torch model's weights ("data") or gradients ("grad"), in the Keras model's get_weights() order."""
-    from cnnrepro.keras_impl.models import load_torch_weights
+    from cnnrepro.train.backends.keras.models import load_torch_weights
 
     view = copy.deepcopy(torch_model)
     with torch.no_grad():
@@ -339,8 +343,9 @@ def _in_keras_layout(keras_model: Any, torch_model: nn.Module, tensors: str) -> 
 def test_first_batch_and_first_step_match_the_pytorch_port(
     variant: str, request: pytest.FixtureRequest, store: str, work: Path, vgg_h5: Path
 ) -> None:
-    from cnnrepro.keras_impl import models, optim
-    from cnnrepro.keras_impl import streams as keras_streams
+    from cnnrepro.train.backends.keras import models
+    from cnnrepro.train.backends.keras import optimizers as optim
+    from cnnrepro.train.backends.keras import streams as keras_streams
 
     spec = get_variant(variant)
     params = write_params(
@@ -497,7 +502,7 @@ def _check_evaluate_and_predict(run: Path, data: Path, work: Path, capsys: pytes
     """`cnnrepro evaluate` reproduces the run's own test figures and `cnnrepro predict`'s labels agree with it,
     whichever framework trained the run."""
     from cnnrepro.cli import main
-    from cnnrepro.engine.data import load_npz
+    from cnnrepro.train.engine.splits import load_npz
 
     record = load_run(run)
     config, batch = record.info["config"], str(record.info["config"]["batch_size"])
@@ -546,7 +551,7 @@ def test_the_vgg16_chain_in_keras_moves_what_keras_2_0_8_trained(
     """As it ran: feature_extraction_augmented moves all 13 base kernels (the base left trainable on purpose);
     --ablation frozen_base moves none; fine_tuning after the faithful run moves block5's three and the head."""
     from cnnrepro.cli import main
-    from cnnrepro.keras_impl import models
+    from cnnrepro.train.backends.keras import models
 
     one_step = {"epochs": 1, "steps_per_epoch": 1, "validation_steps": 1, "batch_size": 2}
     overrides = {"feature_extraction_augmented": one_step, "fine_tuning": one_step}
@@ -627,7 +632,7 @@ def test_killed_keras_training_resumes_to_the_uninterrupted_result(work: Path, s
     (weights, optimizer, dropout seed state, replayed data and augmentation draws) and ends with the weights
     and history of an uninterrupted run. The augmentation variant: dropout and random augmentation, the
     states a resume is most likely to lose."""
-    from cnnrepro.keras_impl import models
+    from cnnrepro.train.backends.keras import models
 
     variant = "augmentation"
     book = make_image_folder(work / "book", {"train": 8, "validation": 4, "test": 2}, size=(60, 60))
@@ -671,7 +676,7 @@ def test_killed_keras_training_resumes_to_the_uninterrupted_result(work: Path, s
     assert (work / "straight" / "history.csv").read_text() == (work / "resumed" / "history.csv").read_text()
     # MLflow: the resumed run names the epoch it continued after and carries the whole curve.
     run_id = json.loads((work / "resumed" / "run_info.json").read_text())["mlflow"]["run_id"]
-    client = tracking.client(store)
+    client = store_client(store)
     assert client.get_run(run_id).data.tags[TAG_RESUMED_AFTER] == str(killed_after)
     steps = [m.step for m in client.get_metric_history(run_id, "val_accuracy")]
     assert sorted(steps) == list(range(1, KILL_EPOCHS + 1))

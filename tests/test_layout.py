@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnrepro.engine.backend import Backend
-from cnnrepro.stage_code import PACKAGE_DIR, imports_of, module_file
+from cnnrepro.orchestration.stage_code import PACKAGE_DIR, imports_of, module_file
+from cnnrepro.train.engine.backend import Backend
 
 from .conftest import PROJECT_ROOT
 
@@ -17,7 +17,7 @@ BACKENDS = ("training", "keras_impl")
 
 
 def _part(module: str) -> str:
-    """The top-level part of the package a module belongs to: `engine` for cnnrepro.engine.data."""
+    """The top-level part of the package a module belongs to: `engine` for cnnrepro.train.engine.splits."""
     return module.split(".")[1]
 
 
@@ -58,7 +58,7 @@ def test_backends_import_the_engine_and_never_each_other() -> None:
 
 def test_the_train_command_picks_a_backend_by_name() -> None:
     from cnnrepro.errors import CnnreproError
-    from cnnrepro.train_cli import load_backend
+    from cnnrepro.train.cli import load_backend
 
     torch_backend: Backend = load_backend("torch")
     assert torch_backend.framework == "torch" and torch_backend.model_file == "model.safetensors"

@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from cnnrepro import tracking
-from cnnrepro.mlflow_view import SORT_METRIC, runs_page_url
-from cnnrepro.runs import summarize_final
-from cnnrepro.tracking.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+from cnnrepro.run_outputs import summarize_final
+from cnnrepro.tracking.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, ensure_experiment
+from cnnrepro.tracking.ui import SORT_METRIC, runs_page_url
 
 
 def test_the_experiment_is_tagged_model_training(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment_id = tracking.ensure_experiment(uri, "view-test")
+    experiment_id = ensure_experiment(uri, "view-test")
     assert MlflowClient(uri).get_experiment(experiment_id).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
 
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from cnnrepro.training.optim import Keras3RMSprop, make_optimizer
+from cnnrepro.train.backends.torch.optimizers import Keras3RMSprop, make_optimizer
 
 
 def _steps(optimizer_name: str, grads: list[list[float]], lr: float, p0: list[float]) -> list[list[float]]:

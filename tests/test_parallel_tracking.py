@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnrepro import tracking
+from cnnrepro.tracking.pipeline import end_pipeline_run, start_pipeline_run
+from cnnrepro.tracking.store import client as store_client
+from cnnrepro.tracking.tracked_run import PARENT_RUN_ENV
 
 from .conftest import PROJECT_ROOT
 
@@ -30,14 +32,16 @@ STEPS = 15
 WORKER = """
 import sys
 from pathlib import Path
-from cnnrepro import tracking
-from cnnrepro.config import load_params
+from cnnrepro.tracking.pipeline import end_pipeline_run, start_pipeline_run
+from cnnrepro.tracking.store import client as store_client, ensure_experiment, tracking_settings
+from cnnrepro.tracking.tracked_run import PARENT_RUN_ENV, parent_run_id_from_env, tracked_run
+from cnnrepro.params import load_params
 
 params_path, index, notes, steps = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
-uri, experiment = tracking.tracking_settings(load_params(params_path))
+uri, experiment = tracking_settings(load_params(params_path))
 notes.write_text(f"notes of worker {index}\\n")
-tags, parent = {"worker": str(index)}, tracking.parent_run_id_from_env()
-with tracking.tracked_run(uri, experiment, run_name=f"node{index}", tags=tags, parent_run_id=parent) as run:
+tags, parent = {"worker": str(index)}, parent_run_id_from_env()
+with tracked_run(uri, experiment, run_name=f"node{index}", tags=tags, parent_run_id=parent) as run:
     run.log_params({"index": index, "nested": {"steps": steps}})
     for step in range(steps):
         run.log_metrics({"loss": index + step / 100, "val_accuracy": step / 100}, step=step)
@@ -102,8 +106,8 @@ def test_four_processes_log_to_one_tracking_server(tmp_path: Path, mlflow_server
     # What params.yaml says is overridden by the environment, as on a cluster.
     params["tracking"] = {"uri": "sqlite:///not-used.db", "experiment": "cluster"}
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    parent = tracking.start_pipeline_run(url, "cluster", name="pipeline on the cluster")
-    env = os.environ | {"CNNREPRO_TRACKING_URI": url, tracking.PARENT_RUN_ENV: parent}
+    parent = start_pipeline_run(url, "cluster", name="pipeline on the cluster")
+    env = os.environ | {"CNNREPRO_TRACKING_URI": url, PARENT_RUN_ENV: parent}
     # All at once against an experiment that exists already (the parent created it) ...
     procs = [
         subprocess.Popen(
@@ -124,9 +128,9 @@ def test_four_processes_log_to_one_tracking_server(tmp_path: Path, mlflow_server
     run_ids = {run_id for _, run_id in reported}
     assert {uri for uri, _ in reported} == {url}
     assert not (work / "not-used.db").exists()
-    tracking.end_pipeline_run(url, parent)
+    end_pipeline_run(url, parent)
 
-    client = tracking.client(url)
+    client = store_client(url)
     experiment = client.get_experiment_by_name("cluster")
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     children = [run for run in runs if run.info.run_id != parent]
@@ -149,9 +153,7 @@ def test_four_processes_log_to_one_tracking_server(tmp_path: Path, mlflow_server
 def test_processes_race_to_create_the_experiment_on_a_server(tmp_path: Path, mlflow_server: tuple[str, Path]) -> None:
     """No file lock can serialize experiment creation on a server: the losers must find the winner's."""
     url, _ = mlflow_server
-    code = (
-        "import sys; from cnnrepro import tracking;print(tracking.ensure_experiment(sys.argv[1], 'raced'), flush=True)"
-    )
+    code = "import sys; from cnnrepro import tracking;print(ensure_experiment(sys.argv[1], 'raced'), flush=True)"
     procs = [
         subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(WORKERS)
@@ -160,5 +162,5 @@ def test_processes_race_to_create_the_experiment_on_a_server(tmp_path: Path, mlf
     assert all(proc.returncode == 0 for proc in procs), [err for _, err in outcomes]
     ids = {out.strip().splitlines()[-1] for out, _ in outcomes}
     assert len(ids) == 1
-    names = [e.name for e in tracking.client(url).search_experiments()]
+    names = [e.name for e in store_client(url).search_experiments()]
     assert names.count("raced") == 1

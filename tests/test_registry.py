@@ -11,8 +11,8 @@ import re
 import pytest
 import yaml
 
-from cnnrepro.documented import DOCUMENTED
-from cnnrepro.models.registry import DATA_GROUPS, DATASET_DIRS, VARIANTS, list_variants, variants_in_group
+from cnnrepro.variants.documented import DOCUMENTED
+from cnnrepro.variants.registry import DATA_GROUPS, DATASET_DIRS, VARIANTS, list_variants, variants_in_group
 
 from .conftest import PROJECT_ROOT
 
@@ -64,7 +64,7 @@ def test_the_documented_table_agrees_with_the_registry() -> None:
 
 
 def test_the_schema_writer_is_a_fixed_point() -> None:
-    from cnnrepro.models.schema_enums import with_registry_enums
+    from cnnrepro.variants.schema_enums import with_registry_enums
 
     text = (PROJECT_ROOT / "workflow/schemas/params.schema.yaml").read_text()
     assert with_registry_enums(text) == text

@@ -14,7 +14,6 @@ from matplotlib.figure import Figure
 from scipy import stats as scipy_stats
 
 from cnnrepro import cli
-from cnnrepro.documented import DOCUMENTED
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json, write_json_atomic
 from cnnrepro.report.build import build_report
@@ -22,6 +21,7 @@ from cnnrepro.report.collect import collect_runs
 from cnnrepro.report.ledger import fidelity_ledger
 from cnnrepro.report.stats import summarize
 from cnnrepro.report.table import build_table
+from cnnrepro.variants.documented import DOCUMENTED
 
 from .helpers_report import (
     ALL_VARIANTS,

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from scipy import stats as scipy_stats
 
-from cnnrepro.ablations import run_dir
 from cnnrepro.errors import CnnreproError
 from cnnrepro.report.build import build_report
 from cnnrepro.report.collect import collect_runs
 from cnnrepro.report.effects import collect_effects, welch_interval
-from cnnrepro.runs import RunInfo, RunMetrics, write_run
+from cnnrepro.run_outputs import RunInfo, RunMetrics, write_run
+from cnnrepro.train.ablations import run_dir
 
 from .helpers_report import TEN_LABELS, settings, write_clean_summary, write_synthetic_run
 

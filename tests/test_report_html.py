@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnrepro.documented import DOCUMENTED
 from cnnrepro.report.build import build_report
+from cnnrepro.variants.documented import DOCUMENTED
 
 from .helpers_report import ALL_VARIANTS, settings, write_case_grid, write_clean_summary
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from cnnrepro.config import PROJECT_ROOT, load_params
 from cnnrepro.fsutil import read_json, write_json_atomic
+from cnnrepro.params import PROJECT_ROOT, load_params
 from cnnrepro.report.collect import collect_runs
 from cnnrepro.report.evalsize import effective_images, evaluation_size
 from cnnrepro.report.table import build_table

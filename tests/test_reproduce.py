@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnrepro.ablations import planned_runs
-from cnnrepro.reproduce import plan as planning
-from cnnrepro.reproduce.progress import format_duration, read_state, read_training
+from cnnrepro.orchestration.reproduce import plan as planning
+from cnnrepro.orchestration.reproduce.progress import format_duration, read_state, read_training
+from cnnrepro.train.ablations import planned_runs
 
 from .pipeline_project import make_project, run
 

@@ -25,8 +25,9 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from cnnrepro import tracking
-from cnnrepro.train_cli import TAG_RESUMED_AFTER, TAG_RESUMED_FROM
+from cnnrepro.tracking.pipeline import TAG_KIND
+from cnnrepro.tracking.tracked_run import PARENT_RUN_ENV, PARENT_TAG
+from cnnrepro.train.cli import TAG_RESUMED_AFTER, TAG_RESUMED_FROM
 
 from .conftest import PROJECT_ROOT
 from .helpers_data import make_petimages_zip
@@ -182,9 +183,9 @@ def test_slice_runs_job_by_job_under_slurm_and_logs_to_the_server(first_run: dic
 
     # One parent run for the invocation, one child per training, all through the server.
     runs = _runs(server)
-    (parent,) = [r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "pipeline"]
+    (parent,) = [r for r in runs if r.data.tags.get(TAG_KIND) == "pipeline"]
     assert parent.info.status == "FINISHED"
-    children = [r for r in runs if r.data.tags.get(tracking.PARENT_TAG) == parent.info.run_id]
+    children = [r for r in runs if r.data.tags.get(PARENT_TAG) == parent.info.run_id]
     assert sorted(r.info.run_name for r in children) == sorted(f"torch/{v}/seed0" for v in VARIANTS)
     assert all(r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics for r in children)
     assert all(MlflowClient(server).list_artifacts(r.info.run_id) for r in children)
@@ -232,7 +233,7 @@ def test_scancel_mid_epoch_then_the_retry_resumes(first_run: dict[str, Any], ser
         assert env["CNNREPRO_TRACKING_URI"] == server
         assert env["CUDA_VISIBLE_DEVICES"] in ("0", "1")  # SLURM bound one of the node's (fake) GPUs
         assert str(Path(sys.executable).parent) in env["PATH"].split(os.pathsep)
-        parent_id = env[tracking.PARENT_RUN_ENV]
+        parent_id = env[PARENT_RUN_ENV]
         wait_for(lambda: checkpoint.exists() and "epoch 2/" in train_log.read_text(), 600, "epoch 2", 0.1, proc, log)
         time.sleep(1.0)
         subprocess.run(["scancel", job], check=True)
@@ -258,12 +259,12 @@ def test_scancel_mid_epoch_then_the_retry_resumes(first_run: dict[str, Any], ser
 
     runs = {r.info.run_id: r for r in _runs(server)}
     parent = runs[parent_id]
-    assert parent.info.status == "FINISHED" and parent.data.tags[tracking.TAG_KIND] == "pipeline"
-    children = [r for r in runs.values() if r.data.tags.get(tracking.PARENT_TAG) == parent_id]
+    assert parent.info.status == "FINISHED" and parent.data.tags[TAG_KIND] == "pipeline"
+    children = [r for r in runs.values() if r.data.tags.get(PARENT_TAG) == parent_id]
     assert sorted(r.info.run_name for r in children) == ["torch/lenet/seed0"] * 2  # killed + resumed, nothing else
     (resumed,) = [r for r in children if TAG_RESUMED_FROM in r.data.tags]
     killed = runs[resumed.data.tags[TAG_RESUMED_FROM]]
-    assert killed.data.tags.get(tracking.PARENT_TAG) == parent_id and killed.info.status in (
+    assert killed.data.tags.get(PARENT_TAG) == parent_id and killed.info.status in (
         "KILLED",
         "FAILED",
     )  # SIGTERM: KILLED; SIGKILL: FAILED

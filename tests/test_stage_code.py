@@ -1,6 +1,6 @@
 """Each stage depends on exactly the project code it imports, in both tools.
 
-The walk (cnnrepro.stage_code) is checked against the interpreter (what importing a command's module
+The walk (cnnrepro.orchestration.stage_code) is checked against the interpreter (what importing a command's module
 really loads is a subset of it), dvc.yaml is checked against the walk (Snakemake calls the walk, and
 the DAG parity test keeps the two tools equal), and the slow test edits modules in a real project.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cnnrepro.cli import COMMANDS
-from cnnrepro.stage_code import rewrite_dvc_code_deps, stage_code
+from cnnrepro.orchestration.stage_code import rewrite_dvc_code_deps, stage_code
 
 from .conftest import PROJECT_ROOT
 from .dag import dvc_jobs
@@ -39,7 +39,7 @@ def test_every_cnnrepro_stage_of_dvc_lists_exactly_the_code_it_imports() -> None
         code = sorted(path for path in job.inputs if path.startswith("src/"))
         assert code == stage_code(command), (
             f"dvc.yaml stage {job.rule}: code deps differ from what `cnnrepro {command}` imports; "
-            "run `python -m cnnrepro.stage_code --write dvc.yaml`"
+            "run `python -m cnnrepro.orchestration.stage_code --write dvc.yaml`"
         )
     assert seen == set(STAGE_COMMANDS)
 
@@ -68,11 +68,11 @@ def test_the_walk_covers_what_the_interpreter_loads(command: str) -> None:
 def test_lazy_imports_count_and_unrelated_code_does_not() -> None:
     train = stage_code("train")
     # The Keras backend is imported only when --framework keras is asked for; it is still the stage's code.
-    assert "src/cnnrepro/keras_impl/train.py" in train
-    assert "src/cnnrepro/documented.py" in train
+    assert "src/cnnrepro/train/backends/keras/trainer.py" in train
+    assert "src/cnnrepro/variants/documented.py" in train
     assert not any(path.startswith("src/cnnrepro/report/") for path in train)
     assert not any("torch" in path or "training" in path for path in stage_code("download"))
-    assert "src/cnnrepro/documented.py" in stage_code("report")
+    assert "src/cnnrepro/variants/documented.py" in stage_code("report")
 
 
 @pytest.mark.slow

@@ -16,15 +16,19 @@ from types import ModuleType
 import pytest
 import yaml
 
-from cnnrepro import cli, tracking
+from cnnrepro import cli
 from cnnrepro.errors import CnnreproError
+from cnnrepro.tracking.liveness import mark_stale_runs_failed
+from cnnrepro.tracking.pipeline import end_pipeline_run, start_pipeline_run
+from cnnrepro.tracking.store import client, ensure_experiment, tracking_settings
+from cnnrepro.tracking.tracked_run import tracked_run
 
 TESTS_DIR = Path(__file__).resolve().parent
 
 # A job that opens a run, reports its id on stdout, then waits to be signalled.
 VICTIM_CODE = """
 import sys, time
-from cnnrepro.tracking import tracked_run
+from cnnrepro.tracking.tracked_run import tracked_run
 with tracked_run(sys.argv[1], sys.argv[2], run_name="victim", tags={"role": "victim"}) as run:
     print(run.run_id, flush=True)
     time.sleep(300)
@@ -60,7 +64,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _client(uri: str):
-    return tracking.client(uri)
+    return client(uri)
 
 
 def _status(uri: str, run_id: str) -> str:
@@ -69,24 +73,22 @@ def _status(uri: str, run_id: str) -> str:
 
 def test_tracking_settings_makes_sqlite_path_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    uri, experiment = tracking.tracking_settings({"tracking": {"uri": "sqlite:///sub/m.db", "experiment": "e"}})
+    uri, experiment = tracking_settings({"tracking": {"uri": "sqlite:///sub/m.db", "experiment": "e"}})
     assert uri == f"sqlite:///{tmp_path.resolve() / 'sub' / 'm.db'}"
     assert experiment == "e"
-    server = tracking.tracking_settings({"tracking": {"uri": "http://host:5000", "experiment": "e"}})
+    server = tracking_settings({"tracking": {"uri": "http://host:5000", "experiment": "e"}})
     assert server == ("http://host:5000", "e")
 
 
 def test_run_written_and_read_back(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Artifacts must land beside the database whatever the job's working directory.
     monkeypatch.chdir(tmp_path)
-    parent_id = tracking.start_pipeline_run(store, "readback", name="pipeline test")
+    parent_id = start_pipeline_run(store, "readback", name="pipeline test")
     (tmp_path / "weights.bin").write_bytes(b"\x00\x01\x02")
     (tmp_path / "plots").mkdir()
     (tmp_path / "plots" / "curve.csv").write_text("epoch,loss\n1,0.5\n")
     long_value = "x" * 10_000
-    with tracking.tracked_run(
-        store, "readback", run_name="child", tags={"variant": "baseline"}, parent_run_id=parent_id
-    ) as run:
+    with tracked_run(store, "readback", run_name="child", tags={"variant": "baseline"}, parent_run_id=parent_id) as run:
         run.log_params({"optimizer": {"name": "rmsprop", "lr": 1e-4}, "epochs": 30, "long": long_value})
         for step in range(5):
             run.log_metrics({"loss": 1.0 / (step + 1), "val_accuracy": 0.5 + step / 10, "skipped": None}, step=step)
@@ -94,7 +96,7 @@ def test_run_written_and_read_back(store: str, tmp_path: Path, monkeypatch: pyte
         run.log_artifact(tmp_path / "plots")
         run.log_dict({"confusion": [[1, 2], [3, 4]]}, "confusion.json")
         run.set_tags({"cnnrepro.status": "completed"})
-    tracking.end_pipeline_run(store, parent_id)
+    end_pipeline_run(store, parent_id)
 
     client = _client(store)
     got = client.get_run(run.run_id)
@@ -123,10 +125,10 @@ def test_run_written_and_read_back(store: str, tmp_path: Path, monkeypatch: pyte
 
 def test_exception_ends_failed_interrupt_ends_killed(store: str) -> None:
     previous = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(ZeroDivisionError), tracking.tracked_run(store, "statuses", run_name="bad", tags={}) as run:
+    with pytest.raises(ZeroDivisionError), tracked_run(store, "statuses", run_name="bad", tags={}) as run:
         1 / 0  # noqa: B018
     failed_id = run.run_id
-    with pytest.raises(KeyboardInterrupt), tracking.tracked_run(store, "statuses", run_name="stop", tags={}) as run:
+    with pytest.raises(KeyboardInterrupt), tracked_run(store, "statuses", run_name="stop", tags={}) as run:
         raise KeyboardInterrupt
     assert _status(store, failed_id) == "FAILED"
     assert _status(store, run.run_id) == "KILLED"
@@ -135,13 +137,13 @@ def test_exception_ends_failed_interrupt_ends_killed(store: str) -> None:
 
 
 def test_unknown_parent_and_status_are_one_line_errors(store: str) -> None:
-    orphan = tracking.tracked_run(store, "statuses", run_name="orphan", tags={}, parent_run_id="0123")
+    orphan = tracked_run(store, "statuses", run_name="orphan", tags={}, parent_run_id="0123")
     with pytest.raises(CnnreproError, match="parent run 0123 not found"), orphan:
         pass
     with pytest.raises(CnnreproError, match="not one of"):
-        tracking.end_pipeline_run(store, "0123", status="DONE")
+        end_pipeline_run(store, "0123", status="DONE")
     with pytest.raises(CnnreproError, match="run 0123 not found"):
-        tracking.end_pipeline_run(store, "0123")
+        end_pipeline_run(store, "0123")
 
 
 def test_eight_processes_share_a_fresh_store(tmp_path: Path, helpers: ModuleType) -> None:
@@ -195,7 +197,7 @@ def _victim_run_id(proc: subprocess.Popen[str]) -> str:
 
 def test_sigterm_ends_killed_and_sigkill_is_marked_stale(store: str) -> None:
     # Warm the store (and its experiment) so the victims only open it.
-    tracking.ensure_experiment(store, "victims")
+    ensure_experiment(store, "victims")
     termed, killed = start_victim(store, "victims"), start_victim(store, "victims")
     termed_id, killed_id = _victim_run_id(termed), _victim_run_id(killed)
     assert _status(store, killed_id) == "RUNNING"
@@ -207,29 +209,29 @@ def test_sigterm_ends_killed_and_sigkill_is_marked_stale(store: str) -> None:
     assert _status(store, termed_id) == "KILLED"
     assert _status(store, killed_id) == "RUNNING"
 
-    assert tracking.mark_stale_runs_failed(store, "victims") == [killed_id]
+    assert mark_stale_runs_failed(store, "victims") == [killed_id]
     got = _client(store).get_run(killed_id)
     assert got.info.status == "FAILED"
     assert "is gone" in got.data.tags["cnnrepro.stale_reason"]
     # Idempotent: nothing left to mark.
-    assert tracking.mark_stale_runs_failed(store, "victims") == []
+    assert mark_stale_runs_failed(store, "victims") == []
 
 
 def test_old_pipeline_runs_marked_only_past_the_age_limit(store: str) -> None:
-    run_id = tracking.start_pipeline_run(store, "ages")
+    run_id = start_pipeline_run(store, "ages")
     time.sleep(0.05)
-    assert tracking.mark_stale_runs_failed(store, "ages") == []  # no pid recorded: never "dead"
-    assert tracking.mark_stale_runs_failed(store, "ages", older_than_s=3600) == []
-    assert tracking.mark_stale_runs_failed(store, "ages", older_than_s=0.01) == [run_id]
+    assert mark_stale_runs_failed(store, "ages") == []  # no pid recorded: never "dead"
+    assert mark_stale_runs_failed(store, "ages", older_than_s=3600) == []
+    assert mark_stale_runs_failed(store, "ages", older_than_s=0.01) == [run_id]
     assert _status(store, run_id) == "FAILED"
-    assert tracking.mark_stale_runs_failed(store, "no such experiment") == []
+    assert mark_stale_runs_failed(store, "no such experiment") == []
 
 
 def test_cli_init_start_end(store: str, tmp_path: Path, project_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     params = write_params(project_root, tmp_path / "params.yaml", store, "cli")
     assert cli.main(["tracking", "init", "--params", str(params)]) == 0
     experiment_id = capsys.readouterr().out.strip()
-    assert experiment_id == tracking.ensure_experiment(store, "cli")
+    assert experiment_id == ensure_experiment(store, "cli")
 
     # As the pipeline calls it: `export CNNREPRO_PARENT_RUN_ID=$(cnnrepro tracking start)` captures the id alone.
     started = subprocess.run(

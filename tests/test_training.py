@@ -13,15 +13,15 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from cnnrepro import fidelity
-from cnnrepro.config import load_params
-from cnnrepro.engine import checkpoint as ckpt
-from cnnrepro.engine.data import KerasIterator, load_image_split, load_npz, scale_input
-from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.errors import CnnreproError
-from cnnrepro.models.vgg16 import convert_keras_vgg16
-from cnnrepro.runs import HISTORY_COLUMNS, load_run
-from cnnrepro.training.loop import DeviceSplit, InputPipeline, evaluate
+from cnnrepro.params import load_params
+from cnnrepro.run_outputs import HISTORY_COLUMNS, load_run
+from cnnrepro.train import ledger as fidelity
+from cnnrepro.train.backends.torch.loop import DeviceSplit, InputPipeline, evaluate
+from cnnrepro.train.backends.torch.models.vgg16 import convert_keras_vgg16
+from cnnrepro.train.engine import checkpoint as ckpt
+from cnnrepro.train.engine.run_config import resolve_run_config
+from cnnrepro.train.engine.splits import KerasIterator, load_image_split, load_npz, scale_input
 
 from .helpers_train import (
     UNREACHABLE_URL,

@@ -11,7 +11,7 @@ import torch
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import sha256_file
-from cnnrepro.models import vgg16
+from cnnrepro.train.backends.torch.models import vgg16
 
 from .helpers_train import UNREACHABLE_URL, keras_vgg16_weights, write_keras_h5
 

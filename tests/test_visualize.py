@@ -17,10 +17,10 @@ from torch import nn
 
 from cnnrepro import cli
 from cnnrepro.errors import CnnreproError
-from cnnrepro.models.cam import CamConvnet
-from cnnrepro.models.dogs_cats import baseline
-from cnnrepro.models.layers import Conv2d, Dense
 from cnnrepro.report.build import build_report
+from cnnrepro.train.backends.torch.models.cam import CamConvnet
+from cnnrepro.train.backends.torch.models.dogs_cats import baseline
+from cnnrepro.train.backends.torch.models.layers import Conv2d, Dense
 from cnnrepro.visualize import activations, filters, heatmaps
 from cnnrepro.visualize.layers import capture, find_layer, layer_names, truncated
 from cnnrepro.visualize.render import GAP

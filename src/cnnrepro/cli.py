@@ -18,15 +18,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "clean": ("cnnrepro.data.clean", "decode every PetImages file; keep, convert or quarantine it"),
     "split": ("cnnrepro.data.split", "build the book's 1000/500/500 split and the Keras example's 80/20"),
     "prepare-mnist": ("cnnrepro.data.mnist", "MNIST / Fashion-MNIST idx files to checked arrays"),
-    "tracking": ("cnnrepro.tracking_cli", "create the MLflow store; open/close the pipeline's parent run"),
-    "variants": ("cnnrepro.models.cli", "list the named variants with their documented figures"),
-    "train": ("cnnrepro.train_cli", "train one (variant, seed) and log it to MLflow"),
-    "evaluate": ("cnnrepro.evaluate", "score a trained run on a folder or the MNIST test set"),
-    "predict": ("cnnrepro.predict", "label single images with a trained run"),
+    "tracking": ("cnnrepro.tracking.cli", "create the MLflow store; open/close the pipeline's parent run"),
+    "variants": ("cnnrepro.variants.cli", "list the named variants with their documented figures"),
+    "train": ("cnnrepro.train.cli", "train one (variant, seed) and log it to MLflow"),
+    "evaluate": ("cnnrepro.inference.evaluate", "score a trained run on a folder or the MNIST test set"),
+    "predict": ("cnnrepro.inference.predict", "label single images with a trained run"),
     "visualize": ("cnnrepro.visualize", "activations, filter patterns and class activation heatmaps"),
     "report": ("cnnrepro.report.build", "measured vs documented: comparison.{md,html,csv,json}"),
     "bench": ("cnnrepro.bench", "measure training speed against the device's peak"),
-    "reproduce": ("cnnrepro.reproduce.cli", "the whole pipeline under Snakemake: plan, then live progress"),
+    "reproduce": (
+        "cnnrepro.orchestration.reproduce.cli",
+        "the whole pipeline under Snakemake: plan, then live progress",
+    ),
 }
 
 
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     try:
         if name in PIPELINE_STAGES:
-            from cnnrepro.pipeline_lock import guard_stage
+            from cnnrepro.orchestration.pipeline_lock import guard_stage
 
             guard_stage(name)
         return int(module.main(args) or 0)

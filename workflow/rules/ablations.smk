@@ -1,7 +1,7 @@
-# One job per (framework, variant, ablation, seed) of params ablations.run (cnnrepro.ablations.planned_runs:
+# One job per (framework, variant, ablation, seed) of params ablations.run (cnnrepro.train.ablations.planned_runs:
 # checked against ablations.definitions, for the variants train.variants trains). Same command as a faithful
 # run plus --ablation; fine_tuning continues from feature_extraction_augmented under the SAME ablation.
-from cnnrepro.ablations import planned_runs
+from cnnrepro.train.ablations import planned_runs
 
 ABLATION_RUNS = planned_runs(config)
 ABLATION_RUN_DIR = "runs/{framework}/{variant}/ablation-{ablation}/seed{seed}"

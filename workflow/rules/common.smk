@@ -1,8 +1,8 @@
 # Names and paths shared by the rules; the variant lists and seeds come from params.yaml only.
 TRAIN = config["train"]
 VARIANT_GROUPS = TRAIN["variants"]
-# The code files each `cnnrepro <command>` imports (src/cnnrepro/stage_code.py walks them; dvc.yaml lists the same).
-from cnnrepro.stage_code import stage_code
+# The code files each `cnnrepro <command>` imports (src/cnnrepro/orchestration/stage_code.py walks them; dvc.yaml lists the same).
+from cnnrepro.orchestration.stage_code import stage_code
 
 RUN_DIR = "runs/{framework}/{variant}/seed{seed}"
 
@@ -62,7 +62,7 @@ wildcard_constraints:
 # (--resources gpu=N), so `--cores 8` on one GPU runs up to runs_per_gpu trainings side by side.
 # Not on a cluster: a global limit also caps each job's request, and the submit host's GPUs say
 # nothing of the nodes' (profiles/slurm asks for them).
-from cnnrepro.gpus import count_visible, gpus_per_training_job, training_slots
+from cnnrepro.orchestration.gpu_slots import count_visible, gpus_per_training_job, training_slots
 
 N_GPUS = count_visible()
 TRAIN_GPUS = gpus_per_training_job(TRAIN["device"], N_GPUS)

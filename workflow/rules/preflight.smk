@@ -1,9 +1,9 @@
 # Checks of the configuration that no job should wait for (included right after validate()).
 import sys
 
-from cnnrepro.config import apply_environment, tracking_uri_source
+from cnnrepro.params import apply_environment, tracking_uri_source
 from cnnrepro.errors import CnnreproError
-from cnnrepro.tracking_uri import check_tracking_uri
+from cnnrepro.tracking.uri import check_tracking_uri
 
 try:
     check_tracking_uri(apply_environment(config)["tracking"]["uri"], tracking_uri_source())

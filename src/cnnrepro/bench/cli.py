@@ -26,14 +26,14 @@ from cnnrepro.bench.pipeline import pipeline_params, pipeline_table, run_pipelin
 from cnnrepro.bench.reproduction import pipeline_variants, run_reproduction
 from cnnrepro.bench.steady import fit_step_ms, measure_graph
 from cnnrepro.bench.table import reproduction_table, speedups, step_table
-from cnnrepro.config import load_params
-from cnnrepro.engine.lifecycle import NotRunnable
-from cnnrepro.engine.run_config import resolve_run_config
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import write_json_atomic
-from cnnrepro.models.registry import DATASET_DIRS, get_variant
-from cnnrepro.training import runner
-from cnnrepro.training.precision import PRECISIONS, set_torch_precision
+from cnnrepro.params import load_params
+from cnnrepro.train.backends.torch import trainer as runner
+from cnnrepro.train.backends.torch.precision import PRECISIONS, set_torch_precision
+from cnnrepro.train.engine.lifecycle import NotRunnable
+from cnnrepro.train.engine.run_config import resolve_run_config
+from cnnrepro.variants.registry import DATASET_DIRS, get_variant
 
 # Where each dataset's prepared data lies under --data-root (the pipeline's own layout).
 DATA_SUBDIRS = DATASET_DIRS  # the registry's: each dataset's folder under the data root

@@ -2,7 +2,7 @@
 
 A torch DataLoader over the image folder that opens, decodes and resizes every JPEG each time it is
 drawn, and augments one image at a time on the CPU the way Keras 2.0.8 did (scipy.ndimage per
-channel, from the same random draws and matrices as cnnrepro.engine.augment); MNIST-style arrays go
+channel, from the same random draws and matrices as cnnrepro.train.inputs.augment); MNIST-style arrays go
 through PIL one sample at a time, as torchvision's MNIST + ToTensor does. The model then runs in
 plain float32 NCHW with no autocast, no channels_last and no compile, and VGG16 features are NOT
 cached (the conv base runs on every batch).
@@ -20,10 +20,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from cnnrepro.engine.augment import AugmentationSpec, sample_transforms, transform_matrices
-from cnnrepro.engine.data import CAFFE_MEAN_BGR, list_image_folder, load_image, load_npz
+from cnnrepro.train.engine.splits import CAFFE_MEAN_BGR, list_image_folder, load_image, load_npz
+from cnnrepro.train.inputs.augment import AugmentationSpec, sample_transforms, transform_matrices
 
-# Keras fill_mode -> scipy.ndimage mode (the mapping cnnrepro.engine.augment documents).
+# Keras fill_mode -> scipy.ndimage mode (the mapping cnnrepro.train.inputs.augment documents).
 SCIPY_MODES = {"nearest": "nearest", "reflect": "reflect", "constant": "grid-constant", "wrap": "grid-wrap"}
 
 

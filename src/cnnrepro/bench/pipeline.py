@@ -36,8 +36,8 @@ from cnnrepro.bench.peaks import device_peak
 from cnnrepro.bench.table import render
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json
-from cnnrepro.models import vgg16
-from cnnrepro.models.registry import create_model
+from cnnrepro.train.backends.torch.models import vgg16
+from cnnrepro.variants.registry import create_model
 
 # dvc.yaml: the rules read their tracked params from it (workflow/rules/common.smk).
 PROJECT_FILES = ("Snakefile", "workflow", "profiles", "dvc.yaml")
@@ -141,7 +141,7 @@ def pipeline_params(
 ) -> dict[str, Any]:
     """params restricted to `variants` (and `seeds`), epochs scaled (at least one) as --reproduction does."""
     from cnnrepro.bench.reproduction import scaled_epochs
-    from cnnrepro.models.registry import get_variant
+    from cnnrepro.variants.registry import get_variant
 
     local = copy.deepcopy(params)
     train = local["train"]

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnrepro.engine import lifecycle
-from cnnrepro.engine.run_config import resolve_run_config
-from cnnrepro.models.registry import get_variant
-from cnnrepro.training import runner
+from cnnrepro.train.backends.torch import trainer as runner
+from cnnrepro.train.engine import lifecycle
+from cnnrepro.train.engine.run_config import resolve_run_config
+from cnnrepro.variants.registry import get_variant
 
 
 @dataclass

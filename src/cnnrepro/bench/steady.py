@@ -1,6 +1,6 @@
 """Step times as training really sees them: the fast step's graph replays, and a steady fit() epoch.
 
-`measure_graph` times the fast step (cnnrepro.training.fast_step, CUDA graphs) the way fit() drives
+`measure_graph` times the fast step (cnnrepro.train.backends.torch.fast_step, CUDA graphs) the way fit() drives
 it: one index copy and one replay per step, no synchronization until the end. Its warm-up is a whole
 pass over the training split (every batch size a pass has is captured before timing), so first-call
 costs (capture, cuDNN autotuning, lazy initialisation) never land in the timed steps.
@@ -21,11 +21,11 @@ import torch
 
 from cnnrepro.bench.measure import PathResult, fill_flops, finish_timing, timed_setup
 from cnnrepro.bench.peaks import DevicePeak
-from cnnrepro.engine.data import KerasIterator
-from cnnrepro.engine.lifecycle import load_splits
-from cnnrepro.training import runner
-from cnnrepro.training.fast_step import FastSteps
-from cnnrepro.training.loop import FitSettings, fit
+from cnnrepro.train.backends.torch import trainer as runner
+from cnnrepro.train.backends.torch.fast_step import FastSteps
+from cnnrepro.train.backends.torch.loop import FitSettings, fit
+from cnnrepro.train.engine.lifecycle import load_splits
+from cnnrepro.train.engine.splits import KerasIterator
 
 
 def _autocast_dtype(config: dict[str, Any]) -> torch.dtype | None:

@@ -46,12 +46,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from cnnrepro.config import load_params
 from cnnrepro.data.archive_layout import CLASSES, IGNORE_REASONS, place
 from cnnrepro.data.bounded_read import Limits, MemberRead, stream_member
 from cnnrepro.data.pixels import Decoded, decode, to_rgb
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, sha256_file, write_json_atomic, write_text_atomic
+from cnnrepro.params import load_params
 
 JPEG_FORMATS = frozenset({"JPEG", "MPO"})  # MPO: a JPEG with extra frames; decoders read its first
 JPEG_EXTENSIONS = frozenset({"jpg", "jpeg"})

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnrepro.config import load_params, mirror_dir
 from cnnrepro.data import idx
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import CHUNK, atomic_dir, atomic_path, write_json_atomic
+from cnnrepro.params import load_params, mirror_dir
 
 DATASETS = ("petimages", "mnist", "fashion_mnist")
 # The mirror's folder names (note the hyphen), laid out like ../shared/datasets.

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnrepro.config import load_params
 from cnnrepro.data import idx
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_path
+from cnnrepro.params import load_params
 
 NUM_CLASSES = 10
 CLASS_SHARE_RANGE = (0.5, 1.5)

@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from cnnrepro.config import load_params
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, sha256_file
+from cnnrepro.params import load_params
 
 CLASS_DIRS = {"Cat": "cats", "Dog": "dogs"}
 BOOK_SPLITS = ("train", "validation", "test")

@@ -12,9 +12,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from cnnrepro.config import load_params
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, read_json, write_json_atomic, write_text_atomic
+from cnnrepro.params import load_params
 from cnnrepro.report.collect import ReportSettings, collect_runs, load_clean_summary, unexpected_runs
 from cnnrepro.report.data_notes import data_entries
 from cnnrepro.report.document import build_document

@@ -9,7 +9,7 @@ from typing import Any
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json
 from cnnrepro.report.verdict import VerdictRule
-from cnnrepro.runs import RunRecord, load_run, run_dir
+from cnnrepro.run_outputs import RunRecord, load_run, run_dir
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnnrepro.documented import DOCUMENTED
 from cnnrepro.errors import CnnreproError
 from cnnrepro.report.collect import RunSlot
 from cnnrepro.report.ledger import LedgerEntry
+from cnnrepro.variants.documented import DOCUMENTED
 
 PETIMAGES_DATASETS = ("dogs_vs_cats", "petimages_80_20")
 BOOK_DATASET = "dogs_vs_cats"

@@ -104,7 +104,8 @@ def build_document(
         headline_table(rows),
         Paragraph(
             "Accuracies in % on the split each source reports; measured = mean ± sd over the seeds that "
-            "completed. Documented figures come from `cnnrepro.documented`, every other number from the run outputs."
+            "completed. Documented figures come from `cnnrepro.variants.documented`, every other number from the run "
+            "outputs."
         ),
         Heading(3, "Seeds that did not complete"),
         not_completed_table(rows),

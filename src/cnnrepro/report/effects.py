@@ -19,12 +19,12 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
-from cnnrepro.ablations import RUN_DIR_PREFIX
-from cnnrepro.documented import DOCUMENTED
 from cnnrepro.errors import CnnreproError
 from cnnrepro.report.blocks import Bullets, Cell, Heading, Paragraph, Table
 from cnnrepro.report.collect import RunSlot
-from cnnrepro.runs import RunRecord, load_run
+from cnnrepro.run_outputs import RunRecord, load_run
+from cnnrepro.train.ablations import RUN_DIR_PREFIX
+from cnnrepro.variants.documented import DOCUMENTED
 
 CONFIDENCE = 0.95
 CSV_NAME = "effects.csv"

@@ -6,7 +6,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cnnrepro.documented import DOCUMENTED
 from cnnrepro.report.collect import ReportSettings, RunSlot
 from cnnrepro.report.evalsize import UNKNOWN, EvaluationSize, evaluation_size
 from cnnrepro.report.stats import SeedSummary, summarize
@@ -20,6 +19,7 @@ from cnnrepro.report.verdict import (
     decide,
     parity,
 )
+from cnnrepro.variants.documented import DOCUMENTED
 
 NOT_RUN = "not run"
 FAILED = "failed"

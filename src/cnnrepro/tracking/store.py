@@ -19,9 +19,9 @@ from typing import Any
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.tracking.retries import first_line, retry
-from cnnrepro.tracking_uri import check_sqlite_file
+from cnnrepro.tracking.uri import check_sqlite_file
 
-# The MLflow UI opens an experiment tagged so in its "Model training" view, not GenAI (see cnnrepro.mlflow_view).
+# The MLflow UI opens an experiment tagged so in its "Model training" view, not GenAI (see cnnrepro.tracking.ui).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 

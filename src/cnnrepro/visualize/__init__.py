@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from cnnrepro.config import load_params
+    from cnnrepro.params import load_params
     from cnnrepro.visualize.stage import run_stage
 
     index = run_stage(load_params(args.params), args.runs, args.data, args.out, source=str(args.params))

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnrepro.engine.data import IMAGE_EXTENSIONS, load_image, scale_input
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json
-from cnnrepro.runs import run_dir
+from cnnrepro.run_outputs import run_dir
+from cnnrepro.train.engine.splits import IMAGE_EXTENSIONS, load_image, scale_input
 
 if TYPE_CHECKING:
     from cnnrepro.visualize.stage import Settings
@@ -54,7 +54,7 @@ class LoadedRun:
 
 def load_run(runs_root: Path, variant: str, settings: Settings) -> LoadedRun:
     """The trained model of `variant`, first seed; Unavailable with the reason when there is none."""
-    from cnnrepro.evaluate import load_trained
+    from cnnrepro.inference.evaluate import load_trained
 
     if FRAMEWORK not in settings.frameworks:
         raise Unavailable(f"train.frameworks has no {FRAMEWORK} (the figures read {FRAMEWORK} runs)")
@@ -102,7 +102,7 @@ def load_original(path: Path) -> np.ndarray:
 
 def load_imagenet_vgg16(vgg_params: dict[str, Any]) -> tuple[nn.Module, str]:
     """The ImageNet VGG16 conv base as train.vgg16 says, and a description of its weights; Unavailable if none."""
-    from cnnrepro.models.vgg16 import (
+    from cnnrepro.train.backends.torch.models.vgg16 import (
         VGG16Base,
         WeightsUnavailable,
         load_keras_vgg16_,

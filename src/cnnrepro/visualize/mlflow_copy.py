@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnrepro.errors import CnnreproError
-from cnnrepro.runs import RunInfo
+from cnnrepro.run_outputs import RunInfo
 from cnnrepro.visualize.index import FigureRecord
 
 

@@ -58,8 +58,8 @@ class Settings:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> Settings:
-        from cnnrepro.engine.run_config import resolve_device
         from cnnrepro.tracking import tracking_settings
+        from cnnrepro.train.engine.run_config import resolve_device
 
         train = params["train"]
         section = params["visualize"]

@@ -1,0 +1,45 @@
+"""`cnnrepro predict`: label single images with a trained run (PyTorch or Keras); one JSON line per image.
+
+Each image is resized and scaled exactly as the run's training inputs were (its run_info.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, type=Path, help="a completed run directory")
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+
+
+def main(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cnnrepro.inference.evaluate import class_probabilities
+    from cnnrepro.train.engine.splits import load_image
+
+    probabilities_of, config = class_probabilities(args.run, args.device)
+    channels, height, width = config["input_shape"]
+    classes = config["classes"]
+    # Decode all first: a bad image fails the command before anything is printed.
+    arrays = [
+        load_image(path, (height, width), config["resize_filter"] or "bilinear", channels) for path in args.images
+    ]
+    for path, array in zip(args.images, arrays, strict=True):
+        probabilities = probabilities_of(array[None])[0].tolist()
+        best = int(np.argmax(probabilities))
+        print(
+            json.dumps(
+                {
+                    "image": str(path),
+                    "label": classes[best],
+                    "probability": probabilities[best],
+                    "probabilities": dict(zip(classes, probabilities, strict=True)),
+                }
+            )
+        )
+    return 0

@@ -1,0 +1,120 @@
+"""Load params.yaml once, validate it against the workflow schema, resolve environment overrides.
+
+Snakemake validates the same file with the same schema (workflow/schemas/params.schema.yaml),
+so a mistake fails the same way under either orchestrator, before any work starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from cnnrepro.errors import ParamsError
+from cnnrepro.tracking.uri import check_tracking_uri
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "params.schema.yaml"
+DEFAULT_PARAMS = Path("params.yaml")
+
+MIRROR_ENV = "CNNREPRO_DATA_MIRROR"
+TRACKING_ENV = ("CNNREPRO_TRACKING_URI", "MLFLOW_TRACKING_URI")
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict[str, Any]:
+    with SCHEMA_PATH.open() as f:
+        return yaml.safe_load(f)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        unknown = sorted(k for k in error.instance if k not in allowed)
+        if unknown:
+            parts.append(unknown[0])
+    if error.validator == "required":
+        # "'x' is a required property": name the missing key itself.
+        parts.append(error.message.split("'")[1])
+    return ".".join(parts) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return "unknown key"
+    if error.validator == "required":
+        return "missing key"
+    return error.message
+
+
+def validate_params(params: dict[str, Any], source: str = "params.yaml") -> None:
+    """Raise ParamsError naming the first offending key; checks the whole tree at once."""
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors) if len(errors) > 1 else errors[0]
+        # A bad key under propertyNames is reported on its parent object; name the key itself.
+        if "propertyNames" in error.schema_path:
+            key = ".".join([*map(str, error.absolute_path), str(error.instance)])
+            known = ", ".join(map(str, error.schema.get("enum", [])))
+            raise ParamsError(f"{source}: {key}: unknown name (known: {known})")
+        raise ParamsError(f"{source}: {_key_path(error)}: {_describe(error)}")
+
+
+def apply_environment(params: dict[str, Any]) -> dict[str, Any]:
+    """Environment variables that override params (mirror and tracking URI), applied once here."""
+    resolved = copy.deepcopy(params)
+    if os.environ.get(MIRROR_ENV):
+        resolved["data"]["mirror"] = os.environ[MIRROR_ENV]
+    for name in TRACKING_ENV:
+        if os.environ.get(name):
+            resolved["tracking"]["uri"] = os.environ[name]
+            break
+    return resolved
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Read, validate and resolve params.yaml, and check the tracking URI in force is usable
+    (`tracking_uri.check_tracking_uri`). Raises ParamsError with a one-line message."""
+    path = Path(path)
+    try:
+        with path.open() as f:
+            params = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ParamsError(f"{path}:{where}: not valid YAML") from None
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path}: expected a mapping of stage sections")
+    validate_params(params, source=str(path))
+    resolved = apply_environment(params)
+    check_tracking_uri(resolved["tracking"]["uri"], tracking_uri_source(path))
+    return resolved
+
+
+def tracking_uri_source(path: str | Path = DEFAULT_PARAMS) -> str:
+    """Where the tracking URI in force comes from: the environment variable that overrides it, or the key."""
+    for name in TRACKING_ENV:
+        if os.environ.get(name):
+            return name
+    return f"{path}: tracking.uri"
+
+
+def mirror_dir(params: dict[str, Any]) -> Path | None:
+    """The data mirror, or None; a mirror that is set but missing is a params error, not a silent fallback."""
+    mirror = params["data"]["mirror"]
+    if not mirror:
+        return None
+    path = Path(mirror)
+    if not path.is_dir():
+        source = MIRROR_ENV if os.environ.get(MIRROR_ENV) else "params.yaml: data.mirror"
+        raise ParamsError(f"{source}: mirror directory {path} does not exist")
+    return path

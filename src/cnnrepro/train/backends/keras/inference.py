@@ -1,0 +1,64 @@
+"""A finished Keras run's model for `cnnrepro evaluate` and `cnnrepro predict`.
+
+The saved model.keras is the whole network (for feature extraction too: the frozen base and the head
+trained on its cached features), so inference is the run's own input pipeline and one forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnrepro.errors import CnnreproError
+from cnnrepro.train.backends.keras import import_keras
+from cnnrepro.train.engine.splits import Split
+
+keras = import_keras()
+
+
+def load_model(run: str | Path, config: dict[str, Any], device: str = "auto") -> Any:
+    """The run's network with its trained weights, compiled with its loss (Keras' evaluate needs one)."""
+    from cnnrepro.train.backends.keras import models
+    from cnnrepro.train.backends.keras import optimizers as optim
+    from cnnrepro.train.backends.keras import trainer as train
+
+    train.resolve_device(device)
+    path = Path(run) / "artifacts" / train.MODEL_FILE
+    if not path.is_file():
+        raise CnnreproError(f"{path}: missing")
+    model = models.create_model(config["variant"])
+    try:
+        model.load_weights(path)
+    except Exception as exc:  # corrupt file or another variant's weights: name the file
+        raise CnnreproError(f"{path}: cannot load ({str(exc).splitlines()[0][:200]})") from None
+    model.compile(loss=optim.make_loss(config["loss"], config["variant"]), metrics=["accuracy"])
+    return model
+
+
+def evaluate(model: Any, split: Split, config: dict[str, Any], batch_size: int) -> dict[str, float | int]:
+    """Loss and accuracy over every image once, computed as the run scored its own test split."""
+    from cnnrepro.train.backends.keras import streams
+
+    scored = streams.score(model, split, streams.image_inputs(config), config | {"batch_size": batch_size})
+    return {"accuracy": scored["accuracy"], "loss": scored["loss"], "n": len(split)}
+
+
+def class_probabilities(model: Any, config: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 (N, H, W, C) images -> (N, classes) probabilities; a sigmoid output p becomes [1 - p, p]."""
+    from cnnrepro.train.backends.keras import models, streams
+
+    inputs = streams.image_inputs(config)
+
+    def probabilities(images: np.ndarray) -> np.ndarray:
+        outputs = np.asarray(model.predict_on_batch(streams.keras_input(inputs, images, train=False)), np.float64)
+        if config["variant"] in models.LOGIT_OUTPUTS:
+            shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+            return shifted / shifted.sum(axis=1, keepdims=True)
+        if outputs.shape[1] == 1:
+            return np.concatenate([1 - outputs, outputs], axis=1)
+        return outputs
+
+    return probabilities

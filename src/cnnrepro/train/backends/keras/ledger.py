@@ -1,0 +1,114 @@
+"""The fidelity ledger of the Keras runs: the shared ledger's entries that hold for them, plus their own.
+
+cnnrepro.train.ledger describes the PyTorch port; some of its entries describe PyTorch itself (NCHW,
+BCE-with-logits, CUDA autocast) and do not apply to a Keras run, which builds the sources' models
+literally in channels-last Keras layers. The entries below say where the Keras 3 side still departs
+from the sources, and how it matches the book where Keras 3 itself changed (the RMSprop rule).
+No TensorFlow import here: run_info and the report can use it anywhere.
+"""
+
+from __future__ import annotations
+
+from cnnrepro.train import ledger as fidelity
+from cnnrepro.train.ledger import ALL, BINARY, BOOK, KERAS_MNIST, Config, LedgerEntry
+
+# PyTorch-only entries: the Keras side is channels-last with the sources' sigmoid/softmax outputs,
+# seeds its own RNGs, and runs float32 (no autocast) with TensorFlow's deterministic ops.
+TORCH_ONLY = (
+    "layout_nchw",
+    "bce_with_logits",
+    "ce_with_logits",
+    "random_draws",
+    "cuda_nondeterminism",
+    "bf16_autocast",
+    "vgg16_base_trained_as_2_0_8_ran",  # the Keras runs say it in their own words: keras3_trainable_base
+)
+
+
+def _backend(name: str):
+    return lambda c: c.get("keras_backend") == name
+
+
+KERAS_LEDGER: tuple[LedgerEntry, ...] = (
+    LedgerEntry(
+        "keras3_framework",
+        ALL,
+        "framework version",
+        "Keras 2.0.8 on TensorFlow 1.x (the book); tf.keras >= 2.10 (the CAM example); PyTorch (d2l's LeNet)",
+        "Keras 3 (backend from KERAS_BACKEND, default tensorflow), the models built layer for layer as the "
+        "sources list them, channels-last",
+        "the book's framework, to tell a framework effect from a real one; the version is recorded in run_info.",
+    ),
+    LedgerEntry(
+        "keras2_rmsprop_rule",
+        (*BOOK, *KERAS_MNIST),
+        "RMSprop update rule",
+        "Keras 2.0.8 RMSprop: p -= lr * g / (sqrt(a) + 1e-8), rho 0.9",
+        "cnnrepro.train.backends.keras.optimizers.Keras2RMSprop, a Keras 3 optimizer with exactly that rule; "
+        "keras.optimizers.RMSprop of Keras 3 (p -= lr * g / sqrt(a + 1e-7)) is not used for these variants",
+        "Keras 3 moved epsilon inside the root, which shrinks every step where g^2 is below ~1e-6 "
+        "(10x for a gradient of 1e-4); matched to the PyTorch port to 1e-5 after one step (tests).",
+    ),
+    LedgerEntry(
+        "keras3_crossentropy_logits",
+        (*BINARY, *KERAS_MNIST),
+        "output and loss",
+        "Keras 2.0.8 binary/categorical_crossentropy on the sigmoid/softmax output, probabilities clipped "
+        "to [1e-7, 1-1e-7]",
+        "the same layers and loss names; Keras 3's TensorFlow backend computes the loss from the output "
+        "layer's logits (no clip) whenever the output comes from a sigmoid/softmax",
+        "Keras 3's own behaviour, kept: it equals the PyTorch port's with-logits loss and differs from 2.0.8 "
+        "only where the clip saturated (|logit| > 16.1). Predictions (p > 0.5, argmax) are identical.",
+        when=_backend("tensorflow"),
+    ),
+    LedgerEntry(
+        "keras_random_draws",
+        ALL,
+        "random number streams",
+        "Keras/TF or d2l/PyTorch global RNGs, unseeded (weights, data order, dropout, augmentation)",
+        "keras.utils.set_random_seed(seed) for weights and dropout; the data order and the augmentation "
+        "draws are the PyTorch runs' of the same seed (the same numpy and torch.Generator streams)",
+        "same distributions, different draws from the sources; across frameworks a seed differs only in "
+        "the initial weights and dropout masks.",
+    ),
+    LedgerEntry(
+        "keras_lenet_transcription",
+        ("lenet",),
+        "framework of the source",
+        "d2l's PyTorch LeNet: nn.Sequential, PyTorch's uniform(+-1/sqrt(fan_in)) biases, CrossEntropyLoss "
+        "on logits, torch SGD",
+        "Keras Conv2D/AveragePooling2D/Dense with glorot_uniform kernels and RandomUniform(+-1/sqrt(fan_in)) "
+        "biases, CategoricalCrossentropy(from_logits=True) on one-hot labels, keras SGD",
+        "a Keras transcription of a PyTorch source, for the framework comparison; the same function and update rule.",
+    ),
+    LedgerEntry(
+        "keras3_trainable_base",
+        ("feature_extraction_augmented",),
+        "VGG16 base during feature_extraction_augmented (Keras 3)",
+        "Keras 2.0.8 ran `conv_base.trainable = False` without effect (base nested in a Sequential; fixed "
+        "in Keras 2.1.0, commit c25fa38) and trained all 13 conv layers + head",
+        "the base is left trainable on purpose (no `conv_base.trainable = False` call): Keras 3 honours the flag, "
+        "so writing the book's line would freeze the base and copy the text instead of what ran",
+        "the documented 96% came from the trained base (notebook epoch times 71-74 s vs 32-33 s for fine-tuning; "
+        "user reports deep-learning-with-python-notebooks #21, #75, #93, keras-team/keras #8792); "
+        "the frozen base is the ablation frozen_base.",
+        when=lambda c: c.get("trainable") == "all",
+    ),
+    LedgerEntry(
+        "keras_augmentation_input",
+        ("augmentation", "feature_extraction_augmented", "fine_tuning", "cam_convnet"),
+        "augmentation in the Keras run",
+        "ImageDataGenerator (the book) / RandomFlip + RandomRotation layers (the CAM example)",
+        "each NumPy batch goes through cnnrepro.train.inputs.augment on the CPU before it reaches the Keras model",
+        "one augmentation engine for both frameworks, so a framework difference is not an augmentation one.",
+    ),
+)
+
+
+def entries_for(config: Config) -> list[dict[str, str]]:
+    """The ledger entries of one resolved Keras run config, overrides included (as the shared ledger does)."""
+    shared = [e.as_dict() for e in fidelity.LEDGER if e.id not in TORCH_ONLY and e.applies(config)]
+    own = [e.as_dict() for e in KERAS_LEDGER if e.applies(config)]
+    from cnnrepro.train.ablations import ledger_entries
+
+    return shared + own + fidelity.override_entries(config) + ledger_entries(config)

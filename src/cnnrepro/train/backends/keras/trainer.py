@@ -1,0 +1,244 @@
+"""One Keras run from its resolved config, with the PyTorch runner's interface (prepare, train_variant,
+write_outputs), so `cnnrepro train --framework keras` differs from the torch one only in this module.
+
+The training is the book's: compile with the variant's optimizer and loss, `model.fit` on an endless
+generator with `steps_per_epoch`, `validation_steps` batches of a persistent validation iterator per
+epoch (scored at the epoch's end; see Streams for why not through fit's validation_data), `trainable`
+flags set before compiling, fine-tuning from the frozen-base run's saved model. What feeds the
+generators is shared with the PyTorch runs: the same decoded uint8 arrays
+(cnnrepro.train.engine.splits), the same Keras-iterator batch indices from the same seed streams, and the
+same augmentation engine and draws (cnnrepro.train.inputs.augment, through torch CPU tensors), so the two
+frameworks see the same batches in the same order. Per-epoch checkpoints use the PyTorch runs' file
+and rules (cnnrepro.train.engine.checkpoint); see EpochCheckpoint. Not implemented here: mixed precision
+(Keras runs float32).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnrepro.errors import CnnreproError
+from cnnrepro.fsutil import sha256_file
+from cnnrepro.run_outputs import summarize_final
+from cnnrepro.train.backends.keras import import_keras, ledger
+from cnnrepro.train.backends.keras.fit import EpochCheckpoint, fit
+from cnnrepro.train.backends.keras.streams import extract_features, image_inputs, make_streams, score
+from cnnrepro.train.backends.torch.models import vgg16
+from cnnrepro.train.engine import checkpoint as ckpt
+from cnnrepro.train.engine import lifecycle
+from cnnrepro.train.engine.backend import EpochHook, ResumeHook, RunResult
+from cnnrepro.train.engine.lifecycle import NotRunnable, check_init_run, data_line, load_splits
+from cnnrepro.train.inputs.pipeline import InputPipeline
+
+keras = import_keras()
+
+MODEL_FILE = "model.keras"
+PACKAGES = (*lifecycle.BASE_PACKAGES, "keras", "tensorflow", "tensorflow-cpu")
+
+
+# --- can it run? -------------------------------------------------------------------------------------
+
+
+def resolve_device(requested: str, num_threads: int = 0) -> str:
+    """The device Keras will use, from params train.device; TensorFlow's view of the machine, not torch's.
+
+    Must run before TensorFlow executes anything: thread counts and visible devices are fixed at its start.
+    """
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        return f"{backend}:{requested}"  # the other backends place work themselves
+    import tensorflow as tf
+
+    try:
+        if num_threads > 0:
+            tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(num_threads)
+    except RuntimeError:
+        pass  # TensorFlow already started in this process (several runs in one process: tests)
+    gpus = tf.config.list_physical_devices("GPU")
+    if requested in ("cpu", "auto") and (requested == "cpu" or not gpus):
+        if gpus:
+            _set_visible_gpus(tf, [])
+        return "cpu"
+    if requested == "auto":
+        return "gpu:0"
+    if requested.startswith("cuda"):
+        index = int(requested.split(":", 1)[1]) if ":" in requested else 0
+        if index >= len(gpus):
+            raise CnnreproError(
+                f"params.yaml: train.device is {requested!r} but TensorFlow sees {len(gpus)} GPU(s) here"
+            )
+        _set_visible_gpus(tf, [gpus[index]])
+        return f"gpu:{index}"
+    raise CnnreproError(
+        f"params.yaml: train.device {requested!r} is not supported by the Keras trainer (auto, cpu, cuda[:N])"
+    )
+
+
+def _set_visible_gpus(tf: Any, gpus: list[Any]) -> None:
+    try:
+        tf.config.set_visible_devices(gpus, "GPU")
+    except RuntimeError as exc:
+        raise CnnreproError(f"params.yaml: train.device: TensorFlow has started, devices are fixed ({exc})") from None
+
+
+def prepare(config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None:
+    """Resolve the device; find what the run needs beyond data; raise NotRunnable when it is not here."""
+    config["keras_backend"] = keras.backend.backend()
+    config["device"] = resolve_device(config["device"], config["num_threads"])
+    vgg = config.get("vgg16")
+    if config["init_from"] is not None:
+        config["init_model_sha256"] = check_init_run(Path(config["init_from"]), config, MODEL_FILE)
+    elif vgg is not None:
+        if vgg["source"] != "keras":
+            raise NotRunnable(
+                f"train.vgg16.source is {vgg['source']}: the Keras trainer loads only the Keras h5 weights "
+                "(keras.applications.VGG16); that ablation is PyTorch-only"
+            )
+        try:
+            path = vgg16.resolve_keras_weights(vgg, timeout_s=download_timeout_s)
+        except vgg16.WeightsUnavailable as exc:
+            raise NotRunnable(str(exc)) from None
+        vgg["weights_file"] = str(path)
+        vgg["weights_sha256"] = sha256_file(path)
+
+
+# --- model and data ----------------------------------------------------------------------------------
+
+
+def build_model(config: dict[str, Any]) -> Any:
+    """The variant's network with its starting weights, `trainable` set as the source set it (compile follows)."""
+    from cnnrepro.train.backends.keras import models
+
+    vgg = config.get("vgg16")
+    if config["init_from"] is not None:
+        model = models.create_model(config["variant"])
+        path = Path(config["init_from"]) / "artifacts" / MODEL_FILE
+        try:
+            model.load_weights(path)
+        except Exception as exc:  # wrong structure or a corrupt file: name the file
+            raise CnnreproError(f"{path}: cannot load into {config['variant']} ({str(exc).splitlines()[0]})") from None
+    elif vgg is not None:
+        model = models.create_model(config["variant"], vgg16_weights=vgg["weights_file"])
+    else:
+        model = models.create_model(config["variant"])
+    models.set_trainable(model, config["trainable"])
+    return model
+
+
+def _deterministic_ops() -> None:
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+# --- the run -----------------------------------------------------------------------------------------
+
+
+def train_variant(
+    config: dict[str, Any],
+    *,
+    checkpoint_root: str | Path = "checkpoints",
+    hooks: Sequence[EpochHook] = (),
+    owner: dict[str, Any] | None = None,
+    on_resume: ResumeHook | None = None,
+) -> RunResult:
+    """Train one (variant, seed) in Keras to the end and score it. prepare(config) must have run.
+
+    `owner` is saved with each checkpoint; a run resuming from one calls `on_resume(its owner, epoch)`.
+    """
+    from cnnrepro.train.backends.keras import models
+    from cnnrepro.train.backends.keras import optimizers as optim
+
+    keras.utils.set_random_seed(config["seed"])
+    _deterministic_ops()
+    if keras.backend.backend() == "tensorflow":
+        from cnnrepro.train.backends.keras.precision import set_tensorflow_precision
+
+        set_tensorflow_precision(config.get("precision", "fp32"))
+    if config["num_threads"] > 0:
+        torch.set_num_threads(config["num_threads"])
+    splits = load_splits(config)
+    print(data_line(splits), flush=True)
+    train, validation, test = splits["train"], splits["validation"], splits["test"]
+    if validation is None or train is None:
+        raise CnnreproError(f"{config['data_dir']}: no training or validation split")
+    started = time.perf_counter()
+    model = build_model(config)
+    images = image_inputs(config)
+
+    trained, inputs = model, images
+    if config["training_data"] == "vgg16_features":
+        print("extracting VGG16 features once per image ...", flush=True)
+        conv_base, bs = model.layers[0], config["batch_size"]
+        train, validation = (extract_features(conv_base, s, images, bs) for s in (train, validation))
+        test = extract_features(conv_base, test, images, bs) if test is not None else None
+        trained, inputs = models.feature_head(model), InputPipeline("features")
+
+    trained.compile(
+        optimizer=optim.make_optimizer(config["optimizer"], config["learning_rate"]),
+        loss=optim.make_loss(config["loss"], config["variant"]),
+        metrics=["accuracy"],
+    )
+    checkpoint = EpochCheckpoint(
+        ckpt.checkpoint_path(checkpoint_root, config["framework"], config["variant"], config["seed"]),
+        ckpt.config_hash(config),
+        dict(owner or {}),
+    )
+    streams = make_streams(config, train, validation, inputs)
+    history = fit(trained, streams, config["epochs"], hooks, checkpoint, on_resume)
+    train_duration = time.perf_counter() - started
+
+    # The final model on every image of the test split once (the validation split where there is none).
+    scored, split_name = (test, "test") if test is not None else (validation, "validation")
+    final = score(trained, scored, inputs, config)
+    metrics, confusion = summarize_final(history, final, list(config["classes"]), split_name, test is not None)
+    return RunResult(history, metrics, confusion, model, train_duration)
+
+
+# --- the backend --------------------------------------------------------------------------------------
+
+
+class KerasBackend:
+    """The Keras 3 backend (cnnrepro.train.engine.backend.Backend)."""
+
+    framework = "keras"
+    model_file = MODEL_FILE
+
+    def prepare(self, config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None:
+        prepare(config, download_timeout_s=download_timeout_s)
+
+    def train_variant(
+        self,
+        config: dict[str, Any],
+        *,
+        checkpoint_root: str | Path = "checkpoints",
+        hooks: Sequence[EpochHook] = (),
+        owner: dict[str, Any] | None = None,
+        on_resume: ResumeHook | None = None,
+    ) -> RunResult:
+        return train_variant(config, checkpoint_root=checkpoint_root, hooks=hooks, owner=owner, on_resume=on_resume)
+
+    def save_model(self, model: Any, path: Path) -> None:
+        model.save(path)
+
+    def ledger_entries(self, config: dict[str, Any]) -> list[dict[str, str]]:
+        return ledger.entries_for(config)
+
+    def package_versions(self) -> dict[str, str | None]:
+        return package_versions()
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = lifecycle.package_versions(PACKAGES)
+    versions["keras_backend"] = keras.backend.backend()
+    return versions
+
+
+BACKEND = KerasBackend()

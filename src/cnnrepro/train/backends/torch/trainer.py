@@ -1,0 +1,293 @@
+"""One PyTorch run from its resolved config: check it can run, build, train, score; the splits come from,
+and the outputs are written by, the engine's lifecycle (cnnrepro.train.engine.lifecycle).
+
+`prepare` decides up front whether the run can happen here (VGG16 weights found, the run it
+continues from completed); when not, the run is written as not_run with the reason and the
+pipeline goes on. It never trains a randomly initialized VGG16 in place of the ImageNet one.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnrepro.errors import CnnreproError
+from cnnrepro.fsutil import sha256_file, write_file
+from cnnrepro.run_outputs import summarize_final
+from cnnrepro.train import ledger as fidelity
+from cnnrepro.train.backends.torch.loop import DeviceSplit, FitSettings, evaluate, fit
+from cnnrepro.train.backends.torch.models import vgg16
+from cnnrepro.train.backends.torch.models.layers import torch_default_init_
+from cnnrepro.train.backends.torch.optimizers import make_optimizer
+from cnnrepro.train.backends.torch.precision import set_torch_precision
+from cnnrepro.train.engine import checkpoint as ckpt
+from cnnrepro.train.engine.backend import EpochHook, ResumeHook, RunResult
+from cnnrepro.train.engine.lifecycle import NotRunnable, check_init_run, data_line, load_splits, package_versions
+from cnnrepro.train.engine.splits import Split
+from cnnrepro.train.inputs.pipeline import InputPipeline, augmentation, sequential_batches
+from cnnrepro.variants.registry import create_model
+
+MODEL_FILE = "model.safetensors"
+
+
+# --- can it run? -------------------------------------------------------------------------------------
+
+
+def prepare(config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None:
+    """Find what the run needs beyond data; record it in config; raise NotRunnable when it is not here."""
+    vgg = config.get("vgg16")
+    if config["init_from"] is not None:
+        config["init_model_sha256"] = check_init_run(Path(config["init_from"]), config, MODEL_FILE)
+    elif vgg is not None:
+        if vgg["source"] == "keras":
+            try:
+                path = vgg16.resolve_keras_weights(vgg, timeout_s=download_timeout_s)
+            except vgg16.WeightsUnavailable as exc:
+                raise NotRunnable(str(exc)) from None
+            vgg["weights_file"] = str(path)
+            vgg["weights_sha256"] = sha256_file(path)
+        else:
+            try:
+                import torchvision  # noqa: F401
+            except ImportError as exc:
+                raise NotRunnable(
+                    f"train.vgg16.source is torchvision, but torchvision is not importable ({exc})"
+                ) from None
+
+
+# --- model ------------------------------------------------------------------------------------------
+
+
+def build_model(config: dict[str, Any]) -> nn.Module:
+    """The variant's network with its starting weights, frozen where the source froze it."""
+    model = create_model(config["variant"])
+    if config.get("weight_init") == "torch_default":
+        torch_default_init_(model)
+    vgg = config.get("vgg16")
+    if config["init_from"] is not None:
+        from safetensors.torch import load_file
+
+        path = Path(config["init_from"]) / "artifacts" / MODEL_FILE
+        try:
+            model.load_state_dict(load_file(path))
+        except Exception as exc:  # wrong keys/shapes or a corrupt file: name the file
+            raise CnnreproError(f"{path}: cannot load into {config['variant']} ({str(exc).splitlines()[0]})") from None
+    elif vgg is not None:
+        if vgg["source"] == "keras":
+            vgg16.load_keras_vgg16_(model.conv_base, vgg["weights_file"])
+        else:
+            try:
+                vgg["weights_file"] = vgg16.load_torchvision_vgg16_(model.conv_base)
+            except vgg16.WeightsUnavailable as exc:
+                raise NotRunnable(str(exc)) from None
+    vgg16.set_trainable(model, config["trainable"])
+    return model
+
+
+def _to_device(split: Split | None, device: torch.device) -> DeviceSplit | None:
+    if split is None:
+        return None
+    return DeviceSplit(torch.from_numpy(split.images).to(device), torch.from_numpy(split.labels).to(device))
+
+
+@torch.no_grad()
+def extract_features(
+    conv_base: nn.Module, split: DeviceSplit, inputs: InputPipeline, batch_size: int, mixed_precision: bool
+) -> DeviceSplit:
+    """conv_base once over every image (no augmentation): the book's extract_features."""
+    from cnnrepro.train.backends.torch.loop import autocast
+
+    conv_base.eval()
+    chunks = []
+    for index in sequential_batches(len(split), batch_size):
+        x, _ = split.batch(index)
+        with autocast(x.device, mixed_precision):
+            chunks.append(conv_base(inputs(x, train=False)).float())
+    return DeviceSplit(torch.cat(chunks), split.y)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# --- the run -----------------------------------------------------------------------------------------
+
+
+def configure_process(config: dict[str, Any]) -> None:
+    """Seeds, thread count and cuDNN autotuning, as every run sets them before building anything."""
+    seed_everything(config["seed"])
+    if config["num_threads"] > 0:
+        torch.set_num_threads(config["num_threads"])
+    set_torch_precision(config.get("precision", "fp32"))
+    if torch.device(config["device"]).type == "cuda":
+        # Fixed input sizes: let cuDNN pick its fastest kernels (already nondeterministic, see the ledger).
+        torch.backends.cudnn.benchmark = True
+
+
+@dataclass
+class TrainingSetup:
+    """What fit() needs, built as a run builds it (`cnnrepro bench` times the same objects)."""
+
+    model: nn.Module  # the whole network, as saved
+    trained: nn.Module  # what the optimizer moves: the head when training on VGG16 features
+    optimizer: torch.optim.Optimizer
+    inputs: InputPipeline  # raw batch -> model input for `trained`
+    train: DeviceSplit
+    validation: DeviceSplit
+    test: DeviceSplit | None
+
+
+def setup_training(config: dict[str, Any], splits: dict[str, Split | None]) -> TrainingSetup:
+    """Model on the device (channels_last / compiled if asked), data on the device, VGG16 features
+    computed once where the variant trains on them, and the optimizer over what trains."""
+    device = torch.device(config["device"])
+    model = build_model(config).to(device)
+    channels_last = bool(config.get("channels_last"))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    spec, generator = augmentation(config, device)
+    image_inputs = InputPipeline(
+        "images", config["preprocessing"], config["input_scale"], spec, generator, channels_last
+    )
+    train, validation, test = (_to_device(splits[k], device) for k in ("train", "validation", "test"))
+    if validation is None or train is None:
+        raise CnnreproError(f"{config['data_dir']}: no training or validation split")
+
+    trained: nn.Module = model
+    inputs = image_inputs
+    if config["training_data"] == "vgg16_features":
+        print("extracting VGG16 features once per image ...", flush=True)
+        amp = config["mixed_precision"]
+        bs = config["batch_size"]
+        train, validation = (extract_features(model.conv_base, s, image_inputs, bs, amp) for s in (train, validation))
+        test = extract_features(model.conv_base, test, image_inputs, bs, amp) if test is not None else None
+        trained, inputs = model.head, InputPipeline("features")
+
+    if config.get("compile"):
+        # In place (nn.Module.compile): state_dict keys stay as they are for checkpoints and safetensors.
+        trained.compile()
+    params = [p for p in trained.parameters() if p.requires_grad]
+    optimizer = make_optimizer(config["optimizer"], params, config["learning_rate"])
+    return TrainingSetup(model, trained, optimizer, inputs, train, validation, test)
+
+
+def train_variant(
+    config: dict[str, Any],
+    *,
+    checkpoint_root: str | Path = "checkpoints",
+    hooks: Sequence[EpochHook] = (),
+    owner: dict[str, Any] | None = None,
+    on_resume: ResumeHook | None = None,
+) -> RunResult:
+    """Train one (variant, seed) to the end and score it. prepare(config) must have run.
+
+    `owner` is saved with each checkpoint; a run resuming from one calls `on_resume(its owner, epoch)`.
+    """
+    configure_process(config)
+    splits = load_splits(config)
+    print(data_line(splits), flush=True)
+    started = time.perf_counter()
+    setup = setup_training(config, splits)
+    trained, optimizer, inputs = setup.trained, setup.optimizer, setup.inputs
+    train, validation, test = setup.train, setup.validation, setup.test
+    checkpoint = ckpt.checkpoint_path(checkpoint_root, config["framework"], config["variant"], config["seed"])
+    settings = FitSettings(
+        loss=config["loss"],
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
+        steps_per_epoch=config["steps_per_epoch"],
+        validation_steps=config["validation_steps"],
+        seed=config["seed"],
+        mixed_precision=config["mixed_precision"],
+        checkpoint=checkpoint,
+        config_hash=ckpt.config_hash(config),
+        owner=dict(owner or {}),
+        on_resume=on_resume,
+        fast_step=bool(config.get("fast_step")),
+        checkpoint_every=int(config.get("checkpoint_every", 1)),
+        checkpoint_in_background=bool(config.get("checkpoint_in_background")),
+    )
+    history = fit(trained, optimizer, train, validation, inputs, settings, hooks)
+    train_duration = time.perf_counter() - started
+
+    metrics, confusion = score_final(trained, test, validation, inputs, config, history)
+    return RunResult(history, metrics, confusion, setup.model, train_duration)
+
+
+def score_final(
+    model: nn.Module,
+    test: DeviceSplit | None,
+    validation: DeviceSplit,
+    inputs: InputPipeline,
+    config: dict[str, Any],
+    history: list[dict[str, float]],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """metrics.json figures and the confusion matrix of the final model.
+
+    The final model sees every test image once (the validation split where the source has no
+    test split); val_* are the last epoch's, as the source reports them.
+    """
+    scored, split_name = (test, "test") if test is not None else (validation, "validation")
+    final = evaluate(
+        model,
+        scored,
+        sequential_batches(len(scored), config["batch_size"]),
+        inputs,
+        config["loss"],
+        mixed_precision=config["mixed_precision"],
+        keep_predictions=True,
+    )
+    return summarize_final(history, final, list(config["classes"]), split_name, has_test=test is not None)
+
+
+# --- the backend --------------------------------------------------------------------------------------
+
+
+def save_model(model: nn.Module, path: Path) -> None:
+    # Serialized in memory, written by Python: a full disk is then an OSError naming the file and errno.
+    from safetensors.torch import save
+
+    write_file(path, save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}))
+
+
+class TorchBackend:
+    """The PyTorch backend (cnnrepro.train.engine.backend.Backend)."""
+
+    framework = "torch"
+    model_file = MODEL_FILE
+
+    def prepare(self, config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None:
+        prepare(config, download_timeout_s=download_timeout_s)
+
+    def train_variant(
+        self,
+        config: dict[str, Any],
+        *,
+        checkpoint_root: str | Path = "checkpoints",
+        hooks: Sequence[EpochHook] = (),
+        owner: dict[str, Any] | None = None,
+        on_resume: ResumeHook | None = None,
+    ) -> RunResult:
+        return train_variant(config, checkpoint_root=checkpoint_root, hooks=hooks, owner=owner, on_resume=on_resume)
+
+    def save_model(self, model: nn.Module, path: Path) -> None:
+        save_model(model, path)
+
+    def ledger_entries(self, config: dict[str, Any]) -> list[dict[str, str]]:
+        return fidelity.entries_for(config)
+
+    def package_versions(self) -> dict[str, str | None]:
+        return package_versions()
+
+
+BACKEND = TorchBackend()

@@ -1,0 +1,204 @@
+"""`cnnrepro train`: train one (framework, variant, seed), write the run outputs, log it to MLflow.
+
+The config is resolved once (documented spec + params overrides + device), printed, logged as
+MLflow params and stored in run_info.json. Every MLflow call of a training run is in this module.
+A run that cannot happen here (VGG16 weights unavailable, the run it continues from not run) is
+written and logged as not_run with the reason, and the command exits 0 so the pipeline goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnrepro.errors import CnnreproError
+from cnnrepro.params import load_params
+from cnnrepro.variants.registry import list_variants
+
+if TYPE_CHECKING:
+    from cnnrepro.run_outputs import RunMetrics
+    from cnnrepro.train.engine.backend import Backend, EpochHook
+    from cnnrepro.train.engine.lifecycle import RunInfo
+
+# Tags of a run that resumed from a checkpoint: the epoch it resumed after, and the MLflow run that wrote it.
+TAG_RESUMED_AFTER = "cnnrepro.resumed_after_epoch"
+TAG_RESUMED_FROM = "cnnrepro.resumed_from_run"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--framework", required=True, choices=["torch", "keras"])
+    parser.add_argument("--variant", required=True, choices=list_variants())
+    parser.add_argument("--seed", required=True, type=int)
+    parser.add_argument(
+        "--data", required=True, type=Path, help="data/split/book, data/prepared or data/split/keras_example"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="the run directory, runs/<framework>/<variant>/seed<S>")
+    parser.add_argument("--init-from", type=Path, default=None, help="the run fine_tuning continues from")
+    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"), help="per-epoch checkpoint root")
+    parser.add_argument(
+        "--ablation",
+        default=None,
+        help="train under this ablation of params ablations.definitions (out: runs/<f>/<v>/ablation-<name>/seed<S>)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    return run(load_params(args.params), args)
+
+
+def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochHook] = ()) -> int:
+    """Everything after argument parsing; `hooks` are extra per-epoch callbacks (tests use them)."""
+    from cnnrepro.train import ablations
+    from cnnrepro.train.engine import lifecycle
+    from cnnrepro.train.engine.preflight import check_run_inputs
+    from cnnrepro.train.engine.run_config import format_config, resolve_run_config
+    from cnnrepro.train.engine.splits import manifest_sha256
+
+    config = resolve_run_config(
+        params,
+        framework=args.framework,
+        variant=args.variant,
+        seed=args.seed,
+        data_dir=args.data,
+        out_dir=args.out,
+        init_from=args.init_from,
+        ablation=args.ablation,
+    )
+    ablations.check_continues_from(config)
+    args.checkpoints = ablations.checkpoint_root(args.checkpoints, args.ablation)
+    check_run_inputs(config, args.checkpoints)  # before the MLflow run: a run that cannot start leaves none
+    backend = load_backend(config["framework"])  # before anything is touched: a missing extra fails here
+    lifecycle.clear_done_marker(args.out)
+    t0 = time.perf_counter()
+    info = lifecycle.RunInfo(
+        framework=config["framework"],
+        variant=config["variant"],
+        seed=config["seed"],
+        status="running",
+        device=config["device"],
+        started_at=lifecycle.now_iso(),
+        git_commit=lifecycle.git_commit(),
+        data_manifest_sha256=manifest_sha256(config["data_dir"], config["dataset"]),
+        config=config,
+        overrides=config["overrides"],
+    )
+    try:
+        # The pipeline's download timeout, capped: a missing file should not hold a job for minutes.
+        backend.prepare(config, download_timeout_s=min(float(params["download"]["timeout_s"]), 30.0))
+        if reason := ablations.not_runnable_reason(config):
+            raise lifecycle.NotRunnable(reason)
+    except lifecycle.NotRunnable as exc:
+        info.status, info.reason = "not_run", str(exc)
+    name = run_name(config)
+    print(f"cnnrepro train {name}:\n{format_config(config)}", flush=True)
+
+    metrics = _tracked(params, config, info, args, backend, tuple(hooks), t0)
+    if info.status == "completed":
+        print(
+            f"done: val_accuracy {metrics.val_accuracy} test_accuracy {metrics.test_accuracy} "
+            f"({info.duration_s:.1f} s) -> {args.out}",
+            flush=True,
+        )
+    else:
+        print(f"not run: {info.reason} -> {args.out}", flush=True)
+    return 0
+
+
+def run_name(config: dict[str, Any]) -> str:
+    """framework/variant/seedS, or framework/variant/ablation-NAME/seedS."""
+    ablation = (config.get("ablation") or {}).get("name")
+    middle = f"/ablation-{ablation}" if ablation else ""
+    return f"{config['framework']}/{config['variant']}{middle}/seed{config['seed']}"
+
+
+def load_backend(framework: str) -> Backend:
+    """The backend that trains this framework; only the chosen one is imported (Keras imports TensorFlow)."""
+    if framework == "keras":
+        from cnnrepro.train.backends.keras.trainer import BACKEND
+    elif framework == "torch":
+        from cnnrepro.train.backends.torch.trainer import BACKEND
+    else:
+        raise CnnreproError(f"unknown framework {framework!r} (known: torch, keras)")
+    return BACKEND
+
+
+def _tracked(
+    params: dict[str, Any],
+    config: dict[str, Any],
+    info: RunInfo,
+    args: argparse.Namespace,
+    backend: Backend,
+    hooks: tuple[EpochHook, ...],
+    t0: float,
+) -> RunMetrics:
+    """Train (unless not_run) inside one MLflow run and write the outputs; every MLflow call is here."""
+    from cnnrepro.tracking.liveness import mark_stale_runs_failed
+    from cnnrepro.tracking.store import tracking_settings
+    from cnnrepro.tracking.tracked_run import parent_run_id_from_env, tracked_run
+    from cnnrepro.train.engine import checkpoint as ckpt
+    from cnnrepro.train.engine import lifecycle
+
+    uri, experiment = tracking_settings(params)
+    parent = parent_run_id_from_env()
+    tags = {
+        "variant": config["variant"],
+        "seed": str(config["seed"]),
+        "framework": config["framework"],
+        "device": config["device"],
+        "git_commit": info.git_commit or "",
+        "data_hash": info.data_manifest_sha256 or "",
+        "status": info.status,
+    }
+    if config.get("ablation"):
+        tags["ablation"] = config["ablation"]["name"]
+    name = run_name(config)
+    with tracked_run(uri, experiment, run_name=name, tags=tags, parent_run_id=parent) as logger:
+        info.mlflow = {
+            "tracking_uri": uri,
+            "experiment_id": logger.experiment_id,
+            "run_id": logger.run_id,
+            "parent_run_id": parent,
+        }
+        logger.log_params(config)
+        result = None
+        if info.status != "not_run":
+
+            def log_epoch(row: dict[str, float]) -> None:
+                logger.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+
+            def link_resumed(owner: dict[str, Any], epoch: int) -> None:
+                # Name the run that wrote the checkpoint (killed: its process is gone, so it is marked FAILED).
+                logger.set_tags({TAG_RESUMED_AFTER: epoch, TAG_RESUMED_FROM: owner.get("mlflow_run_id") or ""})
+                mark_stale_runs_failed(uri, experiment)
+
+            try:
+                result = backend.train_variant(
+                    config,
+                    checkpoint_root=args.checkpoints,
+                    hooks=(log_epoch, *hooks),
+                    owner={"mlflow_run_id": logger.run_id, "tracking_uri": uri},
+                    on_resume=link_resumed,
+                )
+            except lifecycle.NotRunnable as exc:  # weights that fail only when loaded (torchvision)
+                info.reason = str(exc)
+        info.status = "completed" if result is not None else "not_run"
+        info.finished_at = lifecycle.now_iso()
+        info.duration_s = round(time.perf_counter() - t0, 3)
+        info.train_duration_s = round(result.train_duration_s, 3) if result is not None else None
+        metrics = lifecycle.write_outputs(args.out, config, info, result, backend)
+        if result is not None:
+            # val_* of the last epoch are already in the per-epoch curves; log only what is new.
+            final = {k: v for k, v in result.metrics.items() if isinstance(v, int | float) and not k.startswith("val_")}
+            logger.log_metrics(final, step=len(result.history))
+        for file in ("history.csv", "metrics.json", "run_info.json"):
+            logger.log_artifact(Path(args.out) / file)
+        logger.log_artifact(Path(args.out) / "artifacts", "artifacts")
+        logger.set_tags({"status": info.status, **({"reason": info.reason} if info.reason else {})})
+    if result is not None:
+        ckpt.remove_checkpoint(
+            ckpt.checkpoint_path(args.checkpoints, config["framework"], config["variant"], config["seed"])
+        )
+    return metrics
