@@ -72,12 +72,12 @@ import sys
 from pathlib import Path
 import yaml
 from cnnrepro.bench.pipeline import write_random_vgg16
-from cnnrepro.train.backends.torch.models import vgg16
+from cnnrepro.train import vgg16_weights
 params = yaml.safe_load(Path("params.yaml").read_text())
 try:
-    vgg16.resolve_keras_weights(params["train"]["vgg16"], timeout_s=5)
+    vgg16_weights.resolve_keras_weights(params["train"]["vgg16"], timeout_s=5)
     print("VGG16: ImageNet weights found")
-except vgg16.WeightsUnavailable:
+except vgg16_weights.WeightsUnavailable:
     params["train"]["vgg16"] |= {"path": str(write_random_vgg16(Path(sys.argv[1]).with_suffix(".h5"))), "sha256": None}
     print("VGG16: RANDOM weights (timing only)")
 Path(sys.argv[1]).write_text(yaml.safe_dump(params, sort_keys=False))

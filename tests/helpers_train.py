@@ -21,7 +21,7 @@ import yaml
 from PIL import Image
 
 from cnnrepro.params import PROJECT_ROOT, validate_params
-from cnnrepro.train.backends.torch.models.vgg16 import BLOCKS
+from cnnrepro.train.vgg16_weights import BLOCKS
 
 CLASSES = ("cats", "dogs")
 UNREACHABLE_URL = "http://127.0.0.1:9/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"

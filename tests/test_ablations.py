@@ -14,13 +14,12 @@ import yaml
 from cnnrepro.errors import CnnreproError
 from cnnrepro.params import PROJECT_ROOT, load_params, load_schema
 from cnnrepro.run_outputs import load_run
-from cnnrepro.train import ablations
-from cnnrepro.train import ledger as fidelity
+from cnnrepro.train import ablations, vgg16_weights
 from cnnrepro.train.backends.keras import ledger as keras_ledger
+from cnnrepro.train.backends.torch import ledger as torch_ledger
 from cnnrepro.train.backends.torch import trainer as runner
-from cnnrepro.train.backends.torch.loop import train_step
-from cnnrepro.train.backends.torch.models import vgg16
 from cnnrepro.train.backends.torch.optimizers import make_optimizer
+from cnnrepro.train.backends.torch.steps import train_step
 from cnnrepro.train.engine.run_config import resolve_run_config
 from cnnrepro.train.inputs.augment import AugmentationSpec, augment_batch
 
@@ -101,7 +100,7 @@ def test_settings_change_only_what_they_name_and_keep_derived_keys_in_step() -> 
     caffe = _resolve("feature_extraction", "caffe_preprocessing")
     assert caffe["preprocessing"] == "caffe" and caffe["input_scale"] == 1.0
     assert faithful["precision"] == "fp32" and faithful["ablation"] is None
-    ids = [e["id"] for e in fidelity.entries_for(semantics)]
+    ids = [e["id"] for e in torch_ledger.entries_for(semantics)]
     assert "ablation_keras_2_1_3_augmentation_augmentation_semantics" in ids
 
 
@@ -202,12 +201,12 @@ def _moved_torch_kernels(config: dict) -> set[str]:
 
 
 def test_torch_one_step_moves_the_base_as_keras_2_0_8_did(vgg_params: dict) -> None:
-    all_convs = set(vgg16.CONV_NAMES)
+    all_convs = set(vgg16_weights.CONV_NAMES)
     assert len(all_convs) == 13
     assert _moved_torch_kernels(_chain_config(vgg_params, "feature_extraction_augmented", None)) == all_convs
     assert _moved_torch_kernels(_chain_config(vgg_params, "feature_extraction_augmented", "frozen_base")) == set()
     # fine_tuning's freezing (its own run continues from a saved model; the weights do not matter here).
-    assert _moved_torch_kernels(_chain_config(vgg_params, "fine_tuning", None)) == set(vgg16.FINE_TUNED_LAYERS)
+    assert _moved_torch_kernels(_chain_config(vgg_params, "fine_tuning", None)) == set(vgg16_weights.FINE_TUNED_LAYERS)
 
 
 @needs_tf
@@ -226,9 +225,9 @@ def test_keras_one_step_moves_the_base_as_keras_2_0_8_did(vgg_params: dict) -> N
 
     assert models.FINE_TUNING_FIRST_LAYER == "block5_conv1"
     faithful = _chain_config(vgg_params, "feature_extraction_augmented", None, "keras")
-    assert moved(faithful) == set(vgg16.CONV_NAMES)
+    assert moved(faithful) == set(vgg16_weights.CONV_NAMES)
     assert moved(_chain_config(vgg_params, "feature_extraction_augmented", "frozen_base", "keras")) == set()
-    assert moved(_chain_config(vgg_params, "fine_tuning", None, "keras")) == set(vgg16.FINE_TUNED_LAYERS)
+    assert moved(_chain_config(vgg_params, "fine_tuning", None, "keras")) == set(vgg16_weights.FINE_TUNED_LAYERS)
     assert "keras3_trainable_base" in {e["id"] for e in keras_ledger.entries_for(faithful | {"keras_backend": "x"})}
 
 
@@ -315,11 +314,11 @@ def test_the_preflight_checks_the_ablations_own_checkpoint_folder(
 def test_the_ledger_says_why_the_base_trains_and_frozen_base_does_not_claim_it() -> None:
     faithful = _resolve("feature_extraction_augmented", None)
     assert faithful["trainable"] == "all" and _resolve("fine_tuning", None)["trainable"] == "head+block5"
-    entry = next(e for e in fidelity.entries_for(faithful) if e["id"] == "vgg16_base_trained_as_2_0_8_ran")
+    entry = next(e for e in torch_ledger.entries_for(faithful) if e["id"] == "vgg16_base_trained_as_2_0_8_ran")
     for evidence in ("c25fa38", "71-74 s", "32-33 s", "#21, #75, #93", "keras-team/keras #8792"):
         assert evidence in entry["source"] + entry["reason"], evidence
     frozen = _resolve("feature_extraction_augmented", "frozen_base")
-    ids = {e["id"] for e in fidelity.entries_for(frozen)}
+    ids = {e["id"] for e in torch_ledger.entries_for(frozen)}
     assert "vgg16_base_trained_as_2_0_8_ran" not in ids and "ablation_frozen_base_trainable" in ids
     keras_ids = {e["id"] for e in keras_ledger.entries_for(faithful | {"framework": "keras"})}
     assert "keras3_trainable_base" in keras_ids and "vgg16_base_trained_as_2_0_8_ran" not in keras_ids

@@ -16,10 +16,11 @@ from cnnrepro import cli
 from cnnrepro.bench import flops, peaks
 from cnnrepro.bench.table import STEP_COLUMNS
 from cnnrepro.params import load_params
+from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.torch import trainer as runner
-from cnnrepro.train.backends.torch.loop import train_step
 from cnnrepro.train.backends.torch.models import vgg16
 from cnnrepro.train.backends.torch.optimizers import make_optimizer
+from cnnrepro.train.backends.torch.steps import train_step
 from cnnrepro.train.engine.lifecycle import load_splits
 from cnnrepro.train.engine.run_config import resolve_run_config
 from cnnrepro.train.inputs.augment import augment_batch, book_augmentation
@@ -57,7 +58,7 @@ def test_frozen_and_fine_tuned_vgg16_cost_what_autograd_computes() -> None:
     vgg16.freeze_conv_base(model)  # a frozen base (the ablation frozen_base): it runs forward only
     frozen = flops.layer_costs(model, example)
     assert all(c.train_macs == c.forward_macs for c in frozen if c.name.startswith("conv_base."))
-    vgg16.freeze_conv_base(model, vgg16.FINE_TUNED_LAYERS)  # fine_tuning: block5 trains
+    vgg16.freeze_conv_base(model, vgg16_weights.FINE_TUNED_LAYERS)  # fine_tuning: block5 trains
     tuned = {c.name: c for c in flops.layer_costs(model, example)}
     assert tuned["conv_base.block5_conv1"].train_macs == 2 * tuned["conv_base.block5_conv1"].forward_macs
     assert tuned["conv_base.block5_conv2"].train_macs == 3 * tuned["conv_base.block5_conv2"].forward_macs
@@ -68,7 +69,7 @@ def test_flop_counts_agree_with_torch_on_a_partly_frozen_net() -> None:
     """The same per-layer backward rule as autograd, checked on a small VGG-shaped net (32x32 input)."""
     torch.manual_seed(0)
     model = vgg16.VGG16Classifier(features=512)
-    vgg16.freeze_conv_base(model, vgg16.FINE_TUNED_LAYERS)
+    vgg16.freeze_conv_base(model, vgg16_weights.FINE_TUNED_LAYERS)
     x = torch.rand(2, 3, 32, 32)
     costs = flops.layer_costs(model, x[:1])
     assert flops.counted_train_flops(model, x, lambda logits: logits.sum()) == 2 * 2 * flops.train_macs(costs)
@@ -276,7 +277,7 @@ def test_augmentation_is_float32_under_bf16_autocast() -> None:
 
 
 def test_cpu_batches_are_the_rows_index_select_gives() -> None:
-    from cnnrepro.train.backends.torch.loop import DeviceSplit
+    from cnnrepro.train.backends.torch.steps import DeviceSplit
 
     images = torch.randint(0, 256, (7, 5, 6, 3), dtype=torch.uint8)
     features = torch.rand(7, 11)

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from cnnrepro.orchestration import gpu_slots as gpus
+from cnnrepro.train.engine.gpu_claim import claim_slot
 
 from .conftest import PROJECT_ROOT
 from .helpers_faults import dry_run_resources, fake_gpu_bin, project_with_profiles, set_params, with_path
@@ -53,12 +54,12 @@ def test_gpus_per_training_job(device: str, n_gpus: int, expected: int) -> None:
 
 def test_each_claimer_gets_its_own_gpu_until_all_are_taken(tmp_path: Path) -> None:
     ids = ["GPU-aaaa", "GPU-bbbb"]
-    first = gpus.claim_slot(ids, tmp_path)
-    second = gpus.claim_slot(ids, tmp_path)
+    first = claim_slot(ids, tmp_path)
+    second = claim_slot(ids, tmp_path)
     assert (first.index, second.index) == (0, 1)
-    assert gpus.claim_slot(ids, tmp_path) is None  # more jobs than GPUs: asked for with --resources gpu=N
+    assert claim_slot(ids, tmp_path) is None  # more jobs than GPUs: asked for with --resources gpu=N
     first.release()
-    again = gpus.claim_slot(ids, tmp_path)
+    again = claim_slot(ids, tmp_path)
     assert again.index == 0
     # A claim held by another process counts too, and dies with it.
     holder = subprocess.Popen(
@@ -68,27 +69,27 @@ def test_each_claimer_gets_its_own_gpu_until_all_are_taken(tmp_path: Path) -> No
         second.release()
         again.release()
         assert holder.stdout.readline().strip() == "0"
-        assert gpus.claim_slot(ids, tmp_path).index == 1
+        assert claim_slot(ids, tmp_path).index == 1
     finally:
         holder.kill()
         holder.wait(timeout=30)
-    assert gpus.claim_slot(ids, tmp_path).index == 0
+    assert claim_slot(ids, tmp_path).index == 0
 
 
 def test_runs_per_gpu_slots_fill_the_least_busy_gpu_first(tmp_path: Path) -> None:
     ids = ["GPU-aaaa", "GPU-bbbb"]
-    claims = [gpus.claim_slot(ids, tmp_path, slots_per_gpu=2) for _ in range(4)]
+    claims = [claim_slot(ids, tmp_path, slots_per_gpu=2) for _ in range(4)]
     assert [c.index for c in claims] == [0, 1, 0, 1]  # one each, then a second each
-    assert gpus.claim_slot(ids, tmp_path, slots_per_gpu=2) is None
+    assert claim_slot(ids, tmp_path, slots_per_gpu=2) is None
     claims[1].release()
-    assert gpus.claim_slot(ids, tmp_path, slots_per_gpu=2).index == 1
+    assert claim_slot(ids, tmp_path, slots_per_gpu=2).index == 1
     assert gpus.training_slots(2, 4) == 8 and gpus.training_slots(0, 4) == 0
 
 
 HOLD_CLAIM = """
 import sys, time
 from pathlib import Path
-from cnnrepro.orchestration.gpu_slots import claim_slot
+from cnnrepro.train.engine.gpu_claim import claim_slot
 claim = claim_slot(sys.argv[2:], Path(sys.argv[1]))
 print(claim.index, flush=True)
 time.sleep(300)

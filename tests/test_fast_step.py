@@ -20,8 +20,9 @@ from torch import nn
 from cnnrepro.errors import CnnreproError
 from cnnrepro.train.backends.torch.checkpoint_writer import CheckpointWriter
 from cnnrepro.train.backends.torch.fast_step import FastSteps, supported
-from cnnrepro.train.backends.torch.loop import DeviceSplit, FitSettings, fit, train_step
+from cnnrepro.train.backends.torch.loop import FitSettings, fit
 from cnnrepro.train.backends.torch.optimizers import make_optimizer
+from cnnrepro.train.backends.torch.steps import DeviceSplit, train_step
 from cnnrepro.train.engine import checkpoint as ckpt
 from cnnrepro.train.engine.run_config import resolve_fast_step
 from cnnrepro.train.inputs.augment import book_augmentation

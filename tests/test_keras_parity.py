@@ -28,15 +28,17 @@ from cnnrepro.errors import CnnreproError
 from cnnrepro.params import load_params
 from cnnrepro.run_outputs import HISTORY_COLUMNS, load_run
 from cnnrepro.tracking.store import client as store_client
-from cnnrepro.train.backends.torch.loop import loss_sum_and_correct
+from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.torch.models import vgg16 as torch_vgg16
 from cnnrepro.train.backends.torch.models.layers import count_parameters as torch_count
 from cnnrepro.train.backends.torch.optimizers import make_optimizer as make_torch_optimizer
+from cnnrepro.train.backends.torch.steps import loss_sum_and_correct
 from cnnrepro.train.cli import TAG_RESUMED_AFTER
 from cnnrepro.train.engine import checkpoint as ckpt
+from cnnrepro.train.engine.epochs import make_iterators
 from cnnrepro.train.engine.lifecycle import load_splits
 from cnnrepro.train.engine.run_config import resolve_run_config
-from cnnrepro.train.inputs.pipeline import InputPipeline, augmentation, make_iterators
+from cnnrepro.train.inputs.pipeline import InputPipeline, augmentation
 from cnnrepro.variants.registry import create_model as create_torch_model
 from cnnrepro.variants.registry import get_variant, list_variants
 
@@ -231,7 +233,7 @@ def _freeze_torch(model: nn.Module, trainable: str) -> None:
     if trainable == "head":
         torch_vgg16.freeze_conv_base(model)
     elif trainable == "head+block5":
-        torch_vgg16.freeze_conv_base(model, torch_vgg16.FINE_TUNED_LAYERS)
+        torch_vgg16.freeze_conv_base(model, vgg16_weights.FINE_TUNED_LAYERS)
 
 
 @needs_tf

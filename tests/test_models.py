@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.torch.models import vgg16
 from cnnrepro.train.backends.torch.models.layers import count_parameters
 from cnnrepro.variants.documented import DOCUMENTED
@@ -120,7 +121,7 @@ def test_lenet_initialises_as_d2l_does() -> None:
 
 def test_fine_tuning_unfreezes_exactly_block5_convs_and_head() -> None:
     model = create_model("fine_tuning")
-    vgg16.freeze_conv_base(model, vgg16.FINE_TUNED_LAYERS)
+    vgg16.freeze_conv_base(model, vgg16_weights.FINE_TUNED_LAYERS)
     trainable = {n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad and n.startswith("conv_base")}
     assert trainable == {"block5_conv1", "block5_conv2", "block5_conv3"}
     assert count_parameters(model, trainable_only=True) == 3 * 2_359_808 + 2_097_665

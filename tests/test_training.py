@@ -16,12 +16,15 @@ from safetensors.torch import load_file
 from cnnrepro.errors import CnnreproError
 from cnnrepro.params import load_params
 from cnnrepro.run_outputs import HISTORY_COLUMNS, load_run
-from cnnrepro.train import ledger as fidelity
-from cnnrepro.train.backends.torch.loop import DeviceSplit, InputPipeline, evaluate
+from cnnrepro.train.backends.torch import ledger as torch_ledger
+from cnnrepro.train.backends.torch.loop import InputPipeline
 from cnnrepro.train.backends.torch.models.vgg16 import convert_keras_vgg16
+from cnnrepro.train.backends.torch.steps import DeviceSplit, evaluate
 from cnnrepro.train.engine import checkpoint as ckpt
+from cnnrepro.train.engine.epochs import KerasIterator
 from cnnrepro.train.engine.run_config import resolve_run_config
-from cnnrepro.train.engine.splits import KerasIterator, load_image_split, load_npz, scale_input
+from cnnrepro.train.engine.splits import load_image_split, load_npz
+from cnnrepro.train.inputs.pipeline import scale_input
 
 from .helpers_train import (
     UNREACHABLE_URL,
@@ -210,7 +213,7 @@ def test_config_applies_overrides_and_records_them_as_departures(tmp_path: Path)
     assert resolved == (3, 0.01, 20, 100)
     assert config["device"] == "cpu" and config["mixed_precision"] is False
     assert config["resize_filter"] == "nearest" and config["input_scale"] == pytest.approx(1 / 255)
-    entries = {e["id"]: e for e in fidelity.entries_for(config)}
+    entries = {e["id"]: e for e in torch_ledger.entries_for(config)}
     assert entries["override_epochs"]["source"] == "30" and entries["override_epochs"]["port"] == "3"
     assert entries["override_learning_rate"]["source"] == "0.0001"
     assert {"layout_nchw", "bce_with_logits", "random_draws"} <= set(entries)
@@ -218,7 +221,7 @@ def test_config_applies_overrides_and_records_them_as_departures(tmp_path: Path)
     plain = resolve_run_config(
         _params(tmp_path), framework="torch", variant="baseline", seed=1, data_dir="d", out_dir="o"
     )
-    assert not [e for e in fidelity.entries_for(plain) if e["id"].startswith("override_")]
+    assert not [e for e in torch_ledger.entries_for(plain) if e["id"].startswith("override_")]
 
 
 def test_config_follows_semantics_and_vgg_options(tmp_path: Path) -> None:
@@ -226,15 +229,15 @@ def test_config_follows_semantics_and_vgg_options(tmp_path: Path) -> None:
     aug = resolve_run_config(params, framework="torch", variant="augmentation", seed=0, data_dir="d", out_dir="o")
     assert aug["augmentation"]["semantics"] == "2.1.3" and aug["resize_filter"] == "bilinear"
     assert aug["mixed_precision"] is False  # bf16 autocast on CUDA only
-    ids = {e["id"] for e in fidelity.entries_for(aug)}
+    ids = {e["id"] for e in torch_ledger.entries_for(aug)}
     assert {"augmentation_2_1_3", "resize_filter_2_1_3", "augmentation_engine"} <= ids
     fe = resolve_run_config(params, framework="torch", variant="feature_extraction", seed=0, data_dir="d", out_dir="o")
-    assert fe["preprocessing"] == "caffe" and "vgg16_caffe_input" in {e["id"] for e in fidelity.entries_for(fe)}
+    assert fe["preprocessing"] == "caffe" and "vgg16_caffe_input" in {e["id"] for e in torch_ledger.entries_for(fe)}
     cam = resolve_run_config(params, framework="torch", variant="cam_convnet", seed=0, data_dir="d", out_dir="o")
     assert cam["augmentation"]["semantics"] == "2.1.3" and cam["input_scale"] == 1.0
     mnist = resolve_run_config(params, framework="torch", variant="mnist_dense", seed=0, data_dir="d", out_dir="o")
-    assert "mnist_monitoring" in {e["id"] for e in fidelity.entries_for(mnist)}
-    assert "cuda_nondeterminism" in {e["id"] for e in fidelity.entries_for(mnist | {"device": "cuda"})}
+    assert "mnist_monitoring" in {e["id"] for e in torch_ledger.entries_for(mnist)}
+    assert "cuda_nondeterminism" in {e["id"] for e in torch_ledger.entries_for(mnist | {"device": "cuda"})}
 
 
 def test_init_from_is_required_exactly_for_fine_tuning(tmp_path: Path) -> None:

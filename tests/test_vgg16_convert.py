@@ -11,6 +11,7 @@ import torch
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import sha256_file
+from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.torch.models import vgg16
 
 from .helpers_train import UNREACHABLE_URL, keras_vgg16_weights, write_keras_h5
@@ -25,7 +26,7 @@ def _numpy_vgg16(x_nhwc: np.ndarray, weights: dict[str, tuple[np.ndarray, np.nda
     """Keras' forward pass written out in NumPy, in Keras' own layout: NHWC, kernels (kh, kw, in, out),
     3x3 'same' cross-correlation + bias + ReLU, 2x2 max pool (floor). Independent of PyTorch."""
     x = x_nhwc.astype(np.float64)
-    for b, (n, _) in enumerate(vgg16.BLOCKS, start=1):
+    for b, (n, _) in enumerate(vgg16_weights.BLOCKS, start=1):
         for i in range(1, n + 1):
             kernel, bias = weights[f"block{b}_conv{i}"]
             batch, h, w, _ = x.shape
@@ -98,36 +99,36 @@ def no_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_weights_are_found_in_the_documented_order(tmp_path: Path, weights: dict, no_caches: Path) -> None:
     h5 = write_keras_h5(tmp_path / "src.h5", weights)
-    cached = vgg16.keras_cache_path()
-    assert cached == tmp_path / "keras_home" / "models" / vgg16.KERAS_WEIGHTS_NAME
+    cached = vgg16_weights.keras_cache_path()
+    assert cached == tmp_path / "keras_home" / "models" / vgg16_weights.KERAS_WEIGHTS_NAME
     # 1. the params path wins over the cache
     write_keras_h5(cached, weights)
-    assert vgg16.resolve_keras_weights(_vgg_params(path=str(h5))) == h5
+    assert vgg16_weights.resolve_keras_weights(_vgg_params(path=str(h5))) == h5
     # 2. the Keras cache
-    assert vgg16.resolve_keras_weights(_vgg_params()) == cached
+    assert vgg16_weights.resolve_keras_weights(_vgg_params()) == cached
     cached.unlink()
     # 3. the download (a file:// URL here), saved into the project cache and verified
-    got = vgg16.resolve_keras_weights(_vgg_params(url=h5.as_uri(), sha256=sha256_file(h5)))
-    assert got == Path(".cnnrepro/weights") / vgg16.KERAS_WEIGHTS_NAME
+    got = vgg16_weights.resolve_keras_weights(_vgg_params(url=h5.as_uri(), sha256=sha256_file(h5)))
+    assert got == Path(".cnnrepro/weights") / vgg16_weights.KERAS_WEIGHTS_NAME
     assert sha256_file(got) == sha256_file(h5)
     assert not list(got.parent.glob("*.part"))
     # ... and found there the next time, without the URL
-    assert vgg16.resolve_keras_weights(_vgg_params()) == got
+    assert vgg16_weights.resolve_keras_weights(_vgg_params()) == got
 
 
 def test_unavailable_weights_say_what_was_tried(no_caches: Path) -> None:
-    with pytest.raises(vgg16.WeightsUnavailable) as info:
-        vgg16.resolve_keras_weights(_vgg_params(path="missing.h5"), timeout_s=5)
+    with pytest.raises(vgg16_weights.WeightsUnavailable) as info:
+        vgg16_weights.resolve_keras_weights(_vgg_params(path="missing.h5"), timeout_s=5)
     message = str(info.value)
     assert message.startswith("ImageNet weights unavailable: tried train.vgg16.path missing.h5 (missing)")
     assert "Keras cache" in message and UNREACHABLE_URL in message and "\n" not in message
-    assert not (Path(".cnnrepro/weights") / vgg16.KERAS_WEIGHTS_NAME).exists()
+    assert not (Path(".cnnrepro/weights") / vgg16_weights.KERAS_WEIGHTS_NAME).exists()
 
 
 def test_a_checksum_mismatch_stops_and_leaves_nothing(tmp_path: Path, weights: dict, no_caches: Path) -> None:
     h5 = write_keras_h5(tmp_path / "src.h5", weights)
     with pytest.raises(CnnreproError, match=r"does not match train\.vgg16\.sha256"):
-        vgg16.resolve_keras_weights(_vgg_params(url=h5.as_uri(), sha256="0" * 64))
-    assert not (Path(".cnnrepro/weights") / vgg16.KERAS_WEIGHTS_NAME).exists()
+        vgg16_weights.resolve_keras_weights(_vgg_params(url=h5.as_uri(), sha256="0" * 64))
+    assert not (Path(".cnnrepro/weights") / vgg16_weights.KERAS_WEIGHTS_NAME).exists()
     with pytest.raises(CnnreproError, match=r"train.vgg16.path .*src\.h5: sha256"):
-        vgg16.resolve_keras_weights(_vgg_params(path=str(h5), sha256="0" * 64))
+        vgg16_weights.resolve_keras_weights(_vgg_params(path=str(h5), sha256="0" * 64))

@@ -21,10 +21,10 @@ import torch
 from cnnrepro.bench.flops import counted_train_flops, layer_costs, train_macs
 from cnnrepro.bench.peaks import DevicePeak
 from cnnrepro.train.backends.torch import trainer as runner
-from cnnrepro.train.backends.torch.loop import loss_sum_and_correct, train_step
 from cnnrepro.train.backends.torch.optimizers import make_optimizer
+from cnnrepro.train.backends.torch.steps import loss_sum_and_correct, train_step
+from cnnrepro.train.engine.epochs import KerasIterator
 from cnnrepro.train.engine.lifecycle import load_splits
-from cnnrepro.train.engine.splits import KerasIterator
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

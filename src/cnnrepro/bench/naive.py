@@ -20,8 +20,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from cnnrepro.train.engine.splits import CAFFE_MEAN_BGR, list_image_folder, load_image, load_npz
+from cnnrepro.train.engine.images import list_image_folder, load_image
+from cnnrepro.train.engine.splits import load_npz
 from cnnrepro.train.inputs.augment import AugmentationSpec, sample_transforms, transform_matrices
+from cnnrepro.train.inputs.pipeline import CAFFE_MEAN_BGR
 
 # Keras fill_mode -> scipy.ndimage mode (the mapping cnnrepro.train.inputs.augment documents).
 SCIPY_MODES = {"nearest": "nearest", "reflect": "reflect", "constant": "grid-constant", "wrap": "grid-wrap"}

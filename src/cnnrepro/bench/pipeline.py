@@ -36,6 +36,7 @@ from cnnrepro.bench.peaks import device_peak
 from cnnrepro.bench.table import render
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json
+from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.torch.models import vgg16
 from cnnrepro.variants.registry import create_model
 
@@ -94,7 +95,7 @@ def write_random_vgg16(path: Path, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     base = vgg16.VGG16Base()
     with h5py.File(path, "w") as f:
-        for name in vgg16.CONV_NAMES:
+        for name in vgg16_weights.CONV_NAMES:
             conv = getattr(base, name)
             out_c, in_c, kh, kw = conv.weight.shape
             group = f.create_group(name)
@@ -126,9 +127,9 @@ def prepare_scratch(project: Path, params: dict[str, Any], scratch: Path) -> tup
     weights = "not needed"
     if any(v in {"feature_extraction", "feature_extraction_augmented", "fine_tuning"} for v in _variants(local)):
         try:
-            vgg16.resolve_keras_weights(train["vgg16"], timeout_s=10.0)
+            vgg16_weights.resolve_keras_weights(train["vgg16"], timeout_s=10.0)
             weights = "imagenet"
-        except vgg16.WeightsUnavailable:
+        except vgg16_weights.WeightsUnavailable:
             train["vgg16"] = dict(train["vgg16"]) | {"path": str(write_random_vgg16(scratch / "vgg16_random.h5"))}
             train["vgg16"]["sha256"] = None
             weights = "random (timing only)"

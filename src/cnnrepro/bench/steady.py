@@ -24,8 +24,8 @@ from cnnrepro.bench.peaks import DevicePeak
 from cnnrepro.train.backends.torch import trainer as runner
 from cnnrepro.train.backends.torch.fast_step import FastSteps
 from cnnrepro.train.backends.torch.loop import FitSettings, fit
+from cnnrepro.train.engine.epochs import KerasIterator
 from cnnrepro.train.engine.lifecycle import load_splits
-from cnnrepro.train.engine.splits import KerasIterator
 
 
 def _autocast_dtype(config: dict[str, Any]) -> torch.dtype | None:

@@ -137,7 +137,8 @@ def main(args: argparse.Namespace) -> int:
 def _evaluate_torch(run: Path, split: Any, batch_size: int, device: str) -> dict[str, Any]:
     import torch
 
-    from cnnrepro.train.backends.torch.loop import DeviceSplit, evaluate, sequential_batches
+    from cnnrepro.train.backends.torch.loop import sequential_batches
+    from cnnrepro.train.backends.torch.steps import DeviceSplit, evaluate
 
     model, config = load_trained(run, device)
     model_device = next(model.parameters()).device

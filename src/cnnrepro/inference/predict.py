@@ -20,7 +20,7 @@ def main(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cnnrepro.inference.evaluate import class_probabilities
-    from cnnrepro.train.engine.splits import load_image
+    from cnnrepro.train.engine.images import load_image
 
     probabilities_of, config = class_probabilities(args.run, args.device)
     channels, height, width = config["input_shape"]

@@ -1,12 +1,12 @@
-"""The fidelity ledger: every place the PyTorch port departs from the source it reproduces.
+"""The fidelity ledger: every place a port departs from the source it reproduces, framework-neutral part.
 
-Each entry names the setting, what the source did, what the port does, and why. `entries_for`
-picks the entries that apply to one resolved run config (variant, device, semantics, VGG16
-options) and adds every params override of that run as a departure of its own. Choices that
-copy the source exactly (RMSprop rho/eps, Keras init, generator index logic, fine_tuning's frozen
-blocks 1-4) are not departures and are not listed; they are tested instead. One entry copies what
-ran where it differs from what the source's text says (vgg16_base_trained_as_2_0_8_ran), with the
-evidence. An ablation run adds one entry per key its ablation changed (cnnrepro.train.ablations).
+Each entry names the setting, what the source did, what the port does, and why. `entries_for` picks the
+entries that apply to one resolved run config (variant, device, semantics, VGG16 options): the shared
+ones below, then the backend's own (cnnrepro.train.backends.<framework>.ledger), and adds every params
+override of that run as a departure of its own. Choices that copy the source exactly (RMSprop rho/eps,
+Keras init, generator index logic, fine_tuning's frozen blocks 1-4) are not departures and are not
+listed; they are tested instead. An ablation run adds one entry per key its ablation changed
+(cnnrepro.train.ablations).
 """
 
 from __future__ import annotations
@@ -56,43 +56,8 @@ def _vgg(key: str, value: str) -> Callable[[Config], bool]:
     return lambda c: (c.get("vgg16") or {}).get(key) == value
 
 
-LEDGER: tuple[LedgerEntry, ...] = (
-    LedgerEntry(
-        "layout_nchw",
-        ALL,
-        "tensor layout",
-        "channels-last (N, H, W, C); Flatten orders features (h, w, c)",
-        "channels-first (N, C, H, W); Flatten orders features (c, h, w)",
-        "PyTorch's native layout. For a Dense layer trained from scratch this only permutes its input rows "
-        "(same function class, same i.i.d. init); the VGG16 kernels are transposed exactly, not approximated.",
-    ),
-    LedgerEntry(
-        "bce_with_logits",
-        BINARY,
-        "output and loss",
-        "Dense(1, sigmoid) + binary_crossentropy on probabilities clipped to [1e-7, 1-1e-7]",
-        "linear Dense(1) + BCEWithLogitsLoss on the logit; accuracy = logit > 0",
-        "numerically stable form of the same loss: identical value and gradient while |logit| < 16.1; beyond "
-        "that Keras' clip zeroes the gradient and this keeps a small one. Predictions (p > 0.5) are identical.",
-    ),
-    LedgerEntry(
-        "ce_with_logits",
-        KERAS_MNIST,
-        "output and loss",
-        "Dense(10, softmax) + categorical_crossentropy on one-hot labels, probabilities clipped at 1e-7",
-        "linear Dense(10) + CrossEntropyLoss on logits and integer labels",
-        "the same loss computed stably; differs only where Keras' clip saturates (p < 1e-7 on the true class).",
-    ),
-    LedgerEntry(
-        "random_draws",
-        ALL,
-        "random number streams",
-        "Keras/TF or d2l/PyTorch global RNGs, unseeded (weights, data order, dropout, augmentation)",
-        "PyTorch RNG seeded with the run seed (weights, dropout); a numpy PCG64 stream per data iterator "
-        "and a torch.Generator for augmentation, all derived from the seed",
-        "same distributions, different draws: a run is repeatable, and seeds stand in for the sources' "
-        "run-to-run variation.",
-    ),
+# Entries that hold for every framework's port (each backend adds its own: backends/<framework>/ledger.py).
+SHARED: tuple[LedgerEntry, ...] = (
     LedgerEntry(
         "resize_filter_2_1_3",
         BOOK,
@@ -157,21 +122,6 @@ LEDGER: tuple[LedgerEntry, ...] = (
         when=_vgg("preprocessing", "caffe"),
     ),
     LedgerEntry(
-        "vgg16_base_trained_as_2_0_8_ran",
-        ("feature_extraction_augmented",),
-        "VGG16 base during feature_extraction_augmented",
-        "the text and code freeze it (conv_base.trainable = False), but Keras 2.0.8 ignored the flag of a model "
-        "nested in a Sequential and trained all 13 conv layers + head at lr 2e-5 (fixed in Keras 2.1.0, commit "
-        "c25fa38, 'Fix issue with dynamic trainability API when first layer in a Sequential is a model')",
-        "the whole base trained with the head (trainable 'all'): the run behind the documented 96%; the frozen "
-        "base the text intends is the ablation frozen_base",
-        "evidence: the notebook's epoch times, 71-74 s for this 'frozen' run vs 32-33 s for fine-tuning with only "
-        "block5 trainable (a frozen base would be the faster one); users on Keras >= 2.1 report about 90% "
-        "(deep-learning-with-python-notebooks #21, #75, #93; keras-team/keras #8792). The per-layer flags of "
-        "fine_tuning did take effect, so fine_tuning trains block5 + head as written.",
-        when=lambda c: c.get("trainable") == "all",
-    ),
-    LedgerEntry(
         "cam_input_scale",
         ("cam_convnet",),
         "input pixel scale",
@@ -205,15 +155,6 @@ LEDGER: tuple[LedgerEntry, ...] = (
         "same distributions (0.1 of a full turn = 36 degrees); resampling details can differ.",
     ),
     LedgerEntry(
-        "cuda_nondeterminism",
-        ALL,
-        "determinism",
-        "whatever the source's GPU/CPU did (not bitwise reproducible on GPU either)",
-        "CUDA with cuDNN's default (nondeterministic) algorithms",
-        "deterministic cuDNN kernels are slower; CPU runs of this port are bitwise repeatable, CUDA runs are not.",
-        when=lambda c: str(c.get("device", "cpu")).startswith("cuda"),
-    ),
-    LedgerEntry(
         "tf32",
         ALL,
         "arithmetic precision",
@@ -221,15 +162,6 @@ LEDGER: tuple[LedgerEntry, ...] = (
         "TF32 matrix multiplies and convolutions on CUDA (train.precision tf32): float32 range, 10-bit mantissa",
         "chosen in params for speed on Ampere and later GPUs; fp32 switches TF32 off explicitly.",
         when=lambda c: c.get("precision") == "tf32" and str(c.get("device", "cpu")).startswith(("cuda", "gpu")),
-    ),
-    LedgerEntry(
-        "bf16_autocast",
-        ALL,
-        "arithmetic precision",
-        "float32 throughout",
-        "bfloat16 autocast for the forward pass on CUDA (train.precision bf16); loss and weights float32",
-        "chosen in params for speed; bf16 has an 8-bit mantissa.",
-        when=lambda c: bool(c.get("mixed_precision")),
     ),
 )
 
@@ -269,8 +201,10 @@ def override_entries(config: Config) -> list[dict[str, str]]:
     return entries
 
 
-def entries_for(config: Config) -> list[dict[str, str]]:
-    """The ledger entries that apply to one resolved run config, overrides and ablation included."""
+def entries_for(config: Config, framework_entries: tuple[LedgerEntry, ...]) -> list[dict[str, str]]:
+    """The ledger entries that apply to one resolved run config: the shared ones, then the framework's own,
+    then one per params override and one per key an ablation changed."""
     from cnnrepro.train.ablations import ledger_entries
 
-    return [e.as_dict() for e in LEDGER if e.applies(config)] + override_entries(config) + ledger_entries(config)
+    entries = [e.as_dict() for e in (*SHARED, *framework_entries) if e.applies(config)]
+    return entries + override_entries(config) + ledger_entries(config)

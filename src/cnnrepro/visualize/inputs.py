@@ -13,10 +13,11 @@ from torch import nn
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json
 from cnnrepro.run_outputs import run_dir
-from cnnrepro.train.engine.splits import IMAGE_EXTENSIONS, load_image, scale_input
+from cnnrepro.train.engine.images import IMAGE_EXTENSIONS, load_image
+from cnnrepro.train.inputs.pipeline import scale_input
 
 if TYPE_CHECKING:
-    from cnnrepro.visualize.stage import Settings
+    from cnnrepro.visualize.settings import Settings
 
 FRAMEWORK = "torch"  # the figures read PyTorch modules by name
 MAX_OVERLAY_SIDE = 600
@@ -102,13 +103,8 @@ def load_original(path: Path) -> np.ndarray:
 
 def load_imagenet_vgg16(vgg_params: dict[str, Any]) -> tuple[nn.Module, str]:
     """The ImageNet VGG16 conv base as train.vgg16 says, and a description of its weights; Unavailable if none."""
-    from cnnrepro.train.backends.torch.models.vgg16 import (
-        VGG16Base,
-        WeightsUnavailable,
-        load_keras_vgg16_,
-        load_torchvision_vgg16_,
-        resolve_keras_weights,
-    )
+    from cnnrepro.train.backends.torch.models.vgg16 import VGG16Base, load_keras_vgg16_, load_torchvision_vgg16_
+    from cnnrepro.train.vgg16_weights import WeightsUnavailable, resolve_keras_weights
 
     base = VGG16Base()
     try:

@@ -11,7 +11,7 @@ from cnnrepro.visualize.index import FigureRecord
 
 def mlflow_target(record: FigureRecord, default_uri: str) -> tuple[str, str] | None:
     """(tracking uri, run id) a figure belongs to: its source run's, or the pipeline's parent run for VGG16."""
-    from cnnrepro.tracking import parent_run_id_from_env
+    from cnnrepro.tracking.tracked_run import parent_run_id_from_env
 
     if record.source_run is None:
         parent = parent_run_id_from_env()
@@ -31,7 +31,8 @@ def log_to_mlflow(records: list[FigureRecord], figures_dir: Path, default_uri: s
     A run that cannot be reached is noted in the record (and printed), not fatal: the figures stand alone.
     """
     # tracking's store opening (lock, busy timeout) and retry are reused; the run is reopened by id only.
-    from cnnrepro.tracking import client, first_line, retry
+    from cnnrepro.tracking.retries import first_line, retry
+    from cnnrepro.tracking.store import client
 
     targets = {id(r): mlflow_target(r, default_uri) for r in records}
     for record in records:

@@ -70,7 +70,7 @@ class RunEstimate:
 
 def vgg16_weights_here(params: dict[str, Any]) -> bool:
     """Whether the ImageNet VGG16 file is already where training looks first (no download tried)."""
-    from cnnrepro.train.backends.torch.models.vgg16 import KERAS_WEIGHTS_NAME, PROJECT_CACHE, keras_cache_path
+    from cnnrepro.train.vgg16_weights import KERAS_WEIGHTS_NAME, PROJECT_CACHE, keras_cache_path
 
     path = params["train"]["vgg16"].get("path")
     places = [Path(path)] if path else []
@@ -173,9 +173,9 @@ def _seconds_per_image(variant: str, config: dict[str, Any], device: Any) -> tup
     """(seconds per training image, seconds per forward-only image), timed on random inputs."""
     import torch
 
-    from cnnrepro.train.backends.torch.loop import train_step
     from cnnrepro.train.backends.torch.models import vgg16
     from cnnrepro.train.backends.torch.optimizers import make_optimizer
+    from cnnrepro.train.backends.torch.steps import train_step
     from cnnrepro.variants.registry import create_model, get_variant
 
     spec = get_variant(variant)

@@ -24,7 +24,7 @@ import numpy as np
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_path, write_json_atomic
-from cnnrepro.train.engine.splits import Split, list_image_folder, load_images
+from cnnrepro.train.engine.images import Split, list_image_folder, load_images
 
 # Bump when what a cached array holds changes for the same inputs (e.g. a new decode rule).
 CACHE_FORMAT = 1

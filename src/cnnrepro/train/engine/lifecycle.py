@@ -21,8 +21,9 @@ from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, read_json, sha256_file, write_json_atomic
 from cnnrepro.run_outputs import RunInfo, RunMetrics, write_run
 from cnnrepro.train.engine.backend import Backend, RunResult
+from cnnrepro.train.engine.images import Split
 from cnnrepro.train.engine.preflight import IMAGE_SPLITS
-from cnnrepro.train.engine.splits import Split, load_image_split, load_npz, manifest_sha256
+from cnnrepro.train.engine.splits import load_image_split, load_npz, manifest_sha256
 from cnnrepro.variants.registry import get_variant
 
 __all__ = ["RunInfo"]  # run_info.json's contract lives with the other run files, in cnnrepro.run_outputs

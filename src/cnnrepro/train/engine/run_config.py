@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from cnnrepro.errors import CnnreproError
-from cnnrepro.train.engine.splits import SEMANTICS_RESIZE
+from cnnrepro.train.engine.images import SEMANTICS_RESIZE
 from cnnrepro.variants.registry import VariantSpec, get_variant
 
 # train.image_cache_dir when not set; relative to the working directory (the project root under both orchestrators).
@@ -31,7 +31,7 @@ def resolve_device(name: str, runs_per_gpu: int = 1) -> torch.device:
         raise CnnreproError(f"params.yaml: train.device is {name!r} but MPS is not available here")
     if device.type == "cuda" and device.index is None:
         # Several GPUs and parallel jobs: each takes a free one as its current device ("cuda" stays "cuda").
-        from cnnrepro.orchestration.gpu_slots import claim_cuda_device
+        from cnnrepro.train.engine.gpu_claim import claim_cuda_device
 
         claim_cuda_device(runs_per_gpu)
     return device

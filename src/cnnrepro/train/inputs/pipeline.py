@@ -1,20 +1,18 @@
-"""What feeds a model in either framework: raw batch -> model input (augmentation, scaling), the Keras
-iterators' batch indices from the seed streams, and the per-epoch line.
+"""Raw batch -> model input, in either framework: uint8 NHWC to float NCHW 0-255, the augmentation (with
+its generator seeded from the run), then the scaling the model was trained on.
 
-Both backends draw the same batches in the same order from the same seed: the Keras run converts the
-PyTorch-built inputs to channels-last arrays, so the augmentation and its draws are written once.
+Written once, in PyTorch: the Keras backend feeds these tensors' channels-last arrays to its model, so both
+frameworks see the same batches with the same augmentation draws from the same seed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-
-from cnnrepro.train.engine.splits import KerasIterator, scale_input, to_float_nchw
 
 
 @dataclass
@@ -40,25 +38,6 @@ class InputPipeline:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
-def sequential_batches(n: int, batch_size: int) -> Iterator[np.ndarray]:
-    for start in range(0, n, batch_size):
-        yield np.arange(start, min(start + batch_size, n))
-
-
-def make_iterators(
-    seed: int, batch_size: int, validation_steps: int | None, n_train: int, n_val: int
-) -> dict[str, KerasIterator]:
-    """The training iterator and, where the source drew validation batches, the validation one.
-
-    Streams derived from the seed, distinct per purpose, so the data order is a function of the seed only.
-    """
-    iterators = {"train": KerasIterator(n_train, batch_size, shuffle=True, seed=[seed, 1])}
-    if validation_steps is not None:
-        # The book's validation generator: flow_from_directory's default shuffle=True, one object for all epochs.
-        iterators["validation"] = KerasIterator(n_val, batch_size, shuffle=True, seed=[seed, 2])
-    return iterators
-
-
 def augmentation(config: dict[str, Any], device: torch.device) -> tuple[Any, torch.Generator | None]:
     """The run's augmentation spec and its generator, seeded from the run's seed (None, None without)."""
     if not config["augmentation"]:
@@ -71,9 +50,26 @@ def augmentation(config: dict[str, Any], device: torch.device) -> tuple[Any, tor
     return spec, generator
 
 
-def epoch_line(row: dict[str, float], epochs: int, seconds: float) -> str:
-    """The line both frameworks print after each epoch."""
-    return (
-        f"epoch {int(row['epoch'])}/{epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
-        f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} ({seconds:.1f} s)"
-    )
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def to_float_nchw(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W), values still 0-255."""
+    return images.permute(0, 3, 1, 2).float()
+
+
+def scale_input(x: torch.Tensor, preprocessing: str, input_scale: float) -> torch.Tensor:
+    """0-255 float NCHW -> what the model was trained on.
+
+    "scale": multiply by input_scale (1/255 for the book and MNIST, 1 for the CAM example);
+    "caffe": VGG16's ImageNet convention: RGB -> BGR, 0-255, per-channel mean subtracted.
+    """
+    if preprocessing == "caffe":
+        return x.flip(1) - _caffe_mean(x.device, x.dtype)
+    return x * input_scale if input_scale != 1 else x
+
+
+@functools.lru_cache(maxsize=8)
+def _caffe_mean(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Made once per device: per batch it would be a host-to-GPU copy waiting for the GPU each time."""
+    return torch.tensor(CAFFE_MEAN_BGR, device=device, dtype=dtype).view(1, 3, 1, 1)

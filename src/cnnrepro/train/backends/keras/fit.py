@@ -15,7 +15,7 @@ from cnnrepro.train.backends.keras import import_keras
 from cnnrepro.train.backends.keras.streams import Streams, evaluate_batches
 from cnnrepro.train.engine import checkpoint as ckpt
 from cnnrepro.train.engine.backend import EpochHook, ResumeHook
-from cnnrepro.train.inputs.pipeline import epoch_line
+from cnnrepro.train.engine.epochs import epoch_line
 
 keras = import_keras()
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.train.backends.keras import import_keras
-from cnnrepro.train.engine.splits import Split
+from cnnrepro.train.engine.images import Split
 
 keras = import_keras()
 

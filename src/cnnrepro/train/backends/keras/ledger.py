@@ -1,28 +1,14 @@
-"""The fidelity ledger of the Keras runs: the shared ledger's entries that hold for them, plus their own.
-
-cnnrepro.train.ledger describes the PyTorch port; some of its entries describe PyTorch itself (NCHW,
-BCE-with-logits, CUDA autocast) and do not apply to a Keras run, which builds the sources' models
-literally in channels-last Keras layers. The entries below say where the Keras 3 side still departs
-from the sources, and how it matches the book where Keras 3 itself changed (the RMSprop rule).
+"""The fidelity ledger of the Keras runs: where the Keras 3 side departs from the sources, and how it
+matches the book where Keras 3 itself changed (the RMSprop rule). The entries both frameworks share are
+cnnrepro.train.ledger's; the PyTorch port's own (NCHW, losses on logits, autocast) do not apply to a Keras
+run, which builds the sources' models literally in channels-last Keras layers.
 No TensorFlow import here: run_info and the report can use it anywhere.
 """
 
 from __future__ import annotations
 
-from cnnrepro.train import ledger as fidelity
+from cnnrepro.train import ledger
 from cnnrepro.train.ledger import ALL, BINARY, BOOK, KERAS_MNIST, Config, LedgerEntry
-
-# PyTorch-only entries: the Keras side is channels-last with the sources' sigmoid/softmax outputs,
-# seeds its own RNGs, and runs float32 (no autocast) with TensorFlow's deterministic ops.
-TORCH_ONLY = (
-    "layout_nchw",
-    "bce_with_logits",
-    "ce_with_logits",
-    "random_draws",
-    "cuda_nondeterminism",
-    "bf16_autocast",
-    "vgg16_base_trained_as_2_0_8_ran",  # the Keras runs say it in their own words: keras3_trainable_base
-)
 
 
 def _backend(name: str):
@@ -106,9 +92,5 @@ KERAS_LEDGER: tuple[LedgerEntry, ...] = (
 
 
 def entries_for(config: Config) -> list[dict[str, str]]:
-    """The ledger entries of one resolved Keras run config, overrides included (as the shared ledger does)."""
-    shared = [e.as_dict() for e in fidelity.LEDGER if e.id not in TORCH_ONLY and e.applies(config)]
-    own = [e.as_dict() for e in KERAS_LEDGER if e.applies(config)]
-    from cnnrepro.train.ablations import ledger_entries
-
-    return shared + own + fidelity.override_entries(config) + ledger_entries(config)
+    """The ledger entries of one resolved Keras run config, overrides and ablation included."""
+    return ledger.entries_for(config, KERAS_LEDGER)

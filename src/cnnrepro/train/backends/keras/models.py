@@ -20,6 +20,7 @@ import numpy as np
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.train.backends.keras import import_keras
+from cnnrepro.train.vgg16_weights import FINE_TUNED_LAYERS
 from cnnrepro.variants.registry import get_variant, variants_where
 
 keras = import_keras()
@@ -28,7 +29,8 @@ layers = keras.layers
 VGG_VARIANTS = variants_where(lambda v: v.needs_vgg16)
 # Where the output layer has no activation and the loss takes logits: d2l's LeNet (CrossEntropyLoss).
 LOGIT_OUTPUTS = ("lenet",)
-FINE_TUNING_FIRST_LAYER = "block5_conv1"
+# The first layer fine-tuning trains; listing 5.22 unfreezes from there on.
+FINE_TUNING_FIRST_LAYER = FINE_TUNED_LAYERS[0]
 
 
 def nhwc(variant: str) -> tuple[int, int, int]:

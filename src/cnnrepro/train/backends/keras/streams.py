@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnrepro.train.engine.splits import KerasIterator, Split
-from cnnrepro.train.inputs.pipeline import InputPipeline, augmentation, make_iterators, sequential_batches
+from cnnrepro.train.engine.epochs import KerasIterator, make_iterators, sequential_batches
+from cnnrepro.train.engine.images import Split
+from cnnrepro.train.inputs.pipeline import InputPipeline, augmentation
 
 
 def keras_input(inputs: InputPipeline, images: np.ndarray, *, train: bool) -> np.ndarray:

@@ -25,10 +25,10 @@ import torch
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import sha256_file
 from cnnrepro.run_outputs import summarize_final
+from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.keras import import_keras, ledger
 from cnnrepro.train.backends.keras.fit import EpochCheckpoint, fit
 from cnnrepro.train.backends.keras.streams import extract_features, image_inputs, make_streams, score
-from cnnrepro.train.backends.torch.models import vgg16
 from cnnrepro.train.engine import checkpoint as ckpt
 from cnnrepro.train.engine import lifecycle
 from cnnrepro.train.engine.backend import EpochHook, ResumeHook, RunResult
@@ -101,8 +101,8 @@ def prepare(config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None
                 "(keras.applications.VGG16); that ablation is PyTorch-only"
             )
         try:
-            path = vgg16.resolve_keras_weights(vgg, timeout_s=download_timeout_s)
-        except vgg16.WeightsUnavailable as exc:
+            path = vgg16_weights.resolve_keras_weights(vgg, timeout_s=download_timeout_s)
+        except vgg16_weights.WeightsUnavailable as exc:
             raise NotRunnable(str(exc)) from None
         vgg["weights_file"] = str(path)
         vgg["weights_sha256"] = sha256_file(path)

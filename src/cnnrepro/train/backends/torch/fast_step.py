@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnrepro.train.backends.torch.loop import DeviceSplit, loss_sum_and_correct
+from cnnrepro.train.backends.torch.steps import DeviceSplit, loss_sum_and_correct
 from cnnrepro.train.inputs.pipeline import InputPipeline
 
 # Warm-up runs before a capture (the PyTorch docs' whole-network example uses 3; the first runs

@@ -22,17 +22,20 @@ from torch import nn
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import sha256_file, write_file
 from cnnrepro.run_outputs import summarize_final
-from cnnrepro.train import ledger as fidelity
-from cnnrepro.train.backends.torch.loop import DeviceSplit, FitSettings, evaluate, fit
+from cnnrepro.train import vgg16_weights
+from cnnrepro.train.backends.torch import ledger
+from cnnrepro.train.backends.torch.loop import FitSettings, fit
 from cnnrepro.train.backends.torch.models import vgg16
 from cnnrepro.train.backends.torch.models.layers import torch_default_init_
 from cnnrepro.train.backends.torch.optimizers import make_optimizer
 from cnnrepro.train.backends.torch.precision import set_torch_precision
+from cnnrepro.train.backends.torch.steps import DeviceSplit, evaluate
 from cnnrepro.train.engine import checkpoint as ckpt
 from cnnrepro.train.engine.backend import EpochHook, ResumeHook, RunResult
+from cnnrepro.train.engine.epochs import sequential_batches
+from cnnrepro.train.engine.images import Split
 from cnnrepro.train.engine.lifecycle import NotRunnable, check_init_run, data_line, load_splits, package_versions
-from cnnrepro.train.engine.splits import Split
-from cnnrepro.train.inputs.pipeline import InputPipeline, augmentation, sequential_batches
+from cnnrepro.train.inputs.pipeline import InputPipeline, augmentation
 from cnnrepro.variants.registry import create_model
 
 MODEL_FILE = "model.safetensors"
@@ -49,8 +52,8 @@ def prepare(config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None
     elif vgg is not None:
         if vgg["source"] == "keras":
             try:
-                path = vgg16.resolve_keras_weights(vgg, timeout_s=download_timeout_s)
-            except vgg16.WeightsUnavailable as exc:
+                path = vgg16_weights.resolve_keras_weights(vgg, timeout_s=download_timeout_s)
+            except vgg16_weights.WeightsUnavailable as exc:
                 raise NotRunnable(str(exc)) from None
             vgg["weights_file"] = str(path)
             vgg["weights_sha256"] = sha256_file(path)
@@ -86,7 +89,7 @@ def build_model(config: dict[str, Any]) -> nn.Module:
         else:
             try:
                 vgg["weights_file"] = vgg16.load_torchvision_vgg16_(model.conv_base)
-            except vgg16.WeightsUnavailable as exc:
+            except vgg16_weights.WeightsUnavailable as exc:
                 raise NotRunnable(str(exc)) from None
     vgg16.set_trainable(model, config["trainable"])
     return model
@@ -103,7 +106,7 @@ def extract_features(
     conv_base: nn.Module, split: DeviceSplit, inputs: InputPipeline, batch_size: int, mixed_precision: bool
 ) -> DeviceSplit:
     """conv_base once over every image (no augmentation): the book's extract_features."""
-    from cnnrepro.train.backends.torch.loop import autocast
+    from cnnrepro.train.backends.torch.steps import autocast
 
     conv_base.eval()
     chunks = []
@@ -284,7 +287,7 @@ class TorchBackend:
         save_model(model, path)
 
     def ledger_entries(self, config: dict[str, Any]) -> list[dict[str, str]]:
-        return fidelity.entries_for(config)
+        return ledger.entries_for(config)
 
     def package_versions(self) -> dict[str, str | None]:
         return package_versions()
