@@ -22,7 +22,8 @@ import torch
 
 from cnnrepro.train.inputs.augment import AugmentationSpec
 from cnnrepro.train.inputs.pipeline import InputPipeline
-from cnnrepro.variants.registry import create_model, get_variant
+from cnnrepro.variants.registry import get_variant
+from cnnrepro.train.backends.torch.models import create_model
 from cnnrepro.train.backends.torch.steps import DeviceSplit
 from cnnrepro.train.backends.torch.loop import FitSettings, fit
 from cnnrepro.train.backends.torch.optimizers import make_optimizer

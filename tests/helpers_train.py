@@ -165,7 +165,7 @@ def train(
     import torch
 
     from cnnrepro.params import load_params
-    from cnnrepro.train import cli as cli
+    from cnnrepro.train import cli
 
     args = train_args(
         variant, seed, data, out, params=params, checkpoints=checkpoints, init_from=init_from, ablation=ablation

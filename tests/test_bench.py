@@ -17,14 +17,13 @@ from cnnrepro.bench import flops, peaks
 from cnnrepro.bench.table import STEP_COLUMNS
 from cnnrepro.params import load_params
 from cnnrepro.train import vgg16_weights
-from cnnrepro.train.backends.torch import trainer as runner
-from cnnrepro.train.backends.torch.models import vgg16
+from cnnrepro.train.backends.torch import trainer
+from cnnrepro.train.backends.torch.models import create_model, vgg16
 from cnnrepro.train.backends.torch.optimizers import make_optimizer
 from cnnrepro.train.backends.torch.steps import train_step
 from cnnrepro.train.engine.lifecycle import load_splits
 from cnnrepro.train.engine.run_config import resolve_run_config
 from cnnrepro.train.inputs.augment import augment_batch, book_augmentation
-from cnnrepro.variants.registry import create_model
 
 from .helpers_train import UNREACHABLE_URL, make_image_folder, make_npz, tiny_overrides, write_params
 
@@ -259,7 +258,7 @@ def test_setup_training_applies_channels_last(tmp_path: Path) -> None:
     )
     config = resolve_run_config(params, framework="torch", variant="baseline", seed=0, data_dir=data, out_dir="o")
     assert config["channels_last"] is True and config["compile"] is False
-    setup = runner.setup_training(config, load_splits(config))
+    setup = trainer.setup_training(config, load_splits(config))
     x, _ = setup.train.batch([0, 1])
     assert setup.inputs(x, train=True).is_contiguous(memory_format=torch.channels_last)
     assert setup.model.conv2d_1.weight.is_contiguous(memory_format=torch.channels_last)

@@ -24,8 +24,8 @@ from cnnrepro.bench.pipeline import (
     write_random_vgg16,
 )
 from cnnrepro.params import load_params
+from cnnrepro.train.backends.torch.models import create_model
 from cnnrepro.train.backends.torch.models.vgg16 import VGG16Base, convert_keras_vgg16
-from cnnrepro.variants.registry import create_model
 
 from .conftest import PROJECT_ROOT
 from .helpers_faults import project_with_profiles, set_params

@@ -29,6 +29,7 @@ from cnnrepro.params import load_params
 from cnnrepro.run_outputs import HISTORY_COLUMNS, load_run
 from cnnrepro.tracking.store import client as store_client
 from cnnrepro.train import vgg16_weights
+from cnnrepro.train.backends.torch.models import create_model as create_torch_model
 from cnnrepro.train.backends.torch.models import vgg16 as torch_vgg16
 from cnnrepro.train.backends.torch.models.layers import count_parameters as torch_count
 from cnnrepro.train.backends.torch.optimizers import make_optimizer as make_torch_optimizer
@@ -39,7 +40,6 @@ from cnnrepro.train.engine.epochs import make_iterators
 from cnnrepro.train.engine.lifecycle import load_splits
 from cnnrepro.train.engine.run_config import resolve_run_config
 from cnnrepro.train.inputs.pipeline import InputPipeline, augmentation
-from cnnrepro.variants.registry import create_model as create_torch_model
 from cnnrepro.variants.registry import get_variant, list_variants
 
 from .dag import snakemake_jobs
@@ -240,7 +240,7 @@ def _freeze_torch(model: nn.Module, trainable: str) -> None:
 def test_the_keras_builders_cover_the_registry_exactly() -> None:
     from cnnrepro.train.backends.keras import models
 
-    assert sorted([*models.KERAS_BUILDERS, *models.VGG_VARIANTS]) == sorted(list_variants())
+    assert sorted(models.BUILDERS) == sorted(list_variants())
 
 
 @needs_tf

@@ -1,5 +1,6 @@
-"""The package's shape: no import cycle between its parts, one engine that neither backend bypasses,
-backends that never import each other, and no module or test reaching into another's `_private` names."""
+"""The package's shape, as a newcomer reads it: no import circle between files, library layers that never
+import back up, an engine that imports no framework, backends that never import each other, few modules at
+the top, and no module or test reaching into another's `_private` names."""
 
 from __future__ import annotations
 
@@ -8,57 +9,127 @@ from pathlib import Path
 
 import pytest
 
+from cnnrepro.commands import COMMANDS
 from cnnrepro.orchestration.stage_code import PACKAGE_DIR, imports_of, module_file
 from cnnrepro.train.engine.backend import Backend
 
 from .conftest import PROJECT_ROOT
 
-BACKENDS = ("training", "keras_impl")
+BACKENDS = ("cnnrepro.train.backends.torch", "cnnrepro.train.backends.keras")
+FRAMEWORK_PACKAGES = ("torch", "tensorflow", "keras", "jax")
+# Entry points sit above every layer: the commands, and the modules run as `python -m` (make mlflow-ui,
+# the schema's enums, the dvc.yaml code-deps writer). What they import may import anything below.
+ENTRY_MODULES = {module for module, _ in COMMANDS.values()} | {
+    "cnnrepro.cli",
+    "cnnrepro.tracking.ui",
+    "cnnrepro.variants.schema_enums",
+}
 
 
-def _part(module: str) -> str:
-    """The top-level part of the package a module belongs to: `engine` for cnnrepro.train.engine.splits."""
-    return module.split(".")[1]
+def module_name(file: Path) -> str:
+    parts = file.relative_to(PACKAGE_DIR).with_suffix("").parts
+    return ".".join(("cnnrepro", *(parts[:-1] if parts[-1] == "__init__" else parts)))
 
 
-def part_imports() -> dict[str, set[str]]:
-    """part -> the other parts its files import (lazy imports included)."""
-    edges: dict[str, set[str]] = {}
+def file_imports() -> dict[Path, set[Path]]:
+    """file -> the project files its import statements load (lazy imports and package __init__s included)."""
+    edges: dict[Path, set[Path]] = {}
     for file in PACKAGE_DIR.rglob("*.py"):
-        source = file.relative_to(PACKAGE_DIR).parts[0].removesuffix(".py")
-        targets = {_part(name) for name in imports_of(file) if name.count(".") and module_file(name) is not None}
-        edges.setdefault(source, set()).update(targets - {source})
+        targets = {module_file(name) for name in imports_of(file)}
+        edges[file] = {t for t in targets if t is not None and t != file}
     return edges
 
 
-def test_no_import_cycle_between_the_parts_of_the_package() -> None:
-    edges = part_imports()
+def cycles(edges: dict[str, set[str]] | dict[Path, set[Path]]) -> list[list]:
+    """The strongly connected components with more than one node (Tarjan)."""
+    index: dict = {}
+    low: dict = {}
+    stack: list = []
+    on_stack: set = set()
+    found: list[list] = []
 
-    def reachable(start: str) -> set[str]:
-        seen: set[str] = set()
-        todo = [start]
-        while todo:
-            for nxt in edges.get(todo.pop(), ()):
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-        return seen
+    def visit(node) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in edges.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
 
-    cyclic = sorted(part for part in edges if part in reachable(part))
-    assert not cyclic, f"import cycles through {cyclic}: {[(p, sorted(edges[p])) for p in cyclic]}"
+    for node in list(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circle_between_files() -> None:
+    found = cycles(file_imports())
+    assert not found, "import circles: " + "; ".join(
+        " <-> ".join(str(f.relative_to(PACKAGE_DIR)) for f in c) for c in found
+    )
+
+
+def test_the_library_layers_never_import_back_up() -> None:
+    """Top-level parts (packages and modules of src/cnnrepro), entry points left out: an acyclic layering."""
+    parts: dict[str, set[str]] = {}
+    for file, targets in file_imports().items():
+        if module_name(file) in ENTRY_MODULES:
+            continue
+        part = file.relative_to(PACKAGE_DIR).parts[0].removesuffix(".py")
+        if part == "__init__":
+            continue
+        others = {t.relative_to(PACKAGE_DIR).parts[0].removesuffix(".py") for t in targets} - {part, "__init__"}
+        parts.setdefault(part, set()).update(others)
+    found = cycles(parts)
+    assert not found, f"parts importing each other: {found}: {[(p, sorted(parts[p])) for c in found for p in c]}"
+
+
+def test_at_most_eight_modules_at_the_top() -> None:
+    top = sorted(p.name for p in PACKAGE_DIR.glob("*.py"))
+    assert len(top) <= 8, top
+
+
+def _imports_in(prefix: str) -> dict[Path, set[str]]:
+    files = [
+        f for f in PACKAGE_DIR.rglob("*.py") if module_name(f) == prefix or module_name(f).startswith(prefix + ".")
+    ]
+    return {f: imports_of(f) for f in files}
+
+
+def test_the_engine_imports_no_framework() -> None:
+    found = [
+        f"{file.relative_to(PACKAGE_DIR)}: {name}"
+        for file, names in _imports_in("cnnrepro.train.engine").items()
+        for name in sorted(names)
+        if name.split(".")[0] in FRAMEWORK_PACKAGES or name.startswith("cnnrepro.train.backends")
+    ]
+    assert not found, "the engine imports a framework or a backend:\n" + "\n".join(found)
 
 
 def test_backends_import_the_engine_and_never_each_other() -> None:
-    edges = part_imports()
-    assert not edges["engine"] & set(BACKENDS), "the engine must not import a backend"
     for backend in BACKENDS:
-        assert "engine" in edges[backend]
-        assert not edges[backend] & (set(BACKENDS) - {backend}), f"{backend} imports the other backend"
+        names = {name for names in _imports_in(backend).values() for name in names}
+        assert any(n.startswith("cnnrepro.train.engine") for n in names), f"{backend} bypasses the engine"
+        others = [b for b in BACKENDS if b != backend]
+        assert not {n for n in names if n.startswith(tuple(others))}, f"{backend} imports the other backend"
 
 
 def test_the_train_command_picks_a_backend_by_name() -> None:
     from cnnrepro.errors import CnnreproError
-    from cnnrepro.train.cli import load_backend
+    from cnnrepro.train.backends import load_backend
 
     torch_backend: Backend = load_backend("torch")
     assert torch_backend.framework == "torch" and torch_backend.model_file == "model.safetensors"

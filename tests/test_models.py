@@ -10,10 +10,10 @@ from torch import nn
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.train import vgg16_weights
-from cnnrepro.train.backends.torch.models import vgg16
+from cnnrepro.train.backends.torch.models import create_model, vgg16
 from cnnrepro.train.backends.torch.models.layers import count_parameters
 from cnnrepro.variants.documented import DOCUMENTED
-from cnnrepro.variants.registry import BOOK_AUGMENTATION, create_model, get_variant, list_variants
+from cnnrepro.variants.registry import BOOK_AUGMENTATION, get_variant, list_variants
 
 # Totals from the sources' model.summary() (baseline, MNIST convnet, VGG16 base) or computed from
 # their layer lists: mnist_dense 784*512+512 + 512*10+10; lenet 156+2416+48120+10164+850;

@@ -1,11 +1,12 @@
 """The registry is the one source of every variant fact: what else states one derives from it or is checked here.
 
-(The fidelity ledger's scopes and the bench's data folders derive from it; the Keras builder table is
-checked in tests/test_keras_parity.py, where TensorFlow is imported anyway.)
+(The fidelity ledger's scopes and the bench's data folders derive from it; the PyTorch builder table is
+checked here, the Keras one in tests/test_keras_parity.py, where TensorFlow is imported anyway.)
 """
 
 from __future__ import annotations
 
+import ast
 import re
 
 import pytest
@@ -20,6 +21,20 @@ SCHEMA = yaml.safe_load((PROJECT_ROOT / "workflow/schemas/params.schema.yaml").r
 PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
 DVC = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
 TRAIN_SMK = (PROJECT_ROOT / "workflow/rules/train.smk").read_text()
+
+
+def test_the_torch_builders_cover_the_registry_exactly() -> None:
+    from cnnrepro.train.backends.torch.models import BUILDERS
+
+    assert sorted(BUILDERS) == sorted(list_variants())
+
+
+def test_the_registry_imports_no_framework() -> None:
+    tree = ast.parse((PROJECT_ROOT / "src/cnnrepro/variants/registry.py").read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not {m for m in imported if m.split(".")[0] in ("torch", "keras", "tensorflow")}
+    assert not {m for m in imported if m.startswith("cnnrepro.train")}
 
 
 def test_every_variant_is_in_exactly_one_group_and_every_group_has_a_variant() -> None:

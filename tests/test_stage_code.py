@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnrepro.cli import COMMANDS
+from cnnrepro.commands import COMMANDS
 from cnnrepro.orchestration.stage_code import rewrite_dvc_code_deps, stage_code
 
 from .conftest import PROJECT_ROOT

@@ -5,7 +5,3 @@ peaks, the CPU's measured matmul rate), measure (timed steps of the fast and the
 (the plain DataLoader port it is compared with), reproduction (every variant end to end, timed),
 table (printing), cli (the command).
 """
-
-from cnnrepro.bench.cli import add_arguments, main
-
-__all__ = ["add_arguments", "main"]

@@ -29,7 +29,7 @@ from cnnrepro.bench.table import reproduction_table, speedups, step_table
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import write_json_atomic
 from cnnrepro.params import load_params
-from cnnrepro.train.backends.torch import trainer as runner
+from cnnrepro.train.backends.torch import trainer
 from cnnrepro.train.backends.torch.precision import PRECISIONS, set_torch_precision
 from cnnrepro.train.engine.lifecycle import NotRunnable
 from cnnrepro.train.engine.run_config import resolve_run_config
@@ -133,7 +133,7 @@ def bench_variant(config: dict[str, Any], args: argparse.Namespace) -> list[Path
     # The runner's progress lines (weights, feature extraction) go to stderr: stdout is for the table or JSON.
     with contextlib.redirect_stdout(sys.stderr):
         try:
-            runner.prepare(config, download_timeout_s=10.0)
+            trainer.prepare(config, download_timeout_s=10.0)
         except NotRunnable as exc:
             return not_run(config["variant"], str(exc))
         device = torch.device(config["device"])

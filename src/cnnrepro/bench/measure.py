@@ -20,7 +20,7 @@ import torch
 
 from cnnrepro.bench.flops import counted_train_flops, layer_costs, train_macs
 from cnnrepro.bench.peaks import DevicePeak
-from cnnrepro.train.backends.torch import trainer as runner
+from cnnrepro.train.backends.torch import trainer
 from cnnrepro.train.backends.torch.optimizers import make_optimizer
 from cnnrepro.train.backends.torch.steps import loss_sum_and_correct, train_step
 from cnnrepro.train.engine.epochs import KerasIterator
@@ -74,12 +74,12 @@ def reset_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def timed_setup(config: dict[str, Any], device: torch.device) -> tuple[runner.TrainingSetup, float]:
+def timed_setup(config: dict[str, Any], device: torch.device) -> tuple[trainer.TrainingSetup, float]:
     """The run's training setup (process options, splits, model, optimizer) and the seconds it took."""
-    runner.configure_process(config)
+    trainer.configure_process(config)
     reset_memory(device)
     started = time.perf_counter()
-    setup = runner.setup_training(config, load_splits(config))
+    setup = trainer.setup_training(config, load_splits(config))
     synchronize(device)
     return setup, time.perf_counter() - started
 
@@ -225,10 +225,10 @@ def measure_naive(config: dict[str, Any], *, steps: int, warmup: int, peak: Devi
     device = torch.device(config["device"])
     options = {"workers": workers, "mixed_precision": False, "channels_last": False, "compile": False}
     result = PathResult(config["variant"], "naive", "measured", batch_size=config["batch_size"], options=options)
-    runner.configure_process(config)
+    trainer.configure_process(config)
     reset_memory(device)
     started = time.perf_counter()
-    model = runner.build_model(config).to(device)
+    model = trainer.build_model(config).to(device)
     batches = endless_batches(naive_dataset(config), config["batch_size"], workers, config["seed"])
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(config["optimizer"], trainable, config["learning_rate"])

@@ -37,8 +37,7 @@ from cnnrepro.bench.table import render
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json
 from cnnrepro.train import vgg16_weights
-from cnnrepro.train.backends.torch.models import vgg16
-from cnnrepro.variants.registry import create_model
+from cnnrepro.train.backends.torch.models import create_model, vgg16
 
 # dvc.yaml: the rules read their tracked params from it (workflow/rules/common.smk).
 PROJECT_FILES = ("Snakefile", "workflow", "profiles", "dvc.yaml")

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnrepro.train.backends.torch import trainer as runner
+from cnnrepro.train.backends.torch import trainer
 from cnnrepro.train.engine import lifecycle
 from cnnrepro.train.engine.run_config import resolve_run_config
 from cnnrepro.variants.registry import get_variant
@@ -89,15 +89,15 @@ def _one(
     started = time.perf_counter()
     result = None
     try:
-        runner.prepare(config, download_timeout_s=10.0)
+        trainer.prepare(config, download_timeout_s=10.0)
         # The runner prints its epochs; stdout stays for the bench's table or JSON.
         with contextlib.redirect_stdout(sys.stderr):
-            result = runner.train_variant(config, checkpoint_root=root / "checkpoints")
+            result = trainer.train_variant(config, checkpoint_root=root / "checkpoints")
     except lifecycle.NotRunnable as exc:
         info.reason = str(exc)
     info.status = "completed" if result is not None else "not_run"
     # Written like a real run so that fine_tuning can continue from feature_extraction_augmented.
-    lifecycle.write_outputs(out, config, info, result, runner.BACKEND)
+    lifecycle.write_outputs(out, config, info, result, trainer.BACKEND)
     wall = time.perf_counter() - started
     if result is None:
         return VariantTime(name, "not_run", epochs, wall, reason=info.reason)

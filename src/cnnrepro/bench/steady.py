@@ -21,7 +21,7 @@ import torch
 
 from cnnrepro.bench.measure import PathResult, fill_flops, finish_timing, timed_setup
 from cnnrepro.bench.peaks import DevicePeak
-from cnnrepro.train.backends.torch import trainer as runner
+from cnnrepro.train.backends.torch import trainer
 from cnnrepro.train.backends.torch.fast_step import FastSteps
 from cnnrepro.train.backends.torch.loop import FitSettings, fit
 from cnnrepro.train.engine.epochs import KerasIterator
@@ -83,8 +83,8 @@ def measure_graph(config: dict[str, Any], *, steps: int, warmup: int, peak: Devi
 
 def fit_step_ms(config: dict[str, Any], *, steps: int, fast_step: bool) -> float:
     """Wall ms per training step of a steady fit() epoch (and one validation batch), as `cnnrepro train` runs it."""
-    runner.configure_process(config)
-    setup = runner.setup_training(config, load_splits(config))
+    trainer.configure_process(config)
+    setup = trainer.setup_training(config, load_splits(config))
     ends: list[float] = []
     settings = FitSettings(
         loss=config["loss"],

@@ -1,20 +1,19 @@
 """`cnnrepro evaluate`: score a trained run (PyTorch or Keras) on a folder of class subfolders or the MNIST test set.
 
 Prints {"accuracy": ..., "loss": ..., "n": ...} as one JSON line. The run's own resolved config
-(run_info.json) says how to rebuild the network and how its inputs were resized and scaled.
+(run_info.json) says how to rebuild the network and how its inputs were resized and scaled; the run's
+backend (cnnrepro.train.backends) loads its model and scores it as the run scored its own test split.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cnnrepro.errors import CnnreproError
+from cnnrepro.train.engine.images import Split
 
 IDX_DATASETS = ("mnist", "fashion_mnist")
 
@@ -47,66 +46,16 @@ def load_run_config(run: str | Path) -> dict[str, Any]:
     return config
 
 
-def load_trained(run: str | Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
-    """(model in eval mode on `device`, the run's resolved config) of a completed PyTorch run; one-line errors."""
-    from safetensors.torch import load_file
-
-    from cnnrepro.train.engine.run_config import resolve_device
-    from cnnrepro.variants.registry import create_model
+def load_trained(run: str | Path, device: str = "auto") -> tuple[Any, dict[str, Any]]:
+    """(the run's TrainedModel, its resolved config), loaded by the run's own backend; one-line errors."""
+    from cnnrepro.train.backends import load_backend
 
     config = load_run_config(run)
-    if config.get("framework", "torch") != "torch":
-        raise CnnreproError(f"{run}: a {config['framework']} run; this reads PyTorch runs (model.safetensors)")
-    model_path = Path(run) / "artifacts" / "model.safetensors"
-    if not model_path.is_file():
-        raise CnnreproError(f"{model_path}: missing")
-    model = create_model(config["variant"])
-    try:
-        model.load_state_dict(load_file(str(model_path)))
-    except Exception as exc:  # corrupt file or wrong tensors: name the file
-        raise CnnreproError(f"{model_path}: cannot load ({str(exc).splitlines()[0][:200]})") from None
-    torch_device = resolve_device(device)
-    return model.to(torch_device).eval(), config
+    backend = load_backend(config.get("framework", "torch"))
+    return backend.load_trained(Path(run), config, device), config
 
 
-def class_probabilities(
-    run: str | Path, device: str = "auto"
-) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
-    """(uint8 (N, H, W, C) images -> (N, classes) probabilities, the run's config), for a run of either framework."""
-    import torch
-
-    config = load_run_config(run)
-    if is_keras(config):
-        from cnnrepro.train.backends.keras import inference
-
-        return inference.class_probabilities(inference.load_model(run, config, device), config), config
-    model, config = load_trained(run, device)
-    model_device = next(model.parameters()).device
-    inputs = input_pipeline(config)
-
-    def probabilities(images: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            x = torch.from_numpy(np.ascontiguousarray(images)).to(model_device)
-            logits = model(inputs(x, train=False)).float()
-        if config["loss"] == "binary_crossentropy":
-            p = torch.sigmoid(logits[:, :1])
-            return torch.cat([1 - p, p], dim=1).double().cpu().numpy()
-        return torch.softmax(logits, 1).double().cpu().numpy()
-
-    return probabilities, config
-
-
-def is_keras(config: dict[str, Any]) -> bool:
-    return config.get("framework") == "keras"
-
-
-def input_pipeline(config: dict[str, Any]) -> Any:
-    from cnnrepro.train.backends.torch.loop import InputPipeline
-
-    return InputPipeline("images", config["preprocessing"], config["input_scale"])
-
-
-def load_eval_split(data: str, config: dict[str, Any], prepared: Path) -> Any:
+def load_eval_split(data: str, config: dict[str, Any], prepared: Path) -> Split:
     from cnnrepro.train.engine.splits import load_image_split, load_npz
 
     classes = tuple(config["classes"])
@@ -121,26 +70,8 @@ def load_eval_split(data: str, config: dict[str, Any], prepared: Path) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
-    config = load_run_config(args.run)
+    trained, config = load_trained(args.run, args.device)
     split = load_eval_split(args.data, config, args.prepared)
-    if is_keras(config):
-        from cnnrepro.train.backends.keras import inference
-
-        model = inference.load_model(args.run, config, args.device)
-        result = inference.evaluate(model, split, config, args.batch_size)
-    else:
-        result = _evaluate_torch(args.run, split, args.batch_size, args.device)
+    result = trained.evaluate(split, args.batch_size)
     print(json.dumps({"accuracy": result["accuracy"], "loss": result["loss"], "n": result["n"]}))
     return 0
-
-
-def _evaluate_torch(run: Path, split: Any, batch_size: int, device: str) -> dict[str, Any]:
-    import torch
-
-    from cnnrepro.train.backends.torch.loop import sequential_batches
-    from cnnrepro.train.backends.torch.steps import DeviceSplit, evaluate
-
-    model, config = load_trained(run, device)
-    model_device = next(model.parameters()).device
-    data = DeviceSplit(torch.from_numpy(split.images).to(model_device), torch.from_numpy(split.labels).to(model_device))
-    return evaluate(model, data, sequential_batches(len(data), batch_size), input_pipeline(config), config["loss"])

@@ -19,10 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from cnnrepro.inference.evaluate import class_probabilities
+    from cnnrepro.inference.evaluate import load_trained
     from cnnrepro.train.engine.images import load_image
 
-    probabilities_of, config = class_probabilities(args.run, args.device)
+    trained, config = load_trained(args.run, args.device)
     channels, height, width = config["input_shape"]
     classes = config["classes"]
     # Decode all first: a bad image fails the command before anything is printed.
@@ -30,7 +30,7 @@ def main(args: argparse.Namespace) -> int:
         load_image(path, (height, width), config["resize_filter"] or "bilinear", channels) for path in args.images
     ]
     for path, array in zip(args.images, arrays, strict=True):
-        probabilities = probabilities_of(array[None])[0].tolist()
+        probabilities = trained.class_probabilities(array[None])[0].tolist()
         best = int(np.argmax(probabilities))
         print(
             json.dumps(

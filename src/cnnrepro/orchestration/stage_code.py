@@ -78,7 +78,7 @@ def imported_files(module: str) -> frozenset[Path]:
 
 
 def command_module(command: str) -> str:
-    from cnnrepro.cli import COMMANDS
+    from cnnrepro.commands import COMMANDS
 
     return COMMANDS[command][0]
 

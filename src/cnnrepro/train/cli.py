@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnrepro.errors import CnnreproError
 from cnnrepro.params import load_params
 from cnnrepro.variants.registry import list_variants
 
@@ -52,6 +51,7 @@ def main(args: argparse.Namespace) -> int:
 def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochHook] = ()) -> int:
     """Everything after argument parsing; `hooks` are extra per-epoch callbacks (tests use them)."""
     from cnnrepro.train import ablations
+    from cnnrepro.train.backends import load_backend
     from cnnrepro.train.engine import lifecycle
     from cnnrepro.train.engine.preflight import check_run_inputs
     from cnnrepro.train.engine.run_config import format_config, resolve_run_config
@@ -112,17 +112,6 @@ def run_name(config: dict[str, Any]) -> str:
     ablation = (config.get("ablation") or {}).get("name")
     middle = f"/ablation-{ablation}" if ablation else ""
     return f"{config['framework']}/{config['variant']}{middle}/seed{config['seed']}"
-
-
-def load_backend(framework: str) -> Backend:
-    """The backend that trains this framework; only the chosen one is imported (Keras imports TensorFlow)."""
-    if framework == "keras":
-        from cnnrepro.train.backends.keras.trainer import BACKEND
-    elif framework == "torch":
-        from cnnrepro.train.backends.torch.trainer import BACKEND
-    else:
-        raise CnnreproError(f"unknown framework {framework!r} (known: torch, keras)")
-    return BACKEND
 
 
 def _tracked(

@@ -12,9 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def rows() -> list[dict[str, Any]]:
-    from cnnrepro.train.backends.torch.models import vgg16
+    from cnnrepro.train.backends.torch.models import create_model, vgg16
     from cnnrepro.train.backends.torch.models.layers import count_parameters
-    from cnnrepro.variants.registry import create_model, get_variant, list_variants
+    from cnnrepro.variants.registry import get_variant, list_variants
 
     out = []
     for name in list_variants():

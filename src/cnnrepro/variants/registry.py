@@ -1,25 +1,23 @@
 """The named variants: everything the sources document about each, in one frozen spec (timm-style).
 
-This is the one place a variant is declared. `create_model(name)` builds the architecture with the
-sources' initialization; the training settings (optimizer, schedule, data, augmentation) are read
-from `get_variant(name)`. Everything else about a variant derives from its spec or is checked
-against it by a test (tests/test_registry.py): its dataset's folder (`DATASET_DIRS`), its data
-group (the params' `train.variants` groups, the schema's enums, one training rule per group in
-both DAGs), the fidelity ledger's scopes, the Keras builder table. The documented figure itself
+This is the one place a variant is declared, framework-free: its data, documented settings (optimizer,
+schedule, augmentation) and architecture facts, read through `get_variant(name)`. Each backend builds the
+network under the same name (`BUILDERS` in cnnrepro.train.backends.torch.models and
+cnnrepro.train.backends.keras.models). Everything else about a variant derives from its spec or is checked
+against it by a test (tests/test_registry.py): its dataset's folder (`DATASET_DIRS`), its data group (the
+params' `train.variants` groups, the schema's enums, one training rule per group in both DAGs), the
+fidelity ledger's scopes, each backend's builder table. The documented figure itself
 lives in cnnrepro.variants.documented (one cited table), never duplicated here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from torch import nn
-
 from cnnrepro.errors import CnnreproError
-from cnnrepro.train.backends.torch.models import cam, dogs_cats, mnist, vgg16
 from cnnrepro.variants.documented import DOCUMENTED, DocumentedFigure
 
 # Each dataset's folder under data/ (what `cnnrepro train --data` gets, and the bench reads).
@@ -63,7 +61,6 @@ class VariantSpec:
     dataset: str  # a key of DATASET_DIRS
     data_group: str  # one of DATA_GROUPS
     input_shape: tuple[int, int, int]  # (channels, height, width), NCHW as PyTorch wants it
-    build: Callable[..., nn.Module] = field(repr=False)
     loss: str  # "binary_crossentropy" (1 logit) | "categorical_crossentropy" (10 logits)
     optimizer: str  # "rmsprop_keras2" | "rmsprop_keras3" | "sgd" (see cnnrepro.train.backends.torch.optimizers)
     learning_rate: float
@@ -119,7 +116,6 @@ _PETS = dict(
 _SPECS = [
     VariantSpec(
         name="baseline",
-        build=dogs_cats.baseline,
         optimizer="rmsprop_keras2",
         learning_rate=1e-4,
         epochs=30,
@@ -133,7 +129,6 @@ _SPECS = [
     ),
     VariantSpec(
         name="augmentation",
-        build=dogs_cats.augmentation,
         optimizer="rmsprop_keras2",
         learning_rate=1e-4,
         epochs=100,
@@ -148,7 +143,6 @@ _SPECS = [
     VariantSpec(
         # Keras model.fit on the cached feature arrays: one shuffled pass per epoch, full validation.
         name="feature_extraction",
-        build=vgg16.feature_extraction,
         optimizer="rmsprop_keras2",
         learning_rate=2e-5,
         epochs=30,
@@ -165,7 +159,6 @@ _SPECS = [
     ),
     VariantSpec(
         name="feature_extraction_augmented",
-        build=vgg16.feature_extraction_augmented,
         optimizer="rmsprop_keras2",
         learning_rate=2e-5,
         epochs=30,
@@ -184,7 +177,6 @@ _SPECS = [
     ),
     VariantSpec(
         name="fine_tuning",
-        build=vgg16.fine_tuning,
         optimizer="rmsprop_keras2",
         learning_rate=1e-5,
         epochs=100,
@@ -204,7 +196,6 @@ _SPECS = [
         dataset="mnist",
         data_group="idx",
         input_shape=(1, 28, 28),
-        build=mnist.mnist_convnet,
         loss="categorical_crossentropy",
         optimizer="rmsprop_keras2",
         learning_rate=1e-3,
@@ -223,7 +214,6 @@ _SPECS = [
         dataset="mnist",
         data_group="idx",
         input_shape=(1, 28, 28),
-        build=mnist.mnist_dense,
         loss="categorical_crossentropy",
         optimizer="rmsprop_keras2",
         learning_rate=1e-3,
@@ -242,7 +232,6 @@ _SPECS = [
         dataset="fashion_mnist",
         data_group="idx",
         input_shape=(1, 28, 28),
-        build=mnist.lenet,
         loss="categorical_crossentropy",
         optimizer="sgd",
         learning_rate=0.9,
@@ -263,7 +252,6 @@ _SPECS = [
         dataset="petimages_80_20",
         data_group="keras_example",
         input_shape=(3, 300, 300),
-        build=cam.cam_convnet,
         loss="binary_crossentropy",
         optimizer="rmsprop_keras3",
         learning_rate=1e-3,
@@ -302,8 +290,3 @@ def get_variant(name: str) -> VariantSpec:
         return VARIANTS[name]
     except KeyError:
         raise CnnreproError(f"unknown variant {name!r} (known: {', '.join(VARIANTS)})") from None
-
-
-def create_model(name: str, **overrides: Any) -> nn.Module:
-    """The variant's architecture, initialized as its source does; overrides go to the builder."""
-    return get_variant(name).build(**overrides)

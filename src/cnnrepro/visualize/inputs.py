@@ -55,7 +55,8 @@ class LoadedRun:
 
 def load_run(runs_root: Path, variant: str, settings: Settings) -> LoadedRun:
     """The trained model of `variant`, first seed; Unavailable with the reason when there is none."""
-    from cnnrepro.inference.evaluate import load_trained
+    from cnnrepro.inference.evaluate import load_run_config
+    from cnnrepro.train.backends.torch.inference import load_model
 
     if FRAMEWORK not in settings.frameworks:
         raise Unavailable(f"train.frameworks has no {FRAMEWORK} (the figures read {FRAMEWORK} runs)")
@@ -69,7 +70,8 @@ def load_run(runs_root: Path, variant: str, settings: Settings) -> LoadedRun:
     if status != "completed":
         reason = metrics.get("reason") if isinstance(metrics, dict) else None
         raise Unavailable(f"{path}: run {status or 'unreadable'}" + (f" ({reason})" if reason else ""))
-    model, config = load_trained(path, str(settings.device))
+    config = load_run_config(path)
+    model = load_model(path, config, str(settings.device))
     model.requires_grad_(False)  # gradients are taken with respect to inputs only
     return LoadedRun(path, model, config)
 

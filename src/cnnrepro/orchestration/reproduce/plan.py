@@ -173,10 +173,10 @@ def _seconds_per_image(variant: str, config: dict[str, Any], device: Any) -> tup
     """(seconds per training image, seconds per forward-only image), timed on random inputs."""
     import torch
 
-    from cnnrepro.train.backends.torch.models import vgg16
+    from cnnrepro.train.backends.torch.models import create_model, vgg16
     from cnnrepro.train.backends.torch.optimizers import make_optimizer
     from cnnrepro.train.backends.torch.steps import train_step
-    from cnnrepro.variants.registry import create_model, get_variant
+    from cnnrepro.variants.registry import get_variant
 
     spec = get_variant(variant)
     model = create_model(variant).to(device)

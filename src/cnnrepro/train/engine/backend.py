@@ -1,9 +1,10 @@
-"""The one interface a framework implements to train a run: `cnnrepro train` sees nothing else of it.
+"""The one interface a framework implements, to train a run and to use a trained one: `cnnrepro train`,
+`evaluate` and `predict` see nothing else of it.
 
-Backends: cnnrepro.train.backends.torch.trainer.BACKEND (PyTorch) and
-cnnrepro.train.backends.keras.trainer.BACKEND (Keras 3).
-Neither imports the other; the train command picks one by name (cnnrepro.train.cli.load_backend). The
-engine's lifecycle (cnnrepro.train.engine.lifecycle) does everything before and after training.
+Backends: cnnrepro.train.backends.torch (PyTorch) and cnnrepro.train.backends.keras (Keras 3), each
+`trainer.BACKEND`; neither imports the other, and `cnnrepro.train.backends.load_backend(name)` imports
+only the one asked for. The engine's lifecycle (cnnrepro.train.engine.lifecycle) does everything before
+and after training.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cnnrepro.train.engine.images import Split
 
 EpochHook = Callable[[dict[str, float]], None]
 ResumeHook = Callable[[dict[str, Any], int], None]
@@ -26,6 +32,16 @@ class RunResult:
     confusion: dict[str, Any]
     model: Any
     train_duration_s: float
+
+
+class TrainedModel(Protocol):
+    """A completed run's model, loaded for inference."""
+
+    def evaluate(self, split: Split, batch_size: int) -> dict[str, float | int]:
+        """accuracy, loss and n over every image of the split once, as the run scored its own test split."""
+
+    def class_probabilities(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, C) images -> (N, classes) probabilities."""
 
 
 class Backend(Protocol):
@@ -52,3 +68,6 @@ class Backend(Protocol):
         """Where this run departs from its source (artifacts/fidelity.json)."""
 
     def package_versions(self) -> dict[str, str | None]: ...
+
+    def load_trained(self, run: Path, config: dict[str, Any], device: str) -> TrainedModel:
+        """The completed run's model (artifacts/<model_file>) on `device`, for evaluate and predict."""

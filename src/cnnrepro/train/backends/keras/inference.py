@@ -18,15 +18,18 @@ from cnnrepro.train.engine.images import Split
 
 keras = import_keras()
 
+# The trained model as the run saves it (Keras' own format) and inference loads it.
+MODEL_FILE = "model.keras"
+
 
 def load_model(run: str | Path, config: dict[str, Any], device: str = "auto") -> Any:
     """The run's network with its trained weights, compiled with its loss (Keras' evaluate needs one)."""
     from cnnrepro.train.backends.keras import models
-    from cnnrepro.train.backends.keras import optimizers as optim
-    from cnnrepro.train.backends.keras import trainer as train
+    from cnnrepro.train.backends.keras import optimizers
+    from cnnrepro.train.backends.keras.devices import resolve_device
 
-    train.resolve_device(device)
-    path = Path(run) / "artifacts" / train.MODEL_FILE
+    resolve_device(device)
+    path = Path(run) / "artifacts" / MODEL_FILE
     if not path.is_file():
         raise CnnreproError(f"{path}: missing")
     model = models.create_model(config["variant"])
@@ -34,7 +37,7 @@ def load_model(run: str | Path, config: dict[str, Any], device: str = "auto") ->
         model.load_weights(path)
     except Exception as exc:  # corrupt file or another variant's weights: name the file
         raise CnnreproError(f"{path}: cannot load ({str(exc).splitlines()[0][:200]})") from None
-    model.compile(loss=optim.make_loss(config["loss"], config["variant"]), metrics=["accuracy"])
+    model.compile(loss=optimizers.make_loss(config["loss"], config["variant"]), metrics=["accuracy"])
     return model
 
 
@@ -62,3 +65,22 @@ def class_probabilities(model: Any, config: dict[str, Any]) -> Callable[[np.ndar
         return outputs
 
     return probabilities
+
+
+class KerasTrainedModel:
+    """A trained Keras run behind the engine's TrainedModel protocol."""
+
+    def __init__(self, model: Any, config: dict[str, Any]) -> None:
+        self.model = model
+        self.config = config
+        self._probabilities = class_probabilities(model, config)
+
+    def evaluate(self, split: Split, batch_size: int) -> dict[str, float | int]:
+        return evaluate(self.model, split, self.config, batch_size)
+
+    def class_probabilities(self, images: np.ndarray) -> np.ndarray:
+        return self._probabilities(images)
+
+
+def load_trained(run: str | Path, config: dict[str, Any], device: str = "auto") -> KerasTrainedModel:
+    return KerasTrainedModel(load_model(run, config, device), config)

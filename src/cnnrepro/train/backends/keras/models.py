@@ -21,12 +21,11 @@ import numpy as np
 from cnnrepro.errors import CnnreproError
 from cnnrepro.train.backends.keras import import_keras
 from cnnrepro.train.vgg16_weights import FINE_TUNED_LAYERS
-from cnnrepro.variants.registry import get_variant, variants_where
+from cnnrepro.variants.registry import get_variant
 
 keras = import_keras()
 layers = keras.layers
 
-VGG_VARIANTS = variants_where(lambda v: v.needs_vgg16)
 # Where the output layer has no activation and the loss takes logits: d2l's LeNet (CrossEntropyLoss).
 LOGIT_OUTPUTS = ("lenet",)
 # The first layer fine-tuning trains; listing 5.22 unfreezes from there on.
@@ -154,29 +153,31 @@ def vgg16_classifier(name: str, conv_base: Any, *, dropout: float = 0.0) -> Any:
     return keras.Sequential(stack, name=name)
 
 
-def create_model(variant: str, *, vgg16_weights: str | Path | None = None) -> Any:
-    """The variant's Keras network, initialized as its source does (VGG16 base from `vgg16_weights`, or random)."""
-    get_variant(variant)  # unknown names fail with the registry's message
-    if variant in VGG_VARIANTS:
-        dropout = 0.5 if variant == "feature_extraction" else 0.0
-        return vgg16_classifier(variant, vgg16_conv_base(vgg16_weights), dropout=dropout)
-    if variant not in KERAS_BUILDERS:
-        raise CnnreproError(
-            f"variant {variant!r} has no Keras port (cnnrepro.train.backends.keras.models.KERAS_BUILDERS)"
-        )
-    return KERAS_BUILDERS[variant]()
+def _vgg16_variant(name: str, dropout: float = 0.0) -> Callable[..., Any]:
+    return lambda vgg16_weights=None: vgg16_classifier(name, vgg16_conv_base(vgg16_weights), dropout=dropout)
 
 
-# The Keras network of every registry variant outside VGG_VARIANTS (tests/test_keras_parity.py checks
-# that together they cover the registry exactly).
-KERAS_BUILDERS: dict[str, Callable[[], Any]] = {
+# The Keras network of every registry variant under its name (tests/test_registry.py checks the table covers
+# the registry exactly); the VGG16 ones take the ImageNet weights file (None: random weights, tests only).
+BUILDERS: dict[str, Callable[..., Any]] = {
     "baseline": lambda: small_convnet("baseline"),
     "augmentation": lambda: small_convnet("augmentation", dropout=0.5),
+    "feature_extraction": _vgg16_variant("feature_extraction", dropout=0.5),
+    "feature_extraction_augmented": _vgg16_variant("feature_extraction_augmented"),
+    "fine_tuning": _vgg16_variant("fine_tuning"),
     "mnist_convnet": mnist_convnet,
     "mnist_dense": mnist_dense,
     "lenet": lenet,
     "cam_convnet": cam_convnet,
 }
+
+
+def create_model(variant: str, *, vgg16_weights: str | Path | None = None) -> Any:
+    """The variant's Keras network, initialized as its source does (VGG16 base from `vgg16_weights`, or random)."""
+    spec = get_variant(variant)  # unknown names fail with the registry's message
+    if variant not in BUILDERS:
+        raise CnnreproError(f"variant {variant!r} has no Keras port (cnnrepro.train.backends.keras.models.BUILDERS)")
+    return BUILDERS[variant](vgg16_weights=vgg16_weights) if spec.needs_vgg16 else BUILDERS[variant]()
 
 
 def feature_head(model: Any) -> Any:

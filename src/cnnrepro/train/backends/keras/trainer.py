@@ -27,7 +27,9 @@ from cnnrepro.fsutil import sha256_file
 from cnnrepro.run_outputs import summarize_final
 from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.keras import import_keras, ledger
+from cnnrepro.train.backends.keras.devices import resolve_device
 from cnnrepro.train.backends.keras.fit import EpochCheckpoint, fit
+from cnnrepro.train.backends.keras.inference import MODEL_FILE
 from cnnrepro.train.backends.keras.streams import extract_features, image_inputs, make_streams, score
 from cnnrepro.train.engine import checkpoint as ckpt
 from cnnrepro.train.engine import lifecycle
@@ -37,54 +39,10 @@ from cnnrepro.train.inputs.pipeline import InputPipeline
 
 keras = import_keras()
 
-MODEL_FILE = "model.keras"
 PACKAGES = (*lifecycle.BASE_PACKAGES, "keras", "tensorflow", "tensorflow-cpu")
 
 
 # --- can it run? -------------------------------------------------------------------------------------
-
-
-def resolve_device(requested: str, num_threads: int = 0) -> str:
-    """The device Keras will use, from params train.device; TensorFlow's view of the machine, not torch's.
-
-    Must run before TensorFlow executes anything: thread counts and visible devices are fixed at its start.
-    """
-    backend = keras.backend.backend()
-    if backend != "tensorflow":
-        return f"{backend}:{requested}"  # the other backends place work themselves
-    import tensorflow as tf
-
-    try:
-        if num_threads > 0:
-            tf.config.threading.set_intra_op_parallelism_threads(num_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(num_threads)
-    except RuntimeError:
-        pass  # TensorFlow already started in this process (several runs in one process: tests)
-    gpus = tf.config.list_physical_devices("GPU")
-    if requested in ("cpu", "auto") and (requested == "cpu" or not gpus):
-        if gpus:
-            _set_visible_gpus(tf, [])
-        return "cpu"
-    if requested == "auto":
-        return "gpu:0"
-    if requested.startswith("cuda"):
-        index = int(requested.split(":", 1)[1]) if ":" in requested else 0
-        if index >= len(gpus):
-            raise CnnreproError(
-                f"params.yaml: train.device is {requested!r} but TensorFlow sees {len(gpus)} GPU(s) here"
-            )
-        _set_visible_gpus(tf, [gpus[index]])
-        return f"gpu:{index}"
-    raise CnnreproError(
-        f"params.yaml: train.device {requested!r} is not supported by the Keras trainer (auto, cpu, cuda[:N])"
-    )
-
-
-def _set_visible_gpus(tf: Any, gpus: list[Any]) -> None:
-    try:
-        tf.config.set_visible_devices(gpus, "GPU")
-    except RuntimeError as exc:
-        raise CnnreproError(f"params.yaml: train.device: TensorFlow has started, devices are fixed ({exc})") from None
 
 
 def prepare(config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None:
@@ -154,7 +112,7 @@ def train_variant(
     `owner` is saved with each checkpoint; a run resuming from one calls `on_resume(its owner, epoch)`.
     """
     from cnnrepro.train.backends.keras import models
-    from cnnrepro.train.backends.keras import optimizers as optim
+    from cnnrepro.train.backends.keras import optimizers
 
     keras.utils.set_random_seed(config["seed"])
     _deterministic_ops()
@@ -182,8 +140,8 @@ def train_variant(
         trained, inputs = models.feature_head(model), InputPipeline("features")
 
     trained.compile(
-        optimizer=optim.make_optimizer(config["optimizer"], config["learning_rate"]),
-        loss=optim.make_loss(config["loss"], config["variant"]),
+        optimizer=optimizers.make_optimizer(config["optimizer"], config["learning_rate"]),
+        loss=optimizers.make_loss(config["loss"], config["variant"]),
         metrics=["accuracy"],
     )
     checkpoint = EpochCheckpoint(
@@ -233,6 +191,11 @@ class KerasBackend:
 
     def package_versions(self) -> dict[str, str | None]:
         return package_versions()
+
+    def load_trained(self, run: Path, config: dict[str, Any], device: str = "auto") -> Any:
+        from cnnrepro.train.backends.keras.inference import load_trained
+
+        return load_trained(run, config, device)
 
 
 def package_versions() -> dict[str, str | None]:

@@ -24,8 +24,9 @@ from cnnrepro.fsutil import sha256_file, write_file
 from cnnrepro.run_outputs import summarize_final
 from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.torch import ledger
+from cnnrepro.train.backends.torch.inference import MODEL_FILE
 from cnnrepro.train.backends.torch.loop import FitSettings, fit
-from cnnrepro.train.backends.torch.models import vgg16
+from cnnrepro.train.backends.torch.models import create_model, vgg16
 from cnnrepro.train.backends.torch.models.layers import torch_default_init_
 from cnnrepro.train.backends.torch.optimizers import make_optimizer
 from cnnrepro.train.backends.torch.precision import set_torch_precision
@@ -36,10 +37,6 @@ from cnnrepro.train.engine.epochs import sequential_batches
 from cnnrepro.train.engine.images import Split
 from cnnrepro.train.engine.lifecycle import NotRunnable, check_init_run, data_line, load_splits, package_versions
 from cnnrepro.train.inputs.pipeline import InputPipeline, augmentation
-from cnnrepro.variants.registry import create_model
-
-MODEL_FILE = "model.safetensors"
-
 
 # --- can it run? -------------------------------------------------------------------------------------
 
@@ -291,6 +288,11 @@ class TorchBackend:
 
     def package_versions(self) -> dict[str, str | None]:
         return package_versions()
+
+    def load_trained(self, run: Path, config: dict[str, Any], device: str = "auto") -> Any:
+        from cnnrepro.train.backends.torch.inference import load_trained
+
+        return load_trained(run, config, device)
 
 
 BACKEND = TorchBackend()

@@ -1,0 +1,53 @@
+"""The device a Keras run uses, from params train.device, as TensorFlow sees the machine (not torch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnnrepro.errors import CnnreproError
+from cnnrepro.train.backends.keras import import_keras
+
+keras = import_keras()
+
+
+def resolve_device(requested: str, num_threads: int = 0) -> str:
+    """The device Keras will use, from params train.device; TensorFlow's view of the machine, not torch's.
+
+    Must run before TensorFlow executes anything: thread counts and visible devices are fixed at its start.
+    """
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        return f"{backend}:{requested}"  # the other backends place work themselves
+    import tensorflow as tf
+
+    try:
+        if num_threads > 0:
+            tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(num_threads)
+    except RuntimeError:
+        pass  # TensorFlow already started in this process (several runs in one process: tests)
+    gpus = tf.config.list_physical_devices("GPU")
+    if requested in ("cpu", "auto") and (requested == "cpu" or not gpus):
+        if gpus:
+            _set_visible_gpus(tf, [])
+        return "cpu"
+    if requested == "auto":
+        return "gpu:0"
+    if requested.startswith("cuda"):
+        index = int(requested.split(":", 1)[1]) if ":" in requested else 0
+        if index >= len(gpus):
+            raise CnnreproError(
+                f"params.yaml: train.device is {requested!r} but TensorFlow sees {len(gpus)} GPU(s) here"
+            )
+        _set_visible_gpus(tf, [gpus[index]])
+        return f"gpu:{index}"
+    raise CnnreproError(
+        f"params.yaml: train.device {requested!r} is not supported by the Keras trainer (auto, cpu, cuda[:N])"
+    )
+
+
+def _set_visible_gpus(tf: Any, gpus: list[Any]) -> None:
+    try:
+        tf.config.set_visible_devices(gpus, "GPU")
+    except RuntimeError as exc:
+        raise CnnreproError(f"params.yaml: train.device: TensorFlow has started, devices are fixed ({exc})") from None
