@@ -151,7 +151,7 @@ def test_snakemake_dry_run_rejects_the_uri(tmp_path: Path) -> None:
 
 
 # What the Snakefile's onstart hook runs, in a process of its own.
-START_HOOK = "from cnnrepro import pipeline_run; pipeline_run.run_hook('snakemake', 'start')"
+START_HOOK = "from cnnrepro.orchestration import pipeline_run; pipeline_run.run_hook('snakemake', 'start')"
 
 
 def test_start_hook_ends_on_sigterm(tmp_path: Path) -> None:

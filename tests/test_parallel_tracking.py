@@ -153,7 +153,10 @@ def test_four_processes_log_to_one_tracking_server(tmp_path: Path, mlflow_server
 def test_processes_race_to_create_the_experiment_on_a_server(tmp_path: Path, mlflow_server: tuple[str, Path]) -> None:
     """No file lock can serialize experiment creation on a server: the losers must find the winner's."""
     url, _ = mlflow_server
-    code = "import sys; from cnnrepro import tracking;print(ensure_experiment(sys.argv[1], 'raced'), flush=True)"
+    code = (
+        "import sys; from cnnrepro.tracking.store import ensure_experiment; "
+        "print(ensure_experiment(sys.argv[1], 'raced'), flush=True)"
+    )
     procs = [
         subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(WORKERS)
