@@ -24,8 +24,7 @@ MODEL_FILE = "model.keras"
 
 def load_model(run: str | Path, config: dict[str, Any], device: str = "auto") -> Any:
     """The run's network with its trained weights, compiled with its loss (Keras' evaluate needs one)."""
-    from cnnrepro.train.backends.keras import models
-    from cnnrepro.train.backends.keras import optimizers
+    from cnnrepro.train.backends.keras import models, optimizers
     from cnnrepro.train.backends.keras.devices import resolve_device
 
     resolve_device(device)

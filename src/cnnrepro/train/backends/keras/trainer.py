@@ -111,8 +111,7 @@ def train_variant(
 
     `owner` is saved with each checkpoint; a run resuming from one calls `on_resume(its owner, epoch)`.
     """
-    from cnnrepro.train.backends.keras import models
-    from cnnrepro.train.backends.keras import optimizers
+    from cnnrepro.train.backends.keras import models, optimizers
 
     keras.utils.set_random_seed(config["seed"])
     _deterministic_ops()
