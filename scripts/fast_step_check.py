@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from cnnrepro.train.inputs.augment import AugmentationSpec
+from cnnrepro.train.engine.augmentation_spec import AugmentationSpec
 from cnnrepro.train.inputs.pipeline import InputPipeline
 from cnnrepro.variants.registry import get_variant
 from cnnrepro.train.backends.torch.models import create_model

@@ -73,9 +73,10 @@ from pathlib import Path
 import yaml
 from cnnrepro.bench.pipeline import write_random_vgg16
 from cnnrepro.train import vgg16_weights
+from cnnrepro.train.engine.run_config import VGG16Settings
 params = yaml.safe_load(Path("params.yaml").read_text())
 try:
-    vgg16_weights.resolve_keras_weights(params["train"]["vgg16"], timeout_s=5)
+    vgg16_weights.resolve_keras_weights(VGG16Settings.from_params(params["train"]["vgg16"]), timeout_s=5)
     print("VGG16: ImageNet weights found")
 except vgg16_weights.WeightsUnavailable:
     params["train"]["vgg16"] |= {"path": str(write_random_vgg16(Path(sys.argv[1]).with_suffix(".h5"))), "sha256": None}

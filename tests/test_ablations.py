@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +22,10 @@ from cnnrepro.train.backends.torch import ledger as torch_ledger
 from cnnrepro.train.backends.torch import trainer as runner
 from cnnrepro.train.backends.torch.optimizers import make_optimizer
 from cnnrepro.train.backends.torch.steps import train_step
-from cnnrepro.train.engine.run_config import resolve_run_config
-from cnnrepro.train.inputs.augment import AugmentationSpec, augment_batch
+from cnnrepro.train.configure import configure_run
+from cnnrepro.train.engine.augmentation_spec import AugmentationSpec
+from cnnrepro.train.engine.run_config import ABLATABLE, Prepared, RunConfig
+from cnnrepro.train.inputs.augment import augment_batch
 
 from .helpers_train import (
     keras_vgg16_weights,
@@ -35,11 +39,16 @@ from .helpers_train import (
 )
 
 SHIPPED = load_params(PROJECT_ROOT / "params.yaml")
+# The fields run_info.json always has, for a run directory a test writes by hand.
+RUN_INFO_FIELDS = {"framework": "torch", "variant": "x", "seed": 0, "status": "completed", "device": "cpu"}
+RUN_INFO_FIELDS |= {"started_at": "2026-01-01T00:00:00+00:00"}
 
 
-def _resolve(variant: str, ablation: str | None, framework: str = "torch", params: dict | None = None) -> dict:
+def _resolve(
+    variant: str, ablation: str | None, framework: str = "torch", params: dict | None = None, device: str = "cpu"
+) -> RunConfig:
     init_from = "runs/x/feature_extraction_augmented/seed0" if variant == "fine_tuning" else None
-    return resolve_run_config(
+    return configure_run(
         params or SHIPPED,
         framework=framework,
         variant=variant,
@@ -48,6 +57,7 @@ def _resolve(variant: str, ablation: str | None, framework: str = "torch", param
         out_dir="o",
         init_from=init_from,
         ablation=ablation,
+        device=device,
     )
 
 
@@ -56,7 +66,7 @@ def _resolve(variant: str, ablation: str | None, framework: str = "torch", param
 
 def test_the_schema_allows_exactly_the_ablatable_keys_and_values() -> None:
     schema = load_schema()["$defs"]["ablation_settings"]["properties"]
-    assert {key: tuple(spec["enum"]) for key, spec in schema.items()} == ablations.ABLATABLE
+    assert {key: tuple(spec["enum"]) for key, spec in schema.items()} == {k: tuple(v) for k, v in ABLATABLE.items()}
 
 
 def test_every_shipped_ablation_changes_every_variant_it_names() -> None:
@@ -66,11 +76,11 @@ def test_every_shipped_ablation_changes_every_variant_it_names() -> None:
     for name, ablation in names.items():
         for variant in ablation.variants:
             config = _resolve(variant, name)
-            assert config["ablation"]["name"] == name
+            assert config.ablation is not None and config.ablation.name == name
             if variant != "fine_tuning" or name != "frozen_base":
-                assert config["ablation"]["changes"], (variant, name)
-            for key, change in config["ablation"]["changes"].items():
-                assert config[key] == change["ablation"] != change["faithful"]
+                assert config.ablation.changes, (variant, name)
+            for key, change in config.ablation.changes.items():
+                assert config.setting(key) == change.ablation != change.faithful
 
 
 def test_unknown_or_inapplicable_ablations_are_one_line_errors() -> None:
@@ -88,18 +98,22 @@ def test_unknown_or_inapplicable_ablations_are_one_line_errors() -> None:
 def test_settings_change_only_what_they_name_and_keep_derived_keys_in_step() -> None:
     faithful = _resolve("augmentation", None)
     semantics = _resolve("augmentation", "keras_2_1_3_augmentation")
-    assert semantics["augmentation"]["semantics"] == "2.1.3" and faithful["augmentation"]["semantics"] == "2.0.8"
-    assert semantics["resize_filter"] == faithful["resize_filter"] == "nearest"  # bilinear_resize is its own
-    assert _resolve("augmentation", "bilinear_resize")["resize_filter"] == "bilinear"
+    assert semantics.inputs.augmentation["semantics"] == "2.1.3"
+    assert faithful.inputs.augmentation["semantics"] == "2.0.8"
+    assert semantics.data.resize_filter == faithful.data.resize_filter == "nearest"  # bilinear_resize is its own
+    assert _resolve("augmentation", "bilinear_resize").data.resize_filter == "bilinear"
     # cam_convnet keeps its own (2.1.3) augmentation semantics under an ablation that does not touch them.
     cam = _resolve("cam_convnet", "naive_torch_port")
-    assert cam["augmentation"]["semantics"] == "2.1.3" and cam["augmentation"]["draws"] == "per_batch"
-    assert cam["optimizer"] == "rmsprop_torch" and cam["weight_init"] == "torch_default"
+    assert cam.inputs.augmentation["semantics"] == "2.1.3" and cam.inputs.augmentation["draws"] == "per_batch"
+    assert cam.training.optimizer == "rmsprop_torch" and cam.training.weight_init == "torch_default"
     lenet = _resolve("lenet", "naive_torch_port")
-    assert lenet["optimizer"] == "sgd" and set(lenet["ablation"]["changes"]) == {"weight_init"}
+    assert lenet.training.optimizer == "sgd" and set(lenet.ablation.changes) == {"weight_init"}
     caffe = _resolve("feature_extraction", "caffe_preprocessing")
-    assert caffe["preprocessing"] == "caffe" and caffe["input_scale"] == 1.0
-    assert faithful["precision"] == "fp32" and faithful["ablation"] is None
+    assert caffe.inputs.preprocessing == "caffe" and caffe.inputs.input_scale == 1.0
+    assert faithful.runtime.precision == "fp32" and faithful.ablation is None
+    # An ablation is a replace: the faithful config is untouched, derived values follow the new settings.
+    bf16 = _resolve("mnist_convnet", "bf16", device="cuda")
+    assert bf16.mixed_precision and not _resolve("mnist_convnet", None, device="cuda").mixed_precision
     ids = [e["id"] for e in torch_ledger.entries_for(semantics)]
     assert "ablation_keras_2_1_3_augmentation_augmentation_semantics" in ids
 
@@ -107,10 +121,10 @@ def test_settings_change_only_what_they_name_and_keep_derived_keys_in_step() -> 
 def test_what_a_framework_or_device_cannot_express_is_not_run_with_the_reason() -> None:
     naive = _resolve("mnist_convnet", "naive_torch_port")
     assert ablations.not_runnable_reason(naive) is None
-    assert "no Keras meaning" in ablations.not_runnable_reason(naive | {"framework": "keras"})
+    assert "no Keras meaning" in ablations.not_runnable_reason(replace(naive, framework="keras"))
     tf32 = _resolve("mnist_convnet", "tf32")
     assert "CUDA GPUs only" in ablations.not_runnable_reason(tf32)
-    assert ablations.not_runnable_reason(tf32 | {"device": "cuda"}) is None
+    assert ablations.not_runnable_reason(_resolve("mnist_convnet", "tf32", device="cuda")) is None
     assert ablations.not_runnable_reason(_resolve("mnist_convnet", "keras3_rmsprop", "keras")) is None
 
 
@@ -132,11 +146,12 @@ def test_planned_runs_are_checked_against_the_definitions_and_the_chain() -> Non
 def test_fine_tuning_continues_only_from_the_same_ablation(tmp_path: Path) -> None:
     previous = tmp_path / "fea"
     previous.mkdir()
-    (previous / "run_info.json").write_text('{"config": {"ablation": null}}')
-    config = _resolve("fine_tuning", "frozen_base") | {"init_from": str(previous)}
+    faithful_record = replace(_resolve("feature_extraction_augmented", None), out_dir=str(previous)).as_record()
+    (previous / "run_info.json").write_text(json.dumps({**RUN_INFO_FIELDS, "config": faithful_record}))
+    config = replace(_resolve("fine_tuning", "frozen_base"), init_from=str(previous))
     with pytest.raises(CnnreproError, match=re.escape("under ablation none (faithful); this run is under frozen_base")):
         ablations.check_continues_from(config)
-    ablations.check_continues_from(config | {"ablation": None})
+    ablations.check_continues_from(replace(config, ablation=None))
 
 
 def test_run_directories_and_checkpoints_of_an_ablation_are_its_own() -> None:
@@ -162,9 +177,9 @@ def test_per_batch_augmentation_draws_one_transform_for_the_batch() -> None:
 
 def test_naive_port_initialization_and_optimizer_are_pytorchs_defaults() -> None:
     torch.manual_seed(0)
-    faithful = runner.build_model(_resolve("mnist_convnet", None))
+    faithful = runner.build_model(_resolve("mnist_convnet", None), Prepared())
     torch.manual_seed(0)
-    naive = runner.build_model(_resolve("mnist_convnet", "naive_torch_port"))
+    naive = runner.build_model(_resolve("mnist_convnet", "naive_torch_port"), Prepared())
     first = next(m for m in faithful.modules() if isinstance(m, torch.nn.Conv2d))
     naive_first = next(m for m in naive.modules() if isinstance(m, torch.nn.Conv2d))
     assert torch.count_nonzero(first.bias) == 0 and torch.count_nonzero(naive_first.bias) > 0  # Keras: zero biases
@@ -183,18 +198,20 @@ def vgg_params(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return load_params(path)
 
 
-def _chain_config(params: dict, variant: str, ablation: str | None, framework: str = "torch") -> dict:
-    config = _resolve(variant, ablation, framework, params) | {"init_from": None}
-    config["vgg16"]["weights_file"] = params["train"]["vgg16"]["path"]
-    return config
+def _chain_config(params: dict, variant: str, ablation: str | None, framework: str = "torch") -> RunConfig:
+    return replace(_resolve(variant, ablation, framework, params), init_from=None)
 
 
-def _moved_torch_kernels(config: dict) -> set[str]:
-    model = runner.build_model(config)
+def _weights(params: dict) -> Prepared:
+    return Prepared(vgg16_weights_file=params["train"]["vgg16"]["path"])
+
+
+def _moved_torch_kernels(config: RunConfig, prepared: Prepared) -> set[str]:
+    model = runner.build_model(config, prepared)
     before = {n: p.detach().clone() for n, p in model.conv_base.named_parameters() if n.endswith(".weight")}
-    optimizer = make_optimizer(config["optimizer"], [p for p in model.parameters() if p.requires_grad], 1e-3)
+    optimizer = make_optimizer(config.training.optimizer, [p for p in model.parameters() if p.requires_grad], 1e-3)
     x = torch.rand(1, 3, 150, 150)
-    train_step(model, optimizer, x, torch.ones(1, dtype=torch.long), config["loss"])
+    train_step(model, optimizer, x, torch.ones(1, dtype=torch.long), config.training.loss)
     return {
         n.split(".")[0] for n, p in model.conv_base.named_parameters() if n in before and not torch.equal(p, before[n])
     }
@@ -203,10 +220,13 @@ def _moved_torch_kernels(config: dict) -> set[str]:
 def test_torch_one_step_moves_the_base_as_keras_2_0_8_did(vgg_params: dict) -> None:
     all_convs = set(vgg16_weights.CONV_NAMES)
     assert len(all_convs) == 13
-    assert _moved_torch_kernels(_chain_config(vgg_params, "feature_extraction_augmented", None)) == all_convs
-    assert _moved_torch_kernels(_chain_config(vgg_params, "feature_extraction_augmented", "frozen_base")) == set()
+    weights = _weights(vgg_params)
+    assert _moved_torch_kernels(_chain_config(vgg_params, "feature_extraction_augmented", None), weights) == all_convs
+    frozen = _chain_config(vgg_params, "feature_extraction_augmented", "frozen_base")
+    assert _moved_torch_kernels(frozen, weights) == set()
     # fine_tuning's freezing (its own run continues from a saved model; the weights do not matter here).
-    assert _moved_torch_kernels(_chain_config(vgg_params, "fine_tuning", None)) == set(vgg16_weights.FINE_TUNED_LAYERS)
+    fine_tuning = _chain_config(vgg_params, "fine_tuning", None)
+    assert _moved_torch_kernels(fine_tuning, weights) == set(vgg16_weights.FINE_TUNED_LAYERS)
 
 
 @needs_tf
@@ -215,11 +235,11 @@ def test_keras_one_step_moves_the_base_as_keras_2_0_8_did(vgg_params: dict) -> N
     from cnnrepro.train.backends.keras import optimizers as optim
     from cnnrepro.train.backends.keras import trainer as keras_train
 
-    def moved(config: dict) -> set[str]:
-        model = keras_train.build_model(config)
+    def moved(config: RunConfig) -> set[str]:
+        model = keras_train.build_model(config, _weights(vgg_params))
         base = model.layers[0]
         before = {layer.name: np.array(layer.get_weights()[0]) for layer in base.layers if layer.weights}
-        model.compile(optimizer=optim.make_optimizer(config["optimizer"], 1e-3), loss=config["loss"])
+        model.compile(optimizer=optim.make_optimizer(config.training.optimizer, 1e-3), loss=config.training.loss)
         model.train_on_batch(np.random.default_rng(0).random((1, 150, 150, 3), dtype=np.float32), np.ones((1, 1)))
         return {n for n, w in before.items() if not np.array_equal(base.get_layer(n).get_weights()[0], w)}
 
@@ -228,7 +248,7 @@ def test_keras_one_step_moves_the_base_as_keras_2_0_8_did(vgg_params: dict) -> N
     assert moved(faithful) == set(vgg16_weights.CONV_NAMES)
     assert moved(_chain_config(vgg_params, "feature_extraction_augmented", "frozen_base", "keras")) == set()
     assert moved(_chain_config(vgg_params, "fine_tuning", None, "keras")) == set(vgg16_weights.FINE_TUNED_LAYERS)
-    assert "keras3_trainable_base" in {e["id"] for e in keras_ledger.entries_for(faithful | {"keras_backend": "x"})}
+    assert "keras3_trainable_base" in {e["id"] for e in keras_ledger.entries_for(faithful, Prepared(keras_backend="x"))}
 
 
 # --- the command -------------------------------------------------------------------------------------
@@ -267,8 +287,8 @@ def test_train_with_an_ablation_writes_its_own_run_tagged_in_mlflow(
     )
     record = load_run(out)
     assert record.metrics.status == "completed" and hooks_seen == [1, 2]
-    config = record.info["config"]
-    assert config["optimizer"] == "rmsprop_keras3" and config["ablation"]["name"] == "keras3_rmsprop"
+    config = RunConfig.from_record(record.info["config"])
+    assert config.training.optimizer == "rmsprop_keras3" and config.ablation.name == "keras3_rmsprop"
     assert "ablation_keras3_rmsprop_optimizer" in {e["id"] for e in record.info["fidelity"]}
     run = MlflowClient(tracking_uri=store).get_run(record.info["mlflow"]["run_id"])
     assert run.data.tags["ablation"] == "keras3_rmsprop"
@@ -313,14 +333,14 @@ def test_the_preflight_checks_the_ablations_own_checkpoint_folder(
 
 def test_the_ledger_says_why_the_base_trains_and_frozen_base_does_not_claim_it() -> None:
     faithful = _resolve("feature_extraction_augmented", None)
-    assert faithful["trainable"] == "all" and _resolve("fine_tuning", None)["trainable"] == "head+block5"
+    assert faithful.training.trainable == "all" and _resolve("fine_tuning", None).training.trainable == "head+block5"
     entry = next(e for e in torch_ledger.entries_for(faithful) if e["id"] == "vgg16_base_trained_as_2_0_8_ran")
     for evidence in ("c25fa38", "71-74 s", "32-33 s", "#21, #75, #93", "keras-team/keras #8792"):
         assert evidence in entry["source"] + entry["reason"], evidence
     frozen = _resolve("feature_extraction_augmented", "frozen_base")
     ids = {e["id"] for e in torch_ledger.entries_for(frozen)}
     assert "vgg16_base_trained_as_2_0_8_ran" not in ids and "ablation_frozen_base_trainable" in ids
-    keras_ids = {e["id"] for e in keras_ledger.entries_for(faithful | {"framework": "keras"})}
+    keras_ids = {e["id"] for e in keras_ledger.entries_for(replace(faithful, framework="keras"))}
     assert "keras3_trainable_base" in keras_ids and "vgg16_base_trained_as_2_0_8_ran" not in keras_ids
 
 

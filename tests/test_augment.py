@@ -9,14 +9,8 @@ import scipy.stats
 import torch
 
 from cnnrepro.errors import CnnreproError
-from cnnrepro.train.inputs.augment import (
-    AugmentationSpec,
-    apply_transforms,
-    augment_batch,
-    book_augmentation,
-    sample_transforms,
-    transform_matrices,
-)
+from cnnrepro.train.engine.augmentation_spec import AugmentationSpec, book_augmentation
+from cnnrepro.train.inputs.augment import apply_transforms, augment_batch, sample_transforms, transform_matrices
 
 N_DRAWS = 4000
 

@@ -21,9 +21,11 @@ from cnnrepro.train.backends.torch import trainer
 from cnnrepro.train.backends.torch.models import create_model, vgg16
 from cnnrepro.train.backends.torch.optimizers import make_optimizer
 from cnnrepro.train.backends.torch.steps import train_step
+from cnnrepro.train.configure import configure_run
+from cnnrepro.train.engine.augmentation_spec import book_augmentation
 from cnnrepro.train.engine.lifecycle import load_splits
-from cnnrepro.train.engine.run_config import resolve_run_config
-from cnnrepro.train.inputs.augment import augment_batch, book_augmentation
+from cnnrepro.train.engine.run_config import Prepared
+from cnnrepro.train.inputs.augment import augment_batch
 
 from .helpers_train import UNREACHABLE_URL, make_image_folder, make_npz, tiny_overrides, write_params
 
@@ -256,9 +258,9 @@ def test_setup_training_applies_channels_last(tmp_path: Path) -> None:
     params = load_params(
         write_params(tmp_path / "p.yaml", tracking_uri="sqlite:///x.db", channels_last=True, image_cache=False)
     )
-    config = resolve_run_config(params, framework="torch", variant="baseline", seed=0, data_dir=data, out_dir="o")
-    assert config["channels_last"] is True and config["compile"] is False
-    setup = trainer.setup_training(config, load_splits(config))
+    config = configure_run(params, framework="torch", variant="baseline", seed=0, data_dir=data, out_dir="o")
+    assert config.runtime.channels_last is True and config.runtime.compile is False
+    setup = trainer.setup_training(config, Prepared(), load_splits(config))
     x, _ = setup.train.batch([0, 1])
     assert setup.inputs(x, train=True).is_contiguous(memory_format=torch.channels_last)
     assert setup.model.conv2d_1.weight.is_contiguous(memory_format=torch.channels_last)

@@ -4,6 +4,7 @@ scratch copy. The parts here; the whole command on a tiny project in the slow te
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,8 @@ from cnnrepro.bench.pipeline import (
 from cnnrepro.params import load_params
 from cnnrepro.train.backends.torch.models import create_model
 from cnnrepro.train.backends.torch.models.vgg16 import VGG16Base, convert_keras_vgg16
+from cnnrepro.train.configure import configure_run
+from cnnrepro.train.engine.run_config import RunConfig
 
 from .conftest import PROJECT_ROOT
 from .helpers_faults import project_with_profiles, set_params
@@ -59,23 +62,34 @@ def test_random_vgg16_file_loads_as_the_keras_notop_weights(tmp_path: Path) -> N
     assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in expected.items()}
 
 
+SHIPPED = load_params(PROJECT_ROOT / "params.yaml")
+
+
+def _config(variant: str, data_dir: str = "d", **training: object) -> RunConfig:
+    config = configure_run(
+        SHIPPED, framework="torch", variant=variant, seed=0, data_dir=data_dir, out_dir="o", device="cpu"
+    )
+    return replace(config, training=replace(config.training, **training))
+
+
 def test_images_per_epoch(tmp_path: Path) -> None:
-    base = {"steps_per_epoch": None, "batch_size": 4, "max_train_images": None}
-    assert images_per_epoch(base | {"steps_per_epoch": 100, "batch_size": 20}, tmp_path) == 2000
+    assert images_per_epoch(_config("baseline", steps_per_epoch=100, batch_size=20), tmp_path) == 2000
     make_npz(tmp_path / "prepared" / "mnist.npz", n_train=70, n_test=10)
-    idx = base | {"dataset": "mnist", "data_dir": "prepared"}
+    idx = _config("mnist_dense", "prepared", steps_per_epoch=None, batch_size=4)
     assert images_per_epoch(idx, tmp_path) == 70
-    assert images_per_epoch(idx | {"max_train_images": 50}, tmp_path) == 50
+    assert images_per_epoch(replace(idx, data=replace(idx.data, max_train_images=50)), tmp_path) == 50
     make_image_folder(tmp_path / "book", {"train": 3, "validation": 1})
-    assert images_per_epoch(base | {"dataset": "dogs_vs_cats", "data_dir": str(tmp_path / "book")}, tmp_path) == 6
+    book = _config("baseline", str(tmp_path / "book"), steps_per_epoch=None, batch_size=4)
+    assert images_per_epoch(book, tmp_path) == 6
 
 
 def test_training_arithmetic_counts_only_what_trains() -> None:
-    config = {"variant": "baseline", "input_shape": [3, 150, 150], "trainable": "all", "training_data": "images"}
+    config = _config("baseline")
     with torch.device("meta"):
         costs = flops.layer_costs(create_model("baseline"), torch.zeros(1, 3, 150, 150))
     assert train_macs_per_image(config) == flops.train_macs(costs)
-    features = config | {"variant": "feature_extraction", "trainable": "head", "training_data": "vgg16_features"}
+    features = _config("feature_extraction")
+    assert features.training.trainable == "head" and features.training.training_data == "vgg16_features"
     assert train_macs_per_image(features) == 3 * (8192 * 256 + 256) - 8192 * 256  # two Dense layers, no dX first
 
 

@@ -13,10 +13,10 @@ from PIL import Image
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.params import load_params
+from cnnrepro.train.configure import configure_run
 from cnnrepro.train.engine import cache
 from cnnrepro.train.engine import checkpoint as ckpt
 from cnnrepro.train.engine.lifecycle import load_splits
-from cnnrepro.train.engine.run_config import resolve_run_config
 from cnnrepro.train.engine.splits import load_image_split, manifest_sha256
 
 from .helpers_train import make_image_folder, write_params
@@ -94,8 +94,8 @@ def test_the_runner_keys_the_cache_by_the_split_manifest(tmp_path: Path) -> None
     assert manifest_sha256(data, "dogs_vs_cats") != first
     cache_dir = str(tmp_path / "cc")
     params = load_params(write_params(tmp_path / "p.yaml", tracking_uri="sqlite:///x.db", image_cache_dir=cache_dir))
-    config = resolve_run_config(params, framework="torch", variant="baseline", seed=0, data_dir=data, out_dir="o")
-    assert config["image_cache"] == cache_dir
+    config = configure_run(params, framework="torch", variant="baseline", seed=0, data_dir=data, out_dir="o")
+    assert config.data.image_cache == cache_dir
     load_splits(config)
     (data / "manifest.csv").write_text("split,class,id\ntrain,cats,2\n")
     load_splits(config)
@@ -150,10 +150,10 @@ def test_image_cache_param_and_checkpoint_hash(tmp_path: Path) -> None:
     on = load_params(write_params(tmp_path / "on.yaml", tracking_uri="sqlite:///x.db", image_cache_dir="somewhere"))
     off = load_params(write_params(tmp_path / "off.yaml", tracking_uri="sqlite:///x.db", image_cache=False))
     kw = dict(framework="torch", seed=0, data_dir="d", out_dir="o")
-    cached = resolve_run_config(on, variant="baseline", **kw)
-    plain = resolve_run_config(off, variant="baseline", **kw)
+    cached = configure_run(on, variant="baseline", **kw).as_record()
+    plain = configure_run(off, variant="baseline", **kw).as_record()
     assert cached["image_cache"] == "somewhere" and plain["image_cache"] is None
-    assert resolve_run_config(on, variant="mnist_convnet", **kw)["image_cache"] is None  # arrays, nothing to decode
+    assert configure_run(on, variant="mnist_convnet", **kw).data.image_cache is None  # arrays, nothing to decode
     # Where images are cached never changes a result: the checkpoint of one resumes under the other.
     assert ckpt.config_hash(cached) == ckpt.config_hash(plain)
     # Speed options at their defaults hash as if absent (checkpoints written before they existed resume) ...

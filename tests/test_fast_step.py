@@ -24,8 +24,8 @@ from cnnrepro.train.backends.torch.loop import FitSettings, fit
 from cnnrepro.train.backends.torch.optimizers import make_optimizer
 from cnnrepro.train.backends.torch.steps import DeviceSplit, train_step
 from cnnrepro.train.engine import checkpoint as ckpt
+from cnnrepro.train.engine.augmentation_spec import book_augmentation
 from cnnrepro.train.engine.run_config import resolve_fast_step
-from cnnrepro.train.inputs.augment import book_augmentation
 from cnnrepro.train.inputs.pipeline import InputPipeline
 
 SIZE = 20
@@ -146,14 +146,16 @@ def test_fast_step_rejects_optimizers_whose_state_does_not_start_at_zero() -> No
 
 
 def test_fast_step_setting() -> None:
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_fast_step("auto", cuda, compiled=False) is True
-    assert resolve_fast_step("auto", cuda, compiled=True) is False  # torch.compile brings its own graphs
-    assert resolve_fast_step("auto", cpu, compiled=False) is False
-    assert resolve_fast_step(False, cuda, compiled=False) is False  # YAML's bare `off`
-    assert resolve_fast_step("auto", None, compiled=False) is False  # Keras runs
+    assert resolve_fast_step("auto", "cuda", "torch", compiled=False) is True
+    assert resolve_fast_step("auto", "cuda:1", "torch", compiled=False) is True
+    assert resolve_fast_step("auto", "cuda", "torch", compiled=True) is False  # torch.compile brings its own graphs
+    assert resolve_fast_step("auto", "cpu", "torch", compiled=False) is False
+    assert resolve_fast_step(False, "cuda", "torch", compiled=False) is False  # YAML's bare `off`
+    assert resolve_fast_step("auto", "gpu:0", "keras", compiled=False) is False  # Keras runs
     with pytest.raises(CnnreproError, match=r"train\.fast_step is 'on' but the device is cpu"):
-        resolve_fast_step(True, cpu, compiled=False)
+        resolve_fast_step(True, "cpu", "torch", compiled=False)
+    with pytest.raises(CnnreproError, match=r"train\.fast_step 'sometimes' is not one of auto, on, off"):
+        resolve_fast_step("sometimes", "cpu", "torch", compiled=False)
 
 
 def test_speed_settings_keep_the_checkpoint_hash() -> None:
@@ -169,12 +171,12 @@ def test_speed_settings_keep_the_checkpoint_hash() -> None:
 def test_checkpoint_every_n_epochs_resumes_exactly(tmp_path: Path, background: bool) -> None:
     """Epochs 1-2 with checkpoint_every=2 (only epoch 2 is written), then epochs 3-4 from it, equal four
     epochs straight; with every=2 a one-epoch run writes nothing."""
-    path = tmp_path / "last.pt"
+    path = tmp_path / "last.safetensors"
     common = {"checkpoint": path, "config_hash": "h", "checkpoint_every": 2, "checkpoint_in_background": background}
     _fit("binary_crossentropy", "rmsprop_keras2", fast=False, epochs=1, **common)
     assert not path.exists()
     _fit("binary_crossentropy", "rmsprop_keras2", fast=False, epochs=2, **common)
-    assert torch.load(path, weights_only=False)["epoch"] == 2
+    assert ckpt.decode(path.read_bytes())["epoch"] == 2
     resumed, resumed_model, _ = _fit("binary_crossentropy", "rmsprop_keras2", fast=False, epochs=4, **common)
     straight, straight_model, _ = _fit("binary_crossentropy", "rmsprop_keras2", fast=False, epochs=4)
     assert resumed == straight
@@ -183,14 +185,14 @@ def test_checkpoint_every_n_epochs_resumes_exactly(tmp_path: Path, background: b
 
 
 def test_background_writer_copies_the_state_before_returning(tmp_path: Path) -> None:
-    writer = CheckpointWriter(tmp_path / "last.pt", every=1, background=True)
+    writer = CheckpointWriter(tmp_path / "last.safetensors", every=1, background=True)
     weights = torch.ones(3)
     history = [{"epoch": 1}]
     writer.save({"epoch": 1, "weights": weights, "history": history})
     weights.add_(1)  # training goes on while the thread writes
     history.append({"epoch": 2})
     writer.close()
-    saved = torch.load(tmp_path / "last.pt", weights_only=False)
-    assert torch.equal(saved["weights"], torch.ones(3)) and saved["history"] == [{"epoch": 1}]
+    saved = ckpt.decode((tmp_path / "last.safetensors").read_bytes())
+    assert np.array_equal(saved["weights"], np.ones(3, np.float32)) and saved["history"] == [{"epoch": 1}]
     with pytest.raises(ValueError, match="checkpoint_every"):
         CheckpointWriter(tmp_path / "x.pt", every=0)

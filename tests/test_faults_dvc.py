@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import yaml
 
 from cnnrepro.cli import main as cli_main
@@ -35,6 +34,7 @@ from cnnrepro.tracking.liveness import TAG_PID, TAG_STALE
 from cnnrepro.tracking.pipeline import TAG_KIND, start_pipeline_run
 from cnnrepro.tracking.store import client, ensure_experiment
 from cnnrepro.tracking.tracked_run import PARENT_RUN_ENV
+from cnnrepro.train.engine import checkpoint as ckpt
 
 from .helpers_data import serve_directory, write_params
 from .helpers_faults import kill_tree, project_with_profiles, set_params, wait_for
@@ -511,7 +511,7 @@ def test_dvc_repro_killed_during_training_resumes_it(tmp_path: Path) -> None:
     make_npz(project / "data" / "prepared" / "fashion_mnist.npz", n_train=2400, n_test=100)
     stage = "train_idx@torch-lenet-0"
     log = tmp_path / "dvc.log"
-    checkpoint = project / "checkpoints" / "torch" / "lenet" / "seed0" / "last.pt"
+    checkpoint = project / "checkpoints" / "torch" / "lenet" / "seed0" / "last.safetensors"
     env = os.environ | {"OMP_NUM_THREADS": "1", "CNNREPRO_IDX_PINS": str(tmp_path / "idx_pins.json")}
     with log.open("w") as sink:
         proc = subprocess.Popen(
@@ -524,12 +524,12 @@ def test_dvc_repro_killed_during_training_resumes_it(tmp_path: Path) -> None:
         proc.wait(timeout=60)
     finally:
         kill_tree(proc)
-    killed_after = int(torch.load(checkpoint, weights_only=False)["epoch"])
+    killed_after = int(ckpt.decode(Path(checkpoint).read_bytes())["epoch"])
     assert (project / "dvc.lock").read_text() == before
     assert not (project / "runs" / "torch" / "lenet" / "seed0" / "metrics.json").exists()
 
     again = run(["dvc", "repro", "--single-item", stage], project)
-    assert f"resuming from checkpoints/torch/lenet/seed0/last.pt after epoch {killed_after}" in again.stdout
+    assert f"resuming from checkpoints/torch/lenet/seed0/last.safetensors after epoch {killed_after}" in again.stdout
     assert stage in _lock_stages(project)
     assert (project / "runs" / "torch" / "lenet" / "seed0" / "metrics.json").exists()
     assert not checkpoint.exists()

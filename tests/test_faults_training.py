@@ -56,7 +56,7 @@ def _start(cmd: list[str], cwd: Path, log: Path) -> subprocess.Popen[Any]:
 
 
 def _checkpoint_epoch(path: Path) -> int:
-    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+    return int(ckpt.decode(Path(path).read_bytes())["epoch"])
 
 
 def _kill_mid_epoch(victim: subprocess.Popen[Any], log: Path, checkpoint: Path) -> None:
@@ -164,7 +164,7 @@ def test_snakemake_killed_mid_epoch_resumes_on_the_next_run(tmp_path: Path) -> N
     with log.open("w") as sink:
         command = ["snakemake", "--cores", "1", f"{TARGET}/metrics.json"]
         first = subprocess.Popen(command, cwd=project, stdout=sink, stderr=subprocess.STDOUT, env=env)
-    checkpoint = project / "checkpoints" / "torch" / VARIANT / "seed0" / "last.pt"
+    checkpoint = project / "checkpoints" / "torch" / VARIANT / "seed0" / "last.safetensors"
     train_log = project / "logs" / "train" / "torch" / VARIANT / "seed0.log"
     try:
         wait_for(lambda: train_log.exists(), 300, "the training job to start", proc=first, log=log)
@@ -193,7 +193,8 @@ def test_snakemake_killed_mid_epoch_resumes_on_the_next_run(tmp_path: Path) -> N
     # them missing (not half-written) and reruns the job, which resumes.
     assert "reason: Missing output files: " in second.stdout + second.stderr
     assert (
-        f"resuming from checkpoints/torch/{VARIANT}/seed0/last.pt after epoch {killed_after}" in train_log.read_text()
+        f"resuming from checkpoints/torch/{VARIANT}/seed0/last.safetensors after epoch {killed_after}"
+        in train_log.read_text()
     )
     assert (project / TARGET / "metrics.json").exists()
 

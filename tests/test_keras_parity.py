@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,11 @@ from cnnrepro.train.backends.torch.models.layers import count_parameters as torc
 from cnnrepro.train.backends.torch.optimizers import make_optimizer as make_torch_optimizer
 from cnnrepro.train.backends.torch.steps import loss_sum_and_correct
 from cnnrepro.train.cli import TAG_RESUMED_AFTER
+from cnnrepro.train.configure import configure_run
 from cnnrepro.train.engine import checkpoint as ckpt
 from cnnrepro.train.engine.epochs import make_iterators
 from cnnrepro.train.engine.lifecycle import load_splits
-from cnnrepro.train.engine.run_config import resolve_run_config
+from cnnrepro.train.engine.run_config import RunConfig
 from cnnrepro.train.inputs.pipeline import InputPipeline, augmentation
 from cnnrepro.variants.registry import get_variant, list_variants
 
@@ -358,7 +360,7 @@ def test_first_batch_and_first_step_match_the_pytorch_port(
         vgg16={"path": str(vgg_h5)},
     )
     init_from = work / "init" if spec.continues_from else None
-    config = resolve_run_config(
+    config = configure_run(
         load_params(params),
         framework="keras",
         variant=variant,
@@ -366,8 +368,9 @@ def test_first_batch_and_first_step_match_the_pytorch_port(
         data_dir=_data(variant, request),
         out_dir=work / "out",
         init_from=init_from,
+        device="cpu",
     )
-    config["init_from"] = None  # the step from copied weights; continuing a run is tested end to end below
+    config = replace(config, init_from=None)  # the step from copied weights; a continued run is tested below
     splits = load_splits(config)
 
     # The first training batch, as each framework's loop draws it from the same seed.
@@ -376,18 +379,18 @@ def test_first_batch_and_first_step_match_the_pytorch_port(
     )
     x, y = next(streams.train)
     n_train, n_val = len(splits["train"]), len(splits["validation"])
-    index = next(make_iterators(3, 2, config["validation_steps"], n_train, n_val)["train"])
+    index = next(make_iterators(3, 2, config.training.validation_steps, n_train, n_val)["train"])
     augment, generator = augmentation(config, torch.device("cpu"))
-    pipeline = InputPipeline("images", config["preprocessing"], config["input_scale"], augment, generator)
+    pipeline = InputPipeline("images", config.inputs.preprocessing, config.inputs.input_scale, augment, generator)
     x_torch = pipeline(torch.from_numpy(splits["train"].images[index]), train=True)
     np.testing.assert_allclose(x, x_torch.permute(0, 2, 3, 1).numpy(), rtol=0, atol=1e-6)
     labels = torch.from_numpy(splits["train"].labels[index])
-    expected_y = keras_streams.targets(labels.numpy(), config["loss"], len(config["classes"]))
+    expected_y = keras_streams.targets(labels.numpy(), config.training.loss, len(config.data.classes))
     np.testing.assert_array_equal(y, expected_y)
     # Each epoch's validation batches: the next validation_steps of the same persistent iterator.
-    torch_validation = make_iterators(3, 2, config["validation_steps"], n_train, n_val)["validation"]
+    torch_validation = make_iterators(3, 2, config.training.validation_steps, n_train, n_val)["validation"]
     for _ in range(2):
-        expected = [next(torch_validation).tolist() for _ in range(config["validation_steps"])]
+        expected = [next(torch_validation).tolist() for _ in range(config.training.validation_steps)]
         assert [b.tolist() for b in streams.next_validation_batches()] == expected
 
     torch.manual_seed(0)
@@ -406,9 +409,9 @@ def test_first_batch_and_first_step_match_the_pytorch_port(
         torch_trained, keras_trained = torch_model.head, models.feature_head(keras_model)
 
     torch_params = [p for p in torch_trained.parameters() if p.requires_grad]
-    torch_optimizer = make_torch_optimizer(config["optimizer"], torch_params, config["learning_rate"])
+    torch_optimizer = make_torch_optimizer(config.training.optimizer, torch_params, config.training.learning_rate)
     torch_trained.train()
-    total, _ = loss_sum_and_correct(torch_trained(x_torch), labels, config["loss"])
+    total, _ = loss_sum_and_correct(torch_trained(x_torch), labels, config.training.loss)
     torch_loss = total / len(labels)
     torch_optimizer.zero_grad()
     torch_loss.backward()
@@ -416,8 +419,8 @@ def test_first_batch_and_first_step_match_the_pytorch_port(
 
     before = [np.asarray(w) for w in keras_model.get_weights()]
     keras_trained.compile(
-        optimizer=optim.make_optimizer(config["optimizer"], config["learning_rate"]),
-        loss=optim.make_loss(config["loss"], variant),
+        optimizer=optim.make_optimizer(config.training.optimizer, config.training.learning_rate),
+        loss=optim.make_loss(config.training.loss, variant),
         metrics=["accuracy"],
     )
     keras_loss = keras_trained.train_on_batch(x, y, return_dict=True)["loss"]
@@ -487,7 +490,7 @@ def test_tiny_runs_in_both_frameworks_write_the_same_contract(
             m = load_run(work / "runs" / framework / variant / "seed0").metrics
             assert m.val_accuracy == pytest.approx(m.test_accuracy, abs=1e-6)
             assert m.val_loss == pytest.approx(m.test_loss, rel=1e-5)
-    assert keras_info["packages"]["keras"] and keras_info["config"]["keras_backend"] == "tensorflow"
+    assert keras_info["packages"]["keras"] and keras_info["prepared"]["keras_backend"] == "tensorflow"
     assert keras_info["device"] == "cpu"
     keras_ids = {e["id"] for e in keras_info["fidelity"]}
     assert {"keras3_framework", "keras_random_draws", "override_epochs"} <= keras_ids
@@ -507,16 +510,17 @@ def _check_evaluate_and_predict(run: Path, data: Path, work: Path, capsys: pytes
     from cnnrepro.train.engine.splits import load_npz
 
     record = load_run(run)
-    config, batch = record.info["config"], str(record.info["config"]["batch_size"])
-    if config["dataset"] in ("mnist", "fashion_mnist"):
-        target = [config["dataset"], "--prepared", str(data)]
-        test = load_npz(data / f"{config['dataset']}.npz", tuple(config["classes"]))["test"]
+    config = RunConfig.from_record(record.info["config"])
+    batch = str(config.training.batch_size)
+    if config.data.dataset in ("mnist", "fashion_mnist"):
+        target = [config.data.dataset, "--prepared", str(data)]
+        test = load_npz(data / f"{config.data.dataset}.npz", tuple(config.data.classes))["test"]
         images, truth = [], []
         for i, (pixels, label) in enumerate(zip(test.images[..., 0], test.labels, strict=True)):
             images.append(work / "digits" / f"{i}.png")
             images[-1].parent.mkdir(exist_ok=True)
             Image.fromarray(pixels, mode="L").save(images[-1])
-            truth.append(config["classes"][label])
+            truth.append(config.data.classes[label])
     else:
         target = [str(data / "test")]
         images = sorted((data / "test").rglob("*.jpg"))
@@ -656,7 +660,7 @@ def test_killed_keras_training_resumes_to_the_uninterrupted_result(work: Path, s
         assert victim.wait(timeout=60) == -signal.SIGKILL
     finally:
         victim.kill()
-    killed_after = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
+    killed_after = int(ckpt.decode(Path(checkpoint).read_bytes())["epoch"])
     assert 1 <= killed_after < KILL_EPOCHS
     assert not (work / "resumed" / "metrics.json").exists()
 

@@ -109,9 +109,6 @@ def _imports_in(prefix: str) -> dict[Path, set[str]]:
     return {f: imports_of(f) for f in files}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="run_config, checkpoint and gpu_claim import torch until the typed run config lands"
-)
 def test_the_engine_imports_no_framework() -> None:
     found = [
         f"{file.relative_to(PACKAGE_DIR)}: {name}"

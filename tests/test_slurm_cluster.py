@@ -217,7 +217,7 @@ def test_scancel_mid_epoch_then_the_retry_resumes(first_run: dict[str, Any], ser
     for stale in ("checkpoints/torch/lenet/seed0", "logs/train/torch/lenet"):
         shutil.rmtree(project / stale, ignore_errors=True)
     train_log = project / "logs" / "train" / "torch" / "lenet" / "seed0.log"
-    checkpoint = project / "checkpoints" / "torch" / "lenet" / "seed0" / "last.pt"
+    checkpoint = project / "checkpoints" / "torch" / "lenet" / "seed0" / "last.safetensors"
     log = project.parent / "snakemake-2.log"
     t0 = time.monotonic()
     with log.open("w") as sink:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,9 @@ from cnnrepro.train.backends.torch import ledger as torch_ledger
 from cnnrepro.train.backends.torch.loop import InputPipeline
 from cnnrepro.train.backends.torch.models.vgg16 import convert_keras_vgg16
 from cnnrepro.train.backends.torch.steps import DeviceSplit, evaluate
+from cnnrepro.train.configure import configure_run
 from cnnrepro.train.engine import checkpoint as ckpt
 from cnnrepro.train.engine.epochs import KerasIterator
-from cnnrepro.train.engine.run_config import resolve_run_config
 from cnnrepro.train.engine.splits import load_image_split, load_npz
 from cnnrepro.train.inputs.pipeline import scale_input
 
@@ -208,44 +209,48 @@ def _params(tmp_path: Path, **kw: object) -> dict:
 
 def test_config_applies_overrides_and_records_them_as_departures(tmp_path: Path) -> None:
     params = _params(tmp_path, overrides={"baseline": {"epochs": 3, "learning_rate": 0.01}})
-    config = resolve_run_config(params, framework="torch", variant="baseline", seed=1, data_dir="d", out_dir="o")
-    resolved = (config["epochs"], config["learning_rate"], config["batch_size"], config["steps_per_epoch"])
+    config = configure_run(params, framework="torch", variant="baseline", seed=1, data_dir="d", out_dir="o")
+    resolved = (
+        config.training.epochs,
+        config.training.learning_rate,
+        config.training.batch_size,
+        config.training.steps_per_epoch,
+    )
     assert resolved == (3, 0.01, 20, 100)
-    assert config["device"] == "cpu" and config["mixed_precision"] is False
-    assert config["resize_filter"] == "nearest" and config["input_scale"] == pytest.approx(1 / 255)
+    assert config.runtime.device == "cpu" and config.mixed_precision is False
+    assert config.data.resize_filter == "nearest" and config.inputs.input_scale == pytest.approx(1 / 255)
     entries = {e["id"]: e for e in torch_ledger.entries_for(config)}
     assert entries["override_epochs"]["source"] == "30" and entries["override_epochs"]["port"] == "3"
     assert entries["override_learning_rate"]["source"] == "0.0001"
     assert {"layout_nchw", "bce_with_logits", "random_draws"} <= set(entries)
     assert "mnist_monitoring" not in entries and "resize_filter_2_1_3" not in entries
-    plain = resolve_run_config(
-        _params(tmp_path), framework="torch", variant="baseline", seed=1, data_dir="d", out_dir="o"
-    )
+    plain = configure_run(_params(tmp_path), framework="torch", variant="baseline", seed=1, data_dir="d", out_dir="o")
     assert not [e for e in torch_ledger.entries_for(plain) if e["id"].startswith("override_")]
 
 
 def test_config_follows_semantics_and_vgg_options(tmp_path: Path) -> None:
     params = _params(tmp_path, augmentation_semantics="2.1.3", vgg16={"preprocessing": "caffe"}, precision="bf16")
-    aug = resolve_run_config(params, framework="torch", variant="augmentation", seed=0, data_dir="d", out_dir="o")
-    assert aug["augmentation"]["semantics"] == "2.1.3" and aug["resize_filter"] == "bilinear"
-    assert aug["mixed_precision"] is False  # bf16 autocast on CUDA only
+    aug = configure_run(params, framework="torch", variant="augmentation", seed=0, data_dir="d", out_dir="o")
+    assert aug.inputs.augmentation["semantics"] == "2.1.3" and aug.data.resize_filter == "bilinear"
+    assert aug.mixed_precision is False  # bf16 autocast on CUDA only
     ids = {e["id"] for e in torch_ledger.entries_for(aug)}
     assert {"augmentation_2_1_3", "resize_filter_2_1_3", "augmentation_engine"} <= ids
-    fe = resolve_run_config(params, framework="torch", variant="feature_extraction", seed=0, data_dir="d", out_dir="o")
-    assert fe["preprocessing"] == "caffe" and "vgg16_caffe_input" in {e["id"] for e in torch_ledger.entries_for(fe)}
-    cam = resolve_run_config(params, framework="torch", variant="cam_convnet", seed=0, data_dir="d", out_dir="o")
-    assert cam["augmentation"]["semantics"] == "2.1.3" and cam["input_scale"] == 1.0
-    mnist = resolve_run_config(params, framework="torch", variant="mnist_dense", seed=0, data_dir="d", out_dir="o")
+    fe = configure_run(params, framework="torch", variant="feature_extraction", seed=0, data_dir="d", out_dir="o")
+    assert fe.inputs.preprocessing == "caffe" and "vgg16_caffe_input" in {e["id"] for e in torch_ledger.entries_for(fe)}
+    cam = configure_run(params, framework="torch", variant="cam_convnet", seed=0, data_dir="d", out_dir="o")
+    assert cam.inputs.augmentation["semantics"] == "2.1.3" and cam.inputs.input_scale == 1.0
+    mnist = configure_run(params, framework="torch", variant="mnist_dense", seed=0, data_dir="d", out_dir="o")
     assert "mnist_monitoring" in {e["id"] for e in torch_ledger.entries_for(mnist)}
-    assert "cuda_nondeterminism" in {e["id"] for e in torch_ledger.entries_for(mnist | {"device": "cuda"})}
+    on_cuda = replace(mnist, runtime=replace(mnist.runtime, device="cuda"))
+    assert "cuda_nondeterminism" in {e["id"] for e in torch_ledger.entries_for(on_cuda)}
 
 
 def test_init_from_is_required_exactly_for_fine_tuning(tmp_path: Path) -> None:
     params = _params(tmp_path)
     with pytest.raises(CnnreproError, match="pass --init-from"):
-        resolve_run_config(params, framework="torch", variant="fine_tuning", seed=0, data_dir="d", out_dir="o")
+        configure_run(params, framework="torch", variant="fine_tuning", seed=0, data_dir="d", out_dir="o")
     with pytest.raises(CnnreproError, match="--init-from is not allowed"):
-        resolve_run_config(params, framework="torch", variant="lenet", seed=0, data_dir="d", out_dir="o", init_from="r")
+        configure_run(params, framework="torch", variant="lenet", seed=0, data_dir="d", out_dir="o", init_from="r")
 
 
 # --- every variant trains a few steps -----------------------------------------------------------
@@ -335,8 +340,9 @@ def test_feature_extraction_trains_the_head_on_cached_features(
     out = work / "runs" / "torch" / "feature_extraction" / "seed0"
     assert train("feature_extraction", 0, book, out, params=params, checkpoints=work / "ck") == 0
     run = _check_completed_run(out, store, "feature_extraction", 2, 2)
-    vgg = run["info"]["config"]["vgg16"]
-    assert vgg["weights_file"] == str(test_only_h5) and len(vgg["weights_sha256"]) == 64
+    prepared = run["info"]["prepared"]  # what the backend found, beside the config it does not change
+    assert prepared["vgg16_weights_file"] == str(test_only_h5) and len(prepared["vgg16_weights_sha256"]) == 64
+    assert "weights_file" not in run["info"]["config"]["vgg16"]
     model = load_file(out / "artifacts" / "model.safetensors")
     for key, tensor in convert_keras_vgg16(test_only_h5).items():
         assert torch.equal(model[f"conv_base.{key}"], tensor), key
@@ -422,7 +428,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(
     with pytest.raises(KeyboardInterrupt):
         train(variant, 3, data, resumed, params=params, checkpoints=work / "ck", hooks=[killed_after_epoch_2])
     checkpoint = ckpt.checkpoint_path(work / "ck", "torch", variant, 3)
-    assert torch.load(checkpoint, weights_only=False)["epoch"] == 2
+    assert ckpt.decode(Path(checkpoint).read_bytes())["epoch"] == 2
     assert not (resumed / "metrics.json").exists()
     capsys.readouterr()
     assert train(variant, 3, data, resumed, params=params, checkpoints=work / "ck") == 0
@@ -453,7 +459,7 @@ def test_a_checkpoint_of_another_config_is_not_resumed(
     other = write_params(work / "p2.yaml", tracking_uri=store, overrides=overrides)
     assert train("mnist_dense", 0, prepared, work / "run", params=other, checkpoints=work / "ck") == 0
     out = capsys.readouterr().out
-    assert "belongs to a different config" in out and "resuming" not in out
+    assert "was written for another config of this run; starting over" in out and "resuming" not in out
 
 
 # --- runs that cannot happen here ---------------------------------------------------------------------

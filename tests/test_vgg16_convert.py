@@ -13,6 +13,7 @@ from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import sha256_file
 from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.torch.models import vgg16
+from cnnrepro.train.engine.run_config import VGG16Settings
 
 from .helpers_train import UNREACHABLE_URL, keras_vgg16_weights, write_keras_h5
 
@@ -83,8 +84,9 @@ def test_a_file_missing_a_layer_or_with_wrong_shapes_is_named(tmp_path: Path, we
         vgg16.convert_keras_vgg16(tmp_path / "junk.h5")
 
 
-def _vgg_params(**kw: object) -> dict:
-    return {"source": "keras", "path": None, "url": UNREACHABLE_URL, "sha256": None, "preprocessing": "book"} | kw
+def _vgg_params(**kw: object) -> VGG16Settings:
+    defaults = {"source": "keras", "path": None, "url": UNREACHABLE_URL, "sha256": None, "preprocessing": "book"}
+    return VGG16Settings(**(defaults | kw))
 
 
 @pytest.fixture

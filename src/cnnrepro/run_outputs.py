@@ -70,7 +70,8 @@ class RunInfo:
     git_commit: str | None = None
     data_manifest_sha256: str | None = None
     mlflow: dict[str, str | None] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)  # the resolved run config
+    config: dict[str, Any] = field(default_factory=dict)  # the resolved run config (RunConfig.as_record)
+    prepared: dict[str, Any] = field(default_factory=dict)  # what the backend prepared (Prepared); older runs: none
     fidelity: list[dict[str, str]] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None

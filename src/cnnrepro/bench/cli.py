@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,9 @@ from cnnrepro.fsutil import write_json_atomic
 from cnnrepro.params import load_params
 from cnnrepro.train.backends.torch import trainer
 from cnnrepro.train.backends.torch.precision import PRECISIONS, set_torch_precision
+from cnnrepro.train.configure import configure_run
 from cnnrepro.train.engine.lifecycle import NotRunnable
-from cnnrepro.train.engine.run_config import resolve_run_config
+from cnnrepro.train.engine.run_config import RunConfig
 from cnnrepro.variants.registry import DATASET_DIRS, get_variant
 
 # Where each dataset's prepared data lies under --data-root (the pipeline's own layout).
@@ -110,12 +112,12 @@ def data_dirs(root: Path) -> dict[str, Path]:
     return {dataset: root / sub for dataset, sub in DATA_SUBDIRS.items()}
 
 
-def variant_config(params: dict[str, Any], variant: str, seed: int, data_root: Path) -> dict[str, Any]:
+def variant_config(params: dict[str, Any], variant: str, seed: int, data_root: Path) -> RunConfig:
     """The run config `cnnrepro train` would resolve; fine_tuning starts from the ImageNet base
     directly (the speed of its steps does not depend on the head it continues from)."""
     spec = get_variant(variant)
     placeholder = Path("-") if spec.continues_from else None
-    config = resolve_run_config(
+    config = configure_run(
         params,
         framework="torch",
         variant=variant,
@@ -123,37 +125,39 @@ def variant_config(params: dict[str, Any], variant: str, seed: int, data_root: P
         data_dir=data_dirs(data_root)[spec.dataset],
         out_dir="-",
         init_from=placeholder,
+        backend=trainer.BACKEND,
     )
-    config["init_from"] = None
-    return config
+    return replace(config, init_from=None)
 
 
-def bench_variant(config: dict[str, Any], args: argparse.Namespace) -> list[PathResult]:
+def bench_variant(config: RunConfig, args: argparse.Namespace) -> list[PathResult]:
     """Fast then naive rows of one variant; not_run rows with the reason when it cannot run here."""
     # The runner's progress lines (weights, feature extraction) go to stderr: stdout is for the table or JSON.
     with contextlib.redirect_stdout(sys.stderr):
         try:
-            trainer.prepare(config, download_timeout_s=10.0)
+            prepared = trainer.prepare(config, download_timeout_s=10.0)
         except NotRunnable as exc:
-            return not_run(config["variant"], str(exc))
-        device = torch.device(config["device"])
+            return not_run(config.variant, str(exc))
+        device = torch.device(config.runtime.device)
         rows = []
         try:
             # Measured right before each path: on a shared CPU the reachable rate moves with the load.
-            peak = device_peak(device, config["mixed_precision"], cpu_seconds=args.cpu_peak_seconds)
-            rows.append(measure_fast(config, steps=args.steps, warmup=args.warmup, peak=peak))
+            peak = device_peak(device, config.mixed_precision, cpu_seconds=args.cpu_peak_seconds)
+            rows.append(measure_fast(config, prepared, steps=args.steps, warmup=args.warmup, peak=peak))
             if not args.no_fit:
-                rows[-1].fit_step_ms = fit_step_ms(config, steps=args.steps, fast_step=False)
-            graph = measure_graph(config, steps=args.steps, warmup=args.warmup, peak=peak)
+                rows[-1].fit_step_ms = fit_step_ms(config, prepared, steps=args.steps, fast_step=False)
+            graph = measure_graph(config, prepared, steps=args.steps, warmup=args.warmup, peak=peak)
             if graph.status == "measured" and not args.no_fit:
-                graph.fit_step_ms = fit_step_ms(config, steps=args.steps, fast_step=True)
+                graph.fit_step_ms = fit_step_ms(config, prepared, steps=args.steps, fast_step=True)
             rows.append(graph)
             if not args.no_naive:
                 peak = device_peak(device, False, cpu_seconds=args.cpu_peak_seconds)
                 workers = args.naive_workers
-                rows.append(measure_naive(config, steps=args.steps, warmup=args.warmup, peak=peak, workers=workers))
+                rows.append(
+                    measure_naive(config, prepared, steps=args.steps, warmup=args.warmup, peak=peak, workers=workers)
+                )
         except CnnreproError as exc:  # e.g. this variant's data is not prepared
-            return not_run(config["variant"], str(exc))
+            return not_run(config.variant, str(exc))
         return rows
 
 

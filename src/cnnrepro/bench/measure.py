@@ -25,6 +25,7 @@ from cnnrepro.train.backends.torch.optimizers import make_optimizer
 from cnnrepro.train.backends.torch.steps import loss_sum_and_correct, train_step
 from cnnrepro.train.engine.epochs import KerasIterator
 from cnnrepro.train.engine.lifecycle import load_splits
+from cnnrepro.train.engine.run_config import Prepared, RunConfig
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -74,12 +75,12 @@ def reset_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def timed_setup(config: dict[str, Any], device: torch.device) -> tuple[trainer.TrainingSetup, float]:
+def timed_setup(config: RunConfig, prepared: Prepared, device: torch.device) -> tuple[trainer.TrainingSetup, float]:
     """The run's training setup (process options, splits, model, optimizer) and the seconds it took."""
     trainer.configure_process(config)
     reset_memory(device)
     started = time.perf_counter()
-    setup = trainer.setup_training(config, load_splits(config))
+    setup = trainer.setup_training(config, prepared, load_splits(config))
     synchronize(device)
     return setup, time.perf_counter() - started
 
@@ -180,26 +181,27 @@ def finish_timing(
     result.peak_memory_mb, result.memory_kind = _peak_memory(device)
 
 
-def measure_fast(config: dict[str, Any], *, steps: int, warmup: int, peak: DevicePeak) -> PathResult:
+def measure_fast(config: RunConfig, prepared: Prepared, *, steps: int, warmup: int, peak: DevicePeak) -> PathResult:
     """The pipeline's path: cached decoded images on the device, batched augmentation there, the
     run's options (autocast, channels_last, compile), VGG16 features computed once where used."""
-    device = torch.device(config["device"])
-    options = {k: config.get(k) for k in ("mixed_precision", "channels_last", "compile", "image_cache")}
-    result = PathResult(config["variant"], "fast", "measured", batch_size=config["batch_size"], options=options)
-    setup, result.setup_s = timed_setup(config, device)
+    device = torch.device(config.runtime.device)
+    record = config.as_record()
+    options = {k: record[k] for k in ("mixed_precision", "channels_last", "compile", "image_cache")}
+    result = PathResult(config.variant, "fast", "measured", batch_size=config.training.batch_size, options=options)
+    setup, result.setup_s = timed_setup(config, prepared, device)
 
-    iterator = KerasIterator(len(setup.train), config["batch_size"], shuffle=True, seed=[config["seed"], 1])
+    iterator = KerasIterator(len(setup.train), config.training.batch_size, shuffle=True, seed=[config.seed, 1])
 
     def fetch() -> Batch:
         x, y = setup.train.batch(next(iterator))
         return setup.inputs(x, train=True), y
 
     def update(batch: Batch) -> None:
-        train_step(setup.trained, setup.optimizer, *batch, config["loss"], mixed_precision=config["mixed_precision"])
+        train_step(setup.trained, setup.optimizer, *batch, config.training.loss, mixed_precision=config.mixed_precision)
 
     setup.trained.train()
     fixed = fetch()
-    macs = fill_flops(result, setup.trained, fixed, config["loss"])
+    macs = fill_flops(result, setup.trained, fixed, config.training.loss)
     finish_timing(
         result,
         fetch=fetch,
@@ -218,20 +220,22 @@ def measure_fast(config: dict[str, Any], *, steps: int, warmup: int, peak: Devic
     return result
 
 
-def measure_naive(config: dict[str, Any], *, steps: int, warmup: int, peak: DevicePeak, workers: int) -> PathResult:
+def measure_naive(
+    config: RunConfig, prepared: Prepared, *, steps: int, warmup: int, peak: DevicePeak, workers: int
+) -> PathResult:
     """A plain port: DataLoader decoding every JPEG, per-image CPU augmentation, fp32 NCHW model."""
     from cnnrepro.bench.naive import endless_batches, naive_dataset
 
-    device = torch.device(config["device"])
+    device = torch.device(config.runtime.device)
     options = {"workers": workers, "mixed_precision": False, "channels_last": False, "compile": False}
-    result = PathResult(config["variant"], "naive", "measured", batch_size=config["batch_size"], options=options)
+    result = PathResult(config.variant, "naive", "measured", batch_size=config.training.batch_size, options=options)
     trainer.configure_process(config)
     reset_memory(device)
     started = time.perf_counter()
-    model = trainer.build_model(config).to(device)
-    batches = endless_batches(naive_dataset(config), config["batch_size"], workers, config["seed"])
+    model = trainer.build_model(config, prepared).to(device)
+    batches = endless_batches(naive_dataset(config), config.training.batch_size, workers, config.seed)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(config["optimizer"], trainable, config["learning_rate"])
+    optimizer = make_optimizer(config.training.optimizer, trainable, config.training.learning_rate)
     result.setup_s = time.perf_counter() - started
 
     def fetch() -> Batch:
@@ -240,10 +244,10 @@ def measure_naive(config: dict[str, Any], *, steps: int, warmup: int, peak: Devi
 
     def update(batch: Batch) -> None:
         # A frozen VGG16 base runs forward on every batch here: no feature cache in a plain port.
-        train_step(model, optimizer, *batch, config["loss"])
+        train_step(model, optimizer, *batch, config.training.loss)
 
     model.train()
-    macs = fill_flops(result, model, fetch(), config["loss"])
+    macs = fill_flops(result, model, fetch(), config.training.loss)
     finish_timing(
         result,
         fetch=fetch,

@@ -20,9 +20,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from cnnrepro.train.engine.augmentation_spec import AugmentationSpec
 from cnnrepro.train.engine.images import list_image_folder, load_image
+from cnnrepro.train.engine.run_config import RunConfig
 from cnnrepro.train.engine.splits import load_npz
-from cnnrepro.train.inputs.augment import AugmentationSpec, sample_transforms, transform_matrices
+from cnnrepro.train.inputs.augment import sample_transforms, transform_matrices
 from cnnrepro.train.inputs.pipeline import CAFFE_MEAN_BGR
 
 # Keras fill_mode -> scipy.ndimage mode (the mapping cnnrepro.train.inputs.augment documents).
@@ -39,10 +41,10 @@ def scale_numpy(x: np.ndarray, preprocessing: str, input_scale: float) -> np.nda
 class _PerSample(Dataset):
     """Shared per-sample logic: augmentation with a generator seeded per DataLoader worker."""
 
-    def __init__(self, config: dict[str, Any], seed: int) -> None:
-        self.preprocessing = config["preprocessing"]
-        self.input_scale = float(config["input_scale"])
-        self.augmentation = AugmentationSpec(**config["augmentation"]) if config.get("augmentation") else None
+    def __init__(self, config: RunConfig, seed: int) -> None:
+        self.preprocessing = config.inputs.preprocessing
+        self.input_scale = float(config.inputs.input_scale)
+        self.augmentation = AugmentationSpec(**config.inputs.augmentation) if config.inputs.augmentation else None
         self.seed = seed
         self._generator: torch.Generator | None = None
 
@@ -83,11 +85,11 @@ class _PerSample(Dataset):
 class JpegFolderDataset(_PerSample):
     """Decode + resize the file on every access."""
 
-    def __init__(self, root: str | Path, config: dict[str, Any], seed: int) -> None:
+    def __init__(self, root: str | Path, config: RunConfig, seed: int) -> None:
         super().__init__(config, seed)
         self.paths, self.labels, _ = list_image_folder(root)
-        self.size = tuple(config["input_shape"][1:])
-        self.resample = config["resize_filter"]
+        self.size = tuple(config.data.input_shape[1:])
+        self.resample = config.data.resize_filter
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -99,7 +101,7 @@ class JpegFolderDataset(_PerSample):
 class ArraySamplesDataset(_PerSample):
     """uint8 (N, H, W, 1) arrays handed out one PIL image at a time (torchvision MNIST + ToTensor)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, config: dict[str, Any], seed: int) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, config: RunConfig, seed: int) -> None:
         super().__init__(config, seed)
         self.images, self.labels = images, labels
 
@@ -111,12 +113,12 @@ class ArraySamplesDataset(_PerSample):
         return self._to_tensor(image), int(self.labels[i])
 
 
-def naive_dataset(config: dict[str, Any]) -> Dataset:
+def naive_dataset(config: RunConfig) -> Dataset:
     """The training split of a resolved run config, read the naive way."""
-    data = Path(config["data_dir"])
-    seed = int(config["seed"])
-    if config["dataset"] in ("mnist", "fashion_mnist"):
-        train = load_npz(data / f"{config['dataset']}.npz", tuple(config["classes"]))["train"]
+    data = Path(config.data.data_dir)
+    seed = int(config.seed)
+    if config.data.dataset in ("mnist", "fashion_mnist"):
+        train = load_npz(data / f"{config.data.dataset}.npz", tuple(config.data.classes))["train"]
         return ArraySamplesDataset(train.images, train.labels, config, seed)
     return JpegFolderDataset(data / "train", config, seed)
 

@@ -38,6 +38,7 @@ from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json
 from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.torch.models import create_model, vgg16
+from cnnrepro.train.engine.run_config import RunConfig, VGG16Settings
 
 # dvc.yaml: the rules read their tracked params from it (workflow/rules/common.smk).
 PROJECT_FILES = ("Snakefile", "workflow", "profiles", "dvc.yaml")
@@ -126,7 +127,7 @@ def prepare_scratch(project: Path, params: dict[str, Any], scratch: Path) -> tup
     weights = "not needed"
     if any(v in {"feature_extraction", "feature_extraction_augmented", "fine_tuning"} for v in _variants(local)):
         try:
-            vgg16_weights.resolve_keras_weights(train["vgg16"], timeout_s=10.0)
+            vgg16_weights.resolve_keras_weights(VGG16Settings.from_params(train["vgg16"]), timeout_s=10.0)
             weights = "imagenet"
         except vgg16_weights.WeightsUnavailable:
             train["vgg16"] = dict(train["vgg16"]) | {"path": str(write_random_vgg16(scratch / "vgg16_random.h5"))}
@@ -223,8 +224,8 @@ def _variant_row(scratch: Path, params: dict[str, Any], variant: str, peak: floa
         if metrics.get("status") != "completed":
             row.reasons.append(f"{run.name}: {metrics.get('status')}: {metrics.get('reason')}")
             continue
-        config = info["config"]
-        images = config["epochs"] * images_per_epoch(config, scratch)
+        config = RunConfig.from_record(info.get("config"), f"{run / 'run_info.json'}: config")
+        images = config.training.epochs * images_per_epoch(config, scratch)
         row.completed += 1
         walls.append(float(info["duration_s"]))
         trains.append(float(info["train_duration_s"]))
@@ -237,28 +238,28 @@ def _variant_row(scratch: Path, params: dict[str, Any], variant: str, peak: floa
     return row
 
 
-def images_per_epoch(config: dict[str, Any], root: Path) -> int:
+def images_per_epoch(config: RunConfig, root: Path) -> int:
     """Training images one epoch steps through: steps x batch, or the (possibly capped) training split
     (a relative data_dir is relative to `root`, where the run was started)."""
-    if config["steps_per_epoch"]:
-        return int(config["steps_per_epoch"]) * int(config["batch_size"])
-    data = root / config["data_dir"]
-    if config["dataset"] in ("mnist", "fashion_mnist"):
-        with np.load(data / f"{config['dataset']}.npz") as npz:
+    if config.training.steps_per_epoch:
+        return int(config.training.steps_per_epoch) * int(config.training.batch_size)
+    data = root / config.data.data_dir
+    if config.data.dataset in ("mnist", "fashion_mnist"):
+        with np.load(data / f"{config.data.dataset}.npz") as npz:
             n = int(npz["y_train"].shape[0])
     else:
         n = sum(1 for p in (data / "train").glob("*/*") if p.is_file())
-    limit = config.get("max_train_images")
+    limit = config.data.max_train_images
     return min(n, limit) if limit else n
 
 
-def train_macs_per_image(config: dict[str, Any]) -> int:
+def train_macs_per_image(config: RunConfig) -> int:
     """MACs of one training example's forward + backward through what trains (VGG16 features: the head)."""
     with torch.device("meta"):
-        model = create_model(config["variant"])
-        example = torch.zeros(1, *config["input_shape"])
-        vgg16.set_trainable(model, config["trainable"])
-        if config["training_data"] == "vgg16_features":
+        model = create_model(config.variant)
+        example = torch.zeros(1, *config.data.input_shape)
+        vgg16.set_trainable(model, config.training.trainable)
+        if config.training.training_data == "vgg16_features":
             example = model.conv_base(example)
             model = model.head
         return flops.train_macs(flops.layer_costs(model, example))

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from cnnrepro.train.backends.torch import trainer
+from cnnrepro.train.configure import configure_run
 from cnnrepro.train.engine import lifecycle
-from cnnrepro.train.engine.run_config import resolve_run_config
+from cnnrepro.train.engine.run_config import Prepared
 from cnnrepro.variants.registry import get_variant
 
 
@@ -76,7 +77,7 @@ def _one(
         overrides[name] = dict(overrides.get(name) or {}) | {"epochs": epochs}
     out = root / "runs" / name
     init_from = root / "runs" / spec.continues_from if spec.continues_from else None
-    config = resolve_run_config(
+    config = configure_run(
         local,
         framework="torch",
         variant=name,
@@ -84,20 +85,22 @@ def _one(
         data_dir=data_dirs[spec.dataset],
         out_dir=out,
         init_from=init_from,
+        backend=trainer.BACKEND,
     )
-    info = lifecycle.RunInfo("torch", name, seed, "not_run", config["device"], lifecycle.now_iso(), config=config)
+    info = lifecycle.RunInfo("torch", name, seed, "not_run", config.runtime.device, lifecycle.now_iso())
     started = time.perf_counter()
     result = None
+    prepared = Prepared()
     try:
-        trainer.prepare(config, download_timeout_s=10.0)
+        prepared = trainer.prepare(config, download_timeout_s=10.0)
         # The runner prints its epochs; stdout stays for the bench's table or JSON.
         with contextlib.redirect_stdout(sys.stderr):
-            result = trainer.train_variant(config, checkpoint_root=root / "checkpoints")
+            result = trainer.train_variant(config, prepared, checkpoint_root=root / "checkpoints")
     except lifecycle.NotRunnable as exc:
         info.reason = str(exc)
     info.status = "completed" if result is not None else "not_run"
     # Written like a real run so that fine_tuning can continue from feature_extraction_augmented.
-    lifecycle.write_outputs(out, config, info, result, trainer.BACKEND)
+    lifecycle.write_outputs(out, config, prepared, info, result, trainer.BACKEND)
     wall = time.perf_counter() - started
     if result is None:
         return VariantTime(name, "not_run", epochs, wall, reason=info.reason)

@@ -26,35 +26,37 @@ from cnnrepro.train.backends.torch.fast_step import FastSteps
 from cnnrepro.train.backends.torch.loop import FitSettings, fit
 from cnnrepro.train.engine.epochs import KerasIterator
 from cnnrepro.train.engine.lifecycle import load_splits
+from cnnrepro.train.engine.run_config import Prepared, RunConfig
 
 
-def _autocast_dtype(config: dict[str, Any]) -> torch.dtype | None:
-    return torch.bfloat16 if config["mixed_precision"] else None
+def _autocast_dtype(config: RunConfig) -> torch.dtype | None:
+    return torch.bfloat16 if config.mixed_precision else None
 
 
-def measure_graph(config: dict[str, Any], *, steps: int, warmup: int, peak: DevicePeak) -> PathResult:
+def measure_graph(config: RunConfig, prepared: Prepared, *, steps: int, warmup: int, peak: DevicePeak) -> PathResult:
     """The fast step's replays (CUDA only; elsewhere a not_run row with the reason)."""
-    device = torch.device(config["device"])
-    options = {k: config.get(k) for k in ("mixed_precision", "channels_last", "image_cache")}
-    result = PathResult(config["variant"], "graph", "measured", batch_size=config["batch_size"], options=options)
+    device = torch.device(config.runtime.device)
+    record = config.as_record()
+    options = {k: record[k] for k in ("mixed_precision", "channels_last", "image_cache")}
+    result = PathResult(config.variant, "graph", "measured", batch_size=config.training.batch_size, options=options)
     if device.type != "cuda":
-        return PathResult(config["variant"], "graph", "not_run", reason=f"CUDA graphs need CUDA (device {device})")
-    setup, result.setup_s = timed_setup(config, device)
+        return PathResult(config.variant, "graph", "not_run", reason=f"CUDA graphs need CUDA (device {device})")
+    setup, result.setup_s = timed_setup(config, prepared, device)
     fast = FastSteps(
         setup.trained,
         setup.optimizer,
         setup.train,
         setup.validation,
         setup.inputs,
-        config["loss"],
-        config["batch_size"],
+        config.training.loss,
+        config.training.batch_size,
         autocast_dtype=_autocast_dtype(config),
         capture=True,
     )
-    iterator = KerasIterator(len(setup.train), config["batch_size"], shuffle=True, seed=[config["seed"], 1])
+    iterator = KerasIterator(len(setup.train), config.training.batch_size, shuffle=True, seed=[config.seed, 1])
     fast.start_epoch()
-    sample = setup.train.batch(np.arange(min(config["batch_size"], len(setup.train))))
-    macs = fill_flops(result, setup.trained, (setup.inputs(sample[0], train=True), sample[1]), config["loss"])
+    sample = setup.train.batch(np.arange(min(config.training.batch_size, len(setup.train))))
+    macs = fill_flops(result, setup.trained, (setup.inputs(sample[0], train=True), sample[1]), config.training.loss)
     indices: list[np.ndarray] = []
 
     def fetch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,19 +83,19 @@ def measure_graph(config: dict[str, Any], *, steps: int, warmup: int, peak: Devi
     return result
 
 
-def fit_step_ms(config: dict[str, Any], *, steps: int, fast_step: bool) -> float:
+def fit_step_ms(config: RunConfig, prepared: Prepared, *, steps: int, fast_step: bool) -> float:
     """Wall ms per training step of a steady fit() epoch (and one validation batch), as `cnnrepro train` runs it."""
     trainer.configure_process(config)
-    setup = trainer.setup_training(config, load_splits(config))
+    setup = trainer.setup_training(config, prepared, load_splits(config))
     ends: list[float] = []
     settings = FitSettings(
-        loss=config["loss"],
+        loss=config.training.loss,
         epochs=2,
-        batch_size=config["batch_size"],
+        batch_size=config.training.batch_size,
         steps_per_epoch=steps,
         validation_steps=1,  # one batch: the epoch's time is then (almost) its training steps
-        seed=config["seed"],
-        mixed_precision=config["mixed_precision"],
+        seed=config.seed,
+        mixed_precision=config.mixed_precision,
         progress=False,
         fast_step=fast_step,
     )

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.train.engine.backend import TrainedModel
 from cnnrepro.train.engine.images import Split
+from cnnrepro.train.engine.run_config import RunConfig
 
 IDX_DATASETS = ("mnist", "fashion_mnist")
 
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
 
 
-def load_run_config(run: str | Path) -> dict[str, Any]:
+def load_run_config(run: str | Path) -> RunConfig:
     """The resolved config (run_info.json) of a completed run, in either framework; one-line errors."""
     from cnnrepro.fsutil import read_json
     from cnnrepro.run_outputs import RunInfo
@@ -40,33 +41,30 @@ def load_run_config(run: str | Path) -> dict[str, Any]:
     if metrics.get("status") != "completed":
         status = metrics.get("status") or "not a run"
         raise CnnreproError(f"{run}: run is {status}, no trained model ({metrics.get('reason') or 'no reason given'})")
-    config = RunInfo.read(run).config
-    if not isinstance(config, dict) or "variant" not in config:
-        raise CnnreproError(f"{run / 'run_info.json'}: no resolved config")
-    return config
+    return RunConfig.from_record(RunInfo.read(run).config, f"{run / 'run_info.json'}: config")
 
 
-def load_trained(run: str | Path, device: str = "auto") -> tuple[Any, dict[str, Any]]:
+def load_trained(run: str | Path, device: str = "auto") -> tuple[TrainedModel, RunConfig]:
     """(the run's TrainedModel, its resolved config), loaded by the run's own backend; one-line errors."""
     from cnnrepro.train.backends import load_backend
 
     config = load_run_config(run)
-    backend = load_backend(config.get("framework", "torch"))
+    backend = load_backend(config.framework)
     return backend.load_trained(Path(run), config, device), config
 
 
-def load_eval_split(data: str, config: dict[str, Any], prepared: Path) -> Split:
+def load_eval_split(data: str, config: RunConfig, prepared: Path) -> Split:
     from cnnrepro.train.engine.splits import load_image_split, load_npz
 
-    classes = tuple(config["classes"])
+    classes = tuple(config.data.classes)
     if data in IDX_DATASETS:
-        if config["dataset"] != data:
-            raise CnnreproError(f"--data {data}: the run was trained on {config['dataset']}")
+        if config.data.dataset != data:
+            raise CnnreproError(f"--data {data}: the run was trained on {config.data.dataset}")
         return load_npz(prepared / f"{data}.npz", classes)["test"]
-    size = tuple(config["input_shape"][1:])
-    if config["input_shape"][0] != 3:
-        raise CnnreproError(f"--data {data}: {config['variant']} reads {data!r} only as mnist/fashion_mnist arrays")
-    return load_image_split(data, size, config["resize_filter"] or "bilinear", classes)
+    size = tuple(config.data.input_shape[1:])
+    if config.data.input_shape[0] != 3:
+        raise CnnreproError(f"--data {data}: {config.variant} reads {data!r} only as mnist/fashion_mnist arrays")
+    return load_image_split(data, size, config.data.resize_filter or "bilinear", classes)
 
 
 def main(args: argparse.Namespace) -> int:

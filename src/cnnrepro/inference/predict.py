@@ -23,11 +23,11 @@ def main(args: argparse.Namespace) -> int:
     from cnnrepro.train.engine.images import load_image
 
     trained, config = load_trained(args.run, args.device)
-    channels, height, width = config["input_shape"]
-    classes = config["classes"]
+    channels, height, width = config.data.input_shape
+    classes = config.data.classes
     # Decode all first: a bad image fails the command before anything is printed.
     arrays = [
-        load_image(path, (height, width), config["resize_filter"] or "bilinear", channels) for path in args.images
+        load_image(path, (height, width), config.data.resize_filter or "bilinear", channels) for path in args.images
     ]
     for path, array in zip(args.images, arrays, strict=True):
         probabilities = trained.class_probabilities(array[None])[0].tolist()

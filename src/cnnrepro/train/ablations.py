@@ -3,14 +3,15 @@
 An ablation is declared once in params.yaml (`ablations.definitions.<name>`): the variants it applies
 to, a description, and `settings`, run-config keys and the values they take instead of the faithful
 ones (`variant_settings.<variant>` replaces some of them for one variant). `apply_ablation` takes the
-config `resolve_run_config` built and returns it changed; the training code only reads config keys.
+RunConfig `resolve_run_config` built and returns a replace of it (RunConfig.with_settings), with an
+AblationRecord of what changed; nothing else in the training code knows ablations exist.
 
 Rules, in code here and nowhere else:
 - a setting whose faithful value is None does not apply to that variant (resize_filter of an MNIST run,
   augmentation_draws without augmentation) and is skipped; an ablation that then changes nothing for a
   variant is refused;
-- a few keys have a derived twin the trainers read (augmentation.semantics, mixed_precision,
-  input_scale under caffe); they are kept in step;
+- a few settings have a twin the trainers read (augmentation.semantics, input_scale under caffe):
+  RunConfig.with_settings keeps them in step; mixed_precision is derived;
 - where a framework has no meaning for a setting (PyTorch's default init in Keras, bf16 in the Keras
   trainer) or the device has none (TF32/bf16 on a CPU), the run is written as not_run with the reason:
   the job exists in both DAGs and the report says why it has no figure;
@@ -20,25 +21,14 @@ Rules, in code here and nowhere else:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.train.engine.run_config import ABLATABLE, AblationChange, AblationRecord, RunConfig
 
-# The values each ablatable run-config key may take; the faithful value is the resolved one.
-ABLATABLE: dict[str, tuple[Any, ...]] = {
-    "trainable": ("all", "head", "head+block5"),
-    "augmentation_semantics": ("2.0.8", "2.1.3"),
-    "resize_filter": ("nearest", "bilinear", "bicubic", "lanczos"),
-    "optimizer": ("rmsprop_keras2", "rmsprop_keras3", "rmsprop_torch", "sgd"),
-    "weight_init": ("source", "torch_default"),
-    "augmentation_draws": ("per_image", "per_batch"),
-    "preprocessing": ("scale", "caffe"),
-    "precision": ("fp32", "tf32", "bf16"),
-}
 # (key, value) pairs the Keras trainer cannot express: its job is written as not_run with this reason.
 KERAS_UNSUPPORTED: dict[tuple[str, Any], str] = {
     ("weight_init", "torch_default"): "PyTorch's default initialization has no Keras meaning",
@@ -110,70 +100,54 @@ def checkpoint_root(root: str | Path, ablation: str | None) -> Path:
     return Path(root) / f"{RUN_DIR_PREFIX}{ablation}" if ablation else Path(root)
 
 
-def apply_ablation(config: dict[str, Any], ablation: Ablation) -> dict[str, Any]:
-    """The resolved config with the ablation's settings; config["ablation"] records what changed."""
-    variant = config["variant"]
+def apply_ablation(config: RunConfig, ablation: Ablation) -> RunConfig:
+    """The resolved config with the ablation's settings, as a replace; config.ablation records what changed."""
+    variant = config.variant
     if variant not in ablation.variants:
         raise CnnreproError(
             f"ablation {ablation.name} does not apply to {variant} (it applies to: {', '.join(ablation.variants)})"
         )
-    changed = copy.deepcopy(config)
-    changes: dict[str, dict[str, Any]] = {}
+    changes: dict[str, AblationChange] = {}
     for key, value in ablation.settings_for(variant).items():
-        faithful = config.get(key)
+        faithful = config.setting(key)
         if faithful is None or faithful == value:
             continue  # not applicable to this variant, or already the faithful value
-        changed[key] = value
-        changes[key] = {"faithful": faithful, "ablation": value}
-    if not changes and config.get("init_from") is None:
+        changes[key] = AblationChange(faithful=faithful, ablation=value)
+    if not changes and config.init_from is None:
         raise CnnreproError(f"ablation {ablation.name} changes nothing for {variant}")
-    _sync_derived(changed, changes)
-    changed["ablation"] = {"name": ablation.name, "description": ablation.description, "changes": changes}
-    return changed
+    changed = config.with_settings(**{key: change.ablation for key, change in changes.items()})
+    return replace(changed, ablation=AblationRecord(ablation.name, ablation.description, changes))
 
 
-def _sync_derived(config: dict[str, Any], changes: Mapping[str, Any]) -> None:
-    """Keys the trainers read that follow from a changed ablatable one (only those: cam_convnet's own
-    augmentation semantics, for one, must survive an ablation that does not touch them)."""
-    if "augmentation_semantics" in changes:
-        config["augmentation"] = dict(config["augmentation"]) | {"semantics": config["augmentation_semantics"]}
-    if "augmentation_draws" in changes:
-        config["augmentation"] = dict(config["augmentation"]) | {"draws": config["augmentation_draws"]}
-    if "preprocessing" in changes:
-        config["input_scale"] = 1.0 if config["preprocessing"] == "caffe" else config["input_scale"]
-    if "precision" in changes:
-        config["mixed_precision"] = config["precision"] == "bf16" and str(config["device"]).startswith("cuda")
-
-
-def not_runnable_reason(config: Mapping[str, Any]) -> str | None:
+def not_runnable_reason(config: RunConfig) -> str | None:
     """Why this ablation run cannot mean anything here (framework or device), or None."""
-    ablation = config.get("ablation")
-    if not ablation:
+    ablation = config.ablation
+    if ablation is None:
         return None
-    for key, change in ablation["changes"].items():
-        value = change["ablation"]
-        if config["framework"] == "keras" and (key, value) in KERAS_UNSUPPORTED:
-            return f"ablation {ablation['name']} in Keras: {KERAS_UNSUPPORTED[(key, value)]} ({key}={value})"
-        device = str(config.get("device"))
-        if (key, value) in CUDA_ONLY and not (device.startswith("cuda") or device.startswith("gpu")):
-            return f"ablation {ablation['name']}: {CUDA_ONLY[(key, value)]} exists on CUDA GPUs only (device {device})"
+    for key, change in ablation.changes.items():
+        value = change.ablation
+        if config.framework == "keras" and (key, value) in KERAS_UNSUPPORTED:
+            return f"ablation {ablation.name} in Keras: {KERAS_UNSUPPORTED[(key, value)]} ({key}={value})"
+        if (key, value) in CUDA_ONLY and not config.runtime.on_gpu:
+            device = config.runtime.device
+            return f"ablation {ablation.name}: {CUDA_ONLY[(key, value)]} exists on CUDA GPUs only (device {device})"
     return None
 
 
-def ledger_entries(config: Mapping[str, Any]) -> list[dict[str, str]]:
+def ledger_entries(config: RunConfig) -> list[dict[str, str]]:
     """One fidelity-ledger departure per changed key of an ablation run."""
-    ablation = config.get("ablation")
-    if not ablation:
+    ablation = config.ablation
+    if ablation is None:
         return []
     return [
         {
-            "id": f"ablation_{ablation['name']}_{key}",
+            "id": f"ablation_{ablation.name}_{key}",
             "setting": key,
-            "source": str(change["faithful"]),
-            "port": str(change["ablation"]),
-            "reason": f"ablation {ablation['name']}: {ablation['description']}",
+            "source": str(change.faithful),
+            "port": str(change.ablation),
+            "reason": f"ablation {ablation.name}: {ablation.description}",
         }
-        for key, change in ablation["changes"].items()
+        for key, change in ablation.changes.items()
     ]
 
 
@@ -211,20 +185,21 @@ def planned_runs(params: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return planned
 
 
-def check_continues_from(config: Mapping[str, Any]) -> None:
+def check_continues_from(config: RunConfig) -> None:
     """fine_tuning under an ablation continues from feature_extraction_augmented under the same one."""
-    if config.get("init_from") is None:
+    if config.init_from is None:
         return
-    from cnnrepro.fsutil import read_json
+    from cnnrepro.run_outputs import RunInfo
 
-    info_path = Path(config["init_from"]) / "run_info.json"
-    if not info_path.is_file():
+    if not (Path(config.init_from) / "run_info.json").is_file():
         return  # the trainer's own check names the missing run
-    info = read_json(info_path)
-    previous = ((info.get("config") or {}).get("ablation") or {}).get("name") if isinstance(info, dict) else None
-    current = (config.get("ablation") or {}).get("name")
+    previous_ablation = RunConfig.from_record(
+        RunInfo.read(config.init_from).config, f"{config.init_from}/run_info.json: config"
+    ).ablation
+    previous = previous_ablation.name if previous_ablation else None
+    current = config.ablation.name if config.ablation else None
     if previous != current:
         raise CnnreproError(
-            f"{config['init_from']}: --init-from is a run under ablation {previous or 'none (faithful)'}; "
+            f"{config.init_from}: --init-from is a run under ablation {previous or 'none (faithful)'}; "
             f"this run is under {current or 'none (faithful)'}"
         )

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cnnrepro.run_outputs import RunMetrics
     from cnnrepro.train.engine.backend import Backend, EpochHook
     from cnnrepro.train.engine.lifecycle import RunInfo
+    from cnnrepro.train.engine.run_config import Prepared, RunConfig
 
 # Tags of a run that resumed from a checkpoint: the epoch it resumed after, and the MLflow run that wrote it.
 TAG_RESUMED_AFTER = "cnnrepro.resumed_after_epoch"
@@ -52,12 +53,14 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
     """Everything after argument parsing; `hooks` are extra per-epoch callbacks (tests use them)."""
     from cnnrepro.train import ablations
     from cnnrepro.train.backends import load_backend
+    from cnnrepro.train.configure import configure_run
     from cnnrepro.train.engine import lifecycle
     from cnnrepro.train.engine.preflight import check_run_inputs
-    from cnnrepro.train.engine.run_config import format_config, resolve_run_config
+    from cnnrepro.train.engine.run_config import Prepared, format_config
     from cnnrepro.train.engine.splits import manifest_sha256
 
-    config = resolve_run_config(
+    backend = load_backend(args.framework)  # before anything is touched: a missing extra fails here
+    config = configure_run(
         params,
         framework=args.framework,
         variant=args.variant,
@@ -66,36 +69,36 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
         out_dir=args.out,
         init_from=args.init_from,
         ablation=args.ablation,
+        backend=backend,
     )
     ablations.check_continues_from(config)
     args.checkpoints = ablations.checkpoint_root(args.checkpoints, args.ablation)
     check_run_inputs(config, args.checkpoints)  # before the MLflow run: a run that cannot start leaves none
-    backend = load_backend(config["framework"])  # before anything is touched: a missing extra fails here
     lifecycle.clear_done_marker(args.out)
     t0 = time.perf_counter()
     info = lifecycle.RunInfo(
-        framework=config["framework"],
-        variant=config["variant"],
-        seed=config["seed"],
+        framework=config.framework,
+        variant=config.variant,
+        seed=config.seed,
         status="running",
-        device=config["device"],
+        device=config.runtime.device,
         started_at=lifecycle.now_iso(),
         git_commit=lifecycle.git_commit(),
-        data_manifest_sha256=manifest_sha256(config["data_dir"], config["dataset"]),
-        config=config,
-        overrides=config["overrides"],
+        data_manifest_sha256=manifest_sha256(config.data.data_dir, config.data.dataset),
+        config=config.as_record(),
+        overrides=dict(config.overrides),
     )
+    prepared = Prepared()
     try:
         # The pipeline's download timeout, capped: a missing file should not hold a job for minutes.
-        backend.prepare(config, download_timeout_s=min(float(params["download"]["timeout_s"]), 30.0))
+        prepared = backend.prepare(config, download_timeout_s=min(float(params["download"]["timeout_s"]), 30.0))
         if reason := ablations.not_runnable_reason(config):
             raise lifecycle.NotRunnable(reason)
     except lifecycle.NotRunnable as exc:
         info.status, info.reason = "not_run", str(exc)
-    name = run_name(config)
-    print(f"cnnrepro train {name}:\n{format_config(config)}", flush=True)
+    print(f"cnnrepro train {config.run_name}:\n{format_config(config, prepared)}", flush=True)
 
-    metrics = _tracked(params, config, info, args, backend, tuple(hooks), t0)
+    metrics = _tracked(params, config, prepared, info, args, backend, tuple(hooks), t0)
     if info.status == "completed":
         print(
             f"done: val_accuracy {metrics.val_accuracy} test_accuracy {metrics.test_accuracy} "
@@ -107,16 +110,10 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
     return 0
 
 
-def run_name(config: dict[str, Any]) -> str:
-    """framework/variant/seedS, or framework/variant/ablation-NAME/seedS."""
-    ablation = (config.get("ablation") or {}).get("name")
-    middle = f"/ablation-{ablation}" if ablation else ""
-    return f"{config['framework']}/{config['variant']}{middle}/seed{config['seed']}"
-
-
 def _tracked(
     params: dict[str, Any],
-    config: dict[str, Any],
+    config: RunConfig,
+    prepared: Prepared,
     info: RunInfo,
     args: argparse.Namespace,
     backend: Backend,
@@ -129,29 +126,29 @@ def _tracked(
     from cnnrepro.tracking.tracked_run import parent_run_id_from_env, tracked_run
     from cnnrepro.train.engine import checkpoint as ckpt
     from cnnrepro.train.engine import lifecycle
+    from cnnrepro.train.engine.run_config import legacy_record
 
     uri, experiment = tracking_settings(params)
     parent = parent_run_id_from_env()
     tags = {
-        "variant": config["variant"],
-        "seed": str(config["seed"]),
-        "framework": config["framework"],
-        "device": config["device"],
+        "variant": config.variant,
+        "seed": str(config.seed),
+        "framework": config.framework,
+        "device": config.runtime.device,
         "git_commit": info.git_commit or "",
         "data_hash": info.data_manifest_sha256 or "",
         "status": info.status,
     }
-    if config.get("ablation"):
-        tags["ablation"] = config["ablation"]["name"]
-    name = run_name(config)
-    with tracked_run(uri, experiment, run_name=name, tags=tags, parent_run_id=parent) as logger:
+    if config.ablation:
+        tags["ablation"] = config.ablation.name
+    with tracked_run(uri, experiment, run_name=config.run_name, tags=tags, parent_run_id=parent) as logger:
         info.mlflow = {
             "tracking_uri": uri,
             "experiment_id": logger.experiment_id,
             "run_id": logger.run_id,
             "parent_run_id": parent,
         }
-        logger.log_params(config)
+        logger.log_params(legacy_record(config, prepared))
         result = None
         if info.status != "not_run":
 
@@ -166,6 +163,7 @@ def _tracked(
             try:
                 result = backend.train_variant(
                     config,
+                    prepared,
                     checkpoint_root=args.checkpoints,
                     hooks=(log_epoch, *hooks),
                     owner={"mlflow_run_id": logger.run_id, "tracking_uri": uri},
@@ -177,7 +175,7 @@ def _tracked(
         info.finished_at = lifecycle.now_iso()
         info.duration_s = round(time.perf_counter() - t0, 3)
         info.train_duration_s = round(result.train_duration_s, 3) if result is not None else None
-        metrics = lifecycle.write_outputs(args.out, config, info, result, backend)
+        metrics = lifecycle.write_outputs(args.out, config, prepared, info, result, backend)
         if result is not None:
             # val_* of the last epoch are already in the per-epoch curves; log only what is new.
             final = {k: v for k, v in result.metrics.items() if isinstance(v, int | float) and not k.startswith("val_")}
@@ -187,7 +185,5 @@ def _tracked(
         logger.log_artifact(Path(args.out) / "artifacts", "artifacts")
         logger.set_tags({"status": info.status, **({"reason": info.reason} if info.reason else {})})
     if result is not None:
-        ckpt.remove_checkpoint(
-            ckpt.checkpoint_path(args.checkpoints, config["framework"], config["variant"], config["seed"])
-        )
+        ckpt.remove_checkpoint(ckpt.checkpoint_path(args.checkpoints, config.framework, config.variant, config.seed))
     return metrics

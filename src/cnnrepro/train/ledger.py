@@ -11,10 +11,10 @@ listed; they are tested instead. An ablation run adds one entry per key its abla
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from cnnrepro.train.engine.run_config import RunConfig
 from cnnrepro.variants.registry import variants_where
 
 # The ledger's scopes, from the registry's facts: a new variant falls under every entry its spec implies.
@@ -27,8 +27,6 @@ BOOK_GENERATOR = variants_where(lambda v: v.dataset == "dogs_vs_cats" and v.step
 KERAS_MNIST = variants_where(lambda v: v.dataset == "mnist")  # DLWP's Keras MNIST models
 BINARY = variants_where(lambda v: v.loss == "binary_crossentropy")
 
-Config = Mapping[str, Any]
-
 
 @dataclass(frozen=True)
 class LedgerEntry:
@@ -39,21 +37,21 @@ class LedgerEntry:
     port: str
     reason: str
     # Applies only when this holds for the run's resolved config (None: always, for those variants).
-    when: Callable[[Config], bool] | None = None
+    when: Callable[[RunConfig], bool] | None = None
 
-    def applies(self, config: Config) -> bool:
-        return config["variant"] in self.variants and (self.when is None or self.when(config))
+    def applies(self, config: RunConfig) -> bool:
+        return config.variant in self.variants and (self.when is None or self.when(config))
 
     def as_dict(self) -> dict[str, str]:
         return {"id": self.id, "setting": self.setting, "source": self.source, "port": self.port, "reason": self.reason}
 
 
-def _semantics(value: str) -> Callable[[Config], bool]:
-    return lambda c: c.get("augmentation_semantics") == value
+def _semantics(value: str) -> Callable[[RunConfig], bool]:
+    return lambda c: c.inputs.augmentation_semantics == value
 
 
-def _vgg(key: str, value: str) -> Callable[[Config], bool]:
-    return lambda c: (c.get("vgg16") or {}).get(key) == value
+def _vgg(key: str, value: str) -> Callable[[RunConfig], bool]:
+    return lambda c: c.vgg16 is not None and getattr(c.vgg16, key) == value
 
 
 # Entries that hold for every framework's port (each backend adds its own: backends/<framework>/ledger.py).
@@ -161,7 +159,7 @@ SHARED: tuple[LedgerEntry, ...] = (
         "float32 throughout (the book's K80 had no TF32)",
         "TF32 matrix multiplies and convolutions on CUDA (train.precision tf32): float32 range, 10-bit mantissa",
         "chosen in params for speed on Ampere and later GPUs; fp32 switches TF32 off explicitly.",
-        when=lambda c: c.get("precision") == "tf32" and str(c.get("device", "cpu")).startswith(("cuda", "gpu")),
+        when=lambda c: c.runtime.precision == "tf32" and c.runtime.on_gpu,
     ),
 )
 
@@ -183,25 +181,25 @@ NONE_MEANS = {
 }
 
 
-def override_entries(config: Config) -> list[dict[str, str]]:
+def override_entries(config: RunConfig) -> list[dict[str, str]]:
     """One departure per params override of this run (train.overrides.<variant>.<key>)."""
     entries = []
-    for key, value in (config.get("overrides") or {}).items():
-        documented = (config.get("documented_settings") or {}).get(key)
+    for key, value in config.overrides.items():
+        documented = config.documented_settings.get(key)
         entries.append(
             {
                 "id": f"override_{key}",
                 "setting": OVERRIDE_SETTINGS.get(key, key),
                 "source": NONE_MEANS.get(key, "none") if documented is None else str(documented),
                 "port": str(value),
-                "reason": f"params.yaml train.overrides.{config['variant']}.{key}: a changed run, "
+                "reason": f"params.yaml train.overrides.{config.variant}.{key}: a changed run, "
                 "not comparable with the documented figure",
             }
         )
     return entries
 
 
-def entries_for(config: Config, framework_entries: tuple[LedgerEntry, ...]) -> list[dict[str, str]]:
+def entries_for(config: RunConfig, framework_entries: tuple[LedgerEntry, ...]) -> list[dict[str, str]]:
     """The ledger entries that apply to one resolved run config: the shared ones, then the framework's own,
     then one per params override and one per key an ablation changed."""
     from cnnrepro.train.ablations import ledger_entries

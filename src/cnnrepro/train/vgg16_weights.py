@@ -13,10 +13,10 @@ import re
 import shutil
 import urllib.parse
 from pathlib import Path
-from typing import Any
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_path, sha256_file
+from cnnrepro.train.engine.run_config import VGG16Settings
 
 KERAS_WEIGHTS_NAME = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
@@ -73,13 +73,13 @@ def _short_error(exc: BaseException) -> str:
     return f"{type(inner).__name__}: {text[:160]}" if text else type(inner).__name__
 
 
-def resolve_keras_weights(vgg_params: dict[str, Any], *, timeout_s: float = 20.0) -> Path:
+def resolve_keras_weights(settings: VGG16Settings, *, timeout_s: float = 20.0) -> Path:
     """The Keras h5, from the first place that has it; WeightsUnavailable lists everything tried."""
     tried: list[str] = []
-    sha256 = vgg_params.get("sha256")
+    sha256 = settings.sha256
     candidates: list[tuple[str, Path]] = []
-    if vgg_params.get("path"):
-        candidates.append(("train.vgg16.path", Path(vgg_params["path"])))
+    if settings.path:
+        candidates.append(("train.vgg16.path", Path(settings.path)))
     else:
         tried.append("train.vgg16.path (unset)")
     candidates += [("Keras cache", keras_cache_path()), ("project cache", PROJECT_CACHE / KERAS_WEIGHTS_NAME)]
@@ -89,7 +89,7 @@ def resolve_keras_weights(vgg_params: dict[str, Any], *, timeout_s: float = 20.0
             return path
         tried.append(f"{where} {path} (missing)")
     target = PROJECT_CACHE / KERAS_WEIGHTS_NAME
-    url = vgg_params["url"]
+    url = settings.url
     try:
         _download(url, target, timeout_s)
     except Exception as exc:  # no network, 404, refused: all mean "unavailable here"

@@ -14,6 +14,7 @@ from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json
 from cnnrepro.run_outputs import run_dir
 from cnnrepro.train.engine.images import IMAGE_EXTENSIONS, load_image
+from cnnrepro.train.engine.run_config import RunConfig
 from cnnrepro.train.inputs.pipeline import scale_input
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ class Unavailable(Exception):
 class LoadedRun:
     path: Path
     model: nn.Module
-    config: dict[str, Any]
+    config: RunConfig
 
     def input_for(self, array: np.ndarray) -> torch.Tensor:
         """uint8 (H, W, C) -> the model's input (1, C, H, W), scaled as the run trained."""
@@ -39,15 +40,15 @@ class LoadedRun:
         return self.scale(x)
 
     def scale(self, pixels: torch.Tensor) -> torch.Tensor:
-        return scale_input(pixels, self.config["preprocessing"], self.config["input_scale"])
+        return scale_input(pixels, self.config.inputs.preprocessing, self.config.inputs.input_scale)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def load_image(self, path: Path) -> np.ndarray:
-        channels, height, width = self.config["input_shape"]
-        return load_image(path, (height, width), self.config["resize_filter"] or "bilinear", channels)
+        channels, height, width = self.config.data.input_shape
+        return load_image(path, (height, width), self.config.data.resize_filter or "bilinear", channels)
 
 
 # --- inputs -----------------------------------------------------------------------------------------
@@ -106,6 +107,7 @@ def load_original(path: Path) -> np.ndarray:
 def load_imagenet_vgg16(vgg_params: dict[str, Any]) -> tuple[nn.Module, str]:
     """The ImageNet VGG16 conv base as train.vgg16 says, and a description of its weights; Unavailable if none."""
     from cnnrepro.train.backends.torch.models.vgg16 import VGG16Base, load_keras_vgg16_, load_torchvision_vgg16_
+    from cnnrepro.train.engine.run_config import VGG16Settings
     from cnnrepro.train.vgg16_weights import WeightsUnavailable, resolve_keras_weights
 
     base = VGG16Base()
@@ -113,7 +115,7 @@ def load_imagenet_vgg16(vgg_params: dict[str, Any]) -> tuple[nn.Module, str]:
         if vgg_params["source"] == "torchvision":
             described = load_torchvision_vgg16_(base)
         else:
-            path = resolve_keras_weights(vgg_params)
+            path = resolve_keras_weights(VGG16Settings.from_params(vgg_params))
             load_keras_vgg16_(base, path)
             described = f"Keras weights {path.name}"
     except WeightsUnavailable as exc:

@@ -29,7 +29,7 @@ class Settings:
     @classmethod
     def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> Settings:
         from cnnrepro.tracking.store import tracking_settings
-        from cnnrepro.train.engine.run_config import resolve_device
+        from cnnrepro.train.backends.torch.devices import resolve_device
 
         train = params["train"]
         section = params["visualize"]

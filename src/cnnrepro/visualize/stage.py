@@ -107,10 +107,10 @@ class Stage:
         )
         with torch.no_grad():
             probabilities = heatmaps.probabilities_of(run.model(x))
-        label = run.config["classes"][int(np.argmax(probabilities))]
+        label = run.config.data.classes[int(np.argmax(probabilities))]
         height, width = array.shape[:2]
         caption = (
-            f"{image_id} as {run.config['variant']} sees it ({height}x{width}); "
+            f"{image_id} as {run.config.variant} sees it ({height}x{width}); "
             f"predicted {label} (p={max(probabilities):.2f})"
         )
         shown = resize_rgb(array if array.shape[2] == 3 else np.repeat(array, 3, 2), 2 * height, 2 * width)
@@ -120,7 +120,7 @@ class Stage:
         for layer in layers:
             target = self.add("activations", f"{layer.name}.png", layer.name, "", run)
             caption = activations.save_activation_figure(layer, spec["images_per_row"], target)
-            self.figures[-1].caption = f"{run.config['variant']}, {image_id}: {caption}"
+            self.figures[-1].caption = f"{run.config.variant}, {image_id}: {caption}"
 
     # filter patterns --------------------------------------------------------------------------------
 
@@ -164,7 +164,7 @@ class Stage:
         return f"{size}x{size} input, {settings.iterations} steps of {settings.step:g} on the pre-ReLU response"
 
     def convnet_filters(self, run: LoadedRun) -> None:
-        variant = run.config["variant"]
+        variant = run.config.variant
         where = f"{self.settings.key}.filters.convnet_layers"
         layers = self.settings.section["filters"]["convnet_layers"]
         for name, patterns in self._patterns(run.model, layers, where, run.scale, run.device):
@@ -212,7 +212,7 @@ class Stage:
                 raise CnnreproError(f"{where}: CAM weighs the last conv map, {last!r}, not {layer!r}")
         else:
             find_layer(run.model, layer, where)
-        classes = run.config["classes"]
+        classes = run.config.data.classes
         for image_id in self.settings.section["heatmaps"]["images"]:
             try:
                 path = find_test_image(self.data_dir, image_id)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnrepro.train.engine.run_config import RunConfig
+
 # Training images per split when the data is not there yet: MNIST and Fashion-MNIST train on 60,000
 # and validate on their 10,000 test images; the book's split is params' split.book per class.
 IDX_SPLITS = {"mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000)}
@@ -129,11 +131,11 @@ def parallel_trainings(device: Device, cores: int) -> int:
     return max(1, cores // min(THREADS_PER_TRAINING, cores))
 
 
-def _train_images(params: dict[str, Any], config: dict[str, Any], project: Path) -> tuple[int, int]:
+def _train_images(params: dict[str, Any], config: RunConfig, project: Path) -> tuple[int, int]:
     """(train, validation) images of a variant's data, from the data when it is there."""
     from cnnrepro.variants.registry import get_variant
 
-    dataset = get_variant(config["variant"]).dataset
+    dataset = get_variant(config.variant).dataset
     if dataset in IDX_SPLITS:
         return IDX_SPLITS[dataset]
     if dataset == "dogs_vs_cats":
@@ -169,7 +171,7 @@ def _timed(step: Any, device: Any) -> float:
     return (time.perf_counter() - started) / calls
 
 
-def _seconds_per_image(variant: str, config: dict[str, Any], device: Any) -> tuple[float, float]:
+def _seconds_per_image(variant: str, config: RunConfig, device: Any) -> tuple[float, float]:
     """(seconds per training image, seconds per forward-only image), timed on random inputs."""
     import torch
 
@@ -180,12 +182,12 @@ def _seconds_per_image(variant: str, config: dict[str, Any], device: Any) -> tup
 
     spec = get_variant(variant)
     model = create_model(variant).to(device)
-    vgg16.set_trainable(model, config["trainable"])
+    vgg16.set_trainable(model, config.training.trainable)
     values_per_image = spec.input_shape[0] * spec.input_shape[1] * spec.input_shape[2]
-    n = max(1, min(config["batch_size"], PROBE_MAX_VALUES // values_per_image))
+    n = max(1, min(config.training.batch_size, PROBE_MAX_VALUES // values_per_image))
     x = torch.rand(n, *spec.input_shape, device=device)
     y = torch.randint(0, 2 if spec.loss == "binary_crossentropy" else 10, (n,), device=device)
-    if config["training_data"] != "images":  # features computed once: the conv base's forward pass
+    if config.training.training_data != "images":  # features computed once: the conv base's forward pass
         with torch.no_grad():
             return 0.0, _timed(lambda: model.conv_base(x), device) / n
     optimizer = make_optimizer(spec.optimizer, [p for p in model.parameters() if p.requires_grad], spec.learning_rate)
@@ -202,17 +204,27 @@ def estimate_run(params: dict[str, Any], variant: str, device: Device, cores: in
 
     init_from = Path("-") if get_variant(variant).continues_from else None
     config = resolve_run_config(
-        params, framework="torch", variant=variant, seed=0, data_dir=Path("-"), out_dir="-", init_from=init_from
+        params,
+        framework="torch",
+        variant=variant,
+        seed=0,
+        data_dir=Path("-"),
+        out_dir="-",
+        device=device.kind,
+        init_from=init_from,
     )
     torch.set_num_threads(min(THREADS_PER_TRAINING, cores))
     train_s, forward_s = _seconds_per_image(variant, config, torch.device(device.kind))
     n_train, n_val = _train_images(params, config, project)
-    vgg = config.get("vgg16") is not None
-    if config["training_data"] != "images":
+    vgg = config.vgg16 is not None
+    if config.training.training_data != "images":
         total = forward_s * (n_train + 2 * n_val)  # train, validation and test images through VGG16 once
         return RunEstimate(variant, total, f"VGG16 features of {n_train + 2 * n_val} images", vgg)
-    per_epoch = config["steps_per_epoch"] * config["batch_size"] if config["steps_per_epoch"] else n_train
-    val = config["validation_steps"] * config["batch_size"] if config["validation_steps"] else n_val
-    total = config["epochs"] * (per_epoch * train_s + val * forward_s) + n_val * forward_s
-    how = f"{config['epochs']} epochs x {per_epoch} images, {1000 * train_s * config['batch_size']:.0f} ms/step"
+    per_epoch = (
+        config.training.steps_per_epoch * config.training.batch_size if config.training.steps_per_epoch else n_train
+    )
+    val = config.training.validation_steps * config.training.batch_size if config.training.validation_steps else n_val
+    total = config.training.epochs * (per_epoch * train_s + val * forward_s) + n_val * forward_s
+    step_ms = 1000 * train_s * config.training.batch_size
+    how = f"{config.training.epochs} epochs x {per_epoch} images, {step_ms:.0f} ms/step"
     return RunEstimate(variant, total, how, vgg)

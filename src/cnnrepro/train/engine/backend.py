@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cnnrepro.train.engine.run_config import Prepared, RunConfig
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -48,26 +50,30 @@ class Backend(Protocol):
     framework: str  # "torch" | "keras": run_info.json's framework, the runs/<framework>/ folder
     model_file: str  # the trained model's file name under artifacts/
 
-    def prepare(self, config: dict[str, Any], *, download_timeout_s: float) -> None:
-        """Record in config what the run needs beyond data; raise lifecycle.NotRunnable when it is not here."""
+    def resolve_device(self, requested: str, *, runs_per_gpu: int, num_threads: int) -> str:
+        """The device this framework runs `requested` (params train.device: auto, cpu, cuda[:N]) on, here."""
+
+    def prepare(self, config: RunConfig, *, download_timeout_s: float) -> Prepared:
+        """What the run needs beyond data and config; raise lifecycle.NotRunnable when it is not here."""
 
     def train_variant(
         self,
-        config: dict[str, Any],
+        config: RunConfig,
+        prepared: Prepared,
         *,
         checkpoint_root: str | Path,
         hooks: Sequence[EpochHook],
         owner: dict[str, Any],
         on_resume: ResumeHook | None,
     ) -> RunResult:
-        """Train one (variant, seed) to the end and score it; prepare(config) has run."""
+        """Train one (variant, seed) to the end and score it; `prepared` is what prepare(config) found."""
 
     def save_model(self, model: Any, path: Path) -> None: ...
 
-    def ledger_entries(self, config: dict[str, Any]) -> list[dict[str, str]]:
+    def ledger_entries(self, config: RunConfig, prepared: Prepared) -> list[dict[str, str]]:
         """Where this run departs from its source (artifacts/fidelity.json)."""
 
     def package_versions(self) -> dict[str, str | None]: ...
 
-    def load_trained(self, run: Path, config: dict[str, Any], device: str) -> TrainedModel:
+    def load_trained(self, run: Path, config: RunConfig, device: str) -> TrainedModel:
         """The completed run's model (artifacts/<model_file>) on `device`, for evaluate and predict."""

@@ -1,25 +1,39 @@
-"""Per-epoch checkpoints: enough state to continue a killed run to the same result.
+"""Per-epoch checkpoints: enough state to continue a killed run to the same result, in a file that cannot
+run code and cannot pass off damage as progress.
 
-checkpoints/<framework>/<variant>/seed<S>/last.pt holds the model, the optimizer, every RNG
-(python, numpy, torch CPU and CUDA, the augmentation generator), the data iterators' positions,
-the epoch, the history, and the hash of the resolved config. A rerun resumes from it only when the
-hash matches, and it is removed once the run has written its outputs.
+checkpoints/<framework>/<variant>/seed<S>/last.safetensors holds the state a backend hands over as a tree of
+plain values (dicts, lists, tuples, numbers, strings, None) and numpy arrays: the arrays are the file's
+safetensors tensors, the rest is JSON in its metadata, and a sha256 over both is checked before anything in
+it is used. Reading it parses a JSON header and raw arrays, nothing else: no pickle, no code.
+
+A rerun resumes from it only when it was written for the same resolved config (its hash). A checkpoint of
+another config is replaced, and the run says so. One that is cut short, damaged (its digest does not match),
+of another format or framework, or whose arrays do not fit the run is refused in one line naming it and
+why, before any MLflow run opens (cnnrepro.train.engine.preflight); it is never overwritten: delete it to
+start the run over. The pickled checkpoints of earlier versions (last.pt) are never loaded. The file is
+removed once the run has written its outputs.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import random
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_path, write_file
+
+FILE_NAME = "last.safetensors"
+# What versions before 2026-12 wrote: a pickle, which can run code when loaded. Never read, never removed.
+LEGACY_FILE_NAME = "last.pt"
+FORMAT = "cnnrepro-checkpoint"
+VERSION = "1"
 
 # Settings that may differ between the killed run and its continuation without changing what it
 # computes: epochs (a longer run continues a shorter one's exact trajectory) and where outputs go.
@@ -39,61 +53,169 @@ HASH_EXCLUDED = (
 HASH_ABSENT_AT = {"channels_last": False, "compile": False, "fast_step": False}
 
 
+class CheckpointRefused(CnnreproError):
+    """A checkpoint that must not be resumed from, nor overwritten: the message says which and why."""
+
+
 def checkpoint_path(root: str | Path, framework: str, variant: str, seed: int) -> Path:
-    return Path(root) / framework / variant / f"seed{seed}" / "last.pt"
+    return Path(root) / framework / variant / f"seed{seed}" / FILE_NAME
 
 
-def config_hash(config: Mapping[str, Any]) -> str:
+def config_hash(record: Mapping[str, Any]) -> str:
+    """sha256 of a run's config record (RunConfig's legacy_record), less what never changes the arithmetic."""
     kept = {
         k: v
-        for k, v in config.items()
+        for k, v in record.items()
         if k not in HASH_EXCLUDED and not (k in HASH_ABSENT_AT and v == HASH_ABSENT_AT[k])
     }
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def rng_states() -> dict[str, Any]:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
+# --- the RNG state every backend shares ----------------------------------------------------------------
 
 
-def set_rng_states(states: Mapping[str, Any]) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+def python_numpy_rng_states() -> dict[str, Any]:
+    """Python's and numpy's global generators (a backend adds its framework's)."""
+    return {"python": random.getstate(), "numpy": np.random.get_state()}
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Atomically: a kill during the write leaves the previous epoch's checkpoint intact.
-
-    Serialized in memory first, then written by Python: torch's own file writer reports a full disk
-    as "unexpected pos" with no errno and no path; this way it is WriteError naming `path` and the cause.
-    """
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    with atomic_path(path) as tmp:
-        write_file(tmp, buffer.getbuffer())
+def set_python_numpy_rng_states(states: Mapping[str, Any]) -> None:
+    version, internal, gauss = states["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal), gauss))
+    np.random.set_state(tuple(states["numpy"]))
 
 
-def load_checkpoint(path: str | Path, expected_hash: str) -> dict[str, Any] | None:
-    """The checkpoint's state if it exists and was made with the same config; None otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        return None
+# --- the tree <-> (JSON skeleton, arrays) --------------------------------------------------------------
+
+
+def split_arrays(tree: Any, path: str = "") -> tuple[Any, dict[str, np.ndarray]]:
+    """A JSON-able skeleton of `tree` and its arrays by path (dict keys keep their type: int or str)."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def walk(value: Any, where: str) -> Any:
+        if isinstance(value, np.ndarray):
+            arrays[where] = _c_order(value)
+            return {"__array__": where}
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, Mapping):
+            for key in value:
+                if not isinstance(key, str | int) or isinstance(key, bool):
+                    raise CnnreproError(f"checkpoint state: key {key!r} at {where or '/'} is not a str or int")
+            return {"__dict__": [[key, walk(v, f"{where}/{key}")] for key, v in value.items()]}
+        if isinstance(value, list | tuple):
+            items = [walk(v, f"{where}/{i}") for i, v in enumerate(value)]
+            return {"__tuple__": items} if isinstance(value, tuple) else items
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        raise CnnreproError(f"checkpoint state: a {type(value).__name__} at {where or '/'} is not storable")
+
+    return walk(tree, path), arrays
+
+
+def join_arrays(skeleton: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+    """The tree `split_arrays` took apart."""
+    if isinstance(skeleton, list):
+        return [join_arrays(v, arrays) for v in skeleton]
+    if isinstance(skeleton, dict):
+        if "__array__" in skeleton:
+            return arrays[skeleton["__array__"]]
+        if "__tuple__" in skeleton:
+            return tuple(join_arrays(v, arrays) for v in skeleton["__tuple__"])
+        return {key: join_arrays(v, arrays) for key, v in skeleton["__dict__"]}
+    return skeleton
+
+
+def _c_order(array: np.ndarray) -> np.ndarray:
+    """C order, shape kept (np.ascontiguousarray would make a 0-d array 1-d)."""
+    return array if array.flags.c_contiguous else array.copy(order="C")
+
+
+def _digest(state_json: str, arrays: Mapping[str, np.ndarray]) -> str:
+    digest = hashlib.sha256(state_json.encode())
+    for name in sorted(arrays):
+        array = arrays[name]
+        digest.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(_c_order(array).tobytes())
+    return digest.hexdigest()
+
+
+def encode(state: Mapping[str, Any]) -> bytes:
+    """The checkpoint file's bytes for `state` (numpy arrays and plain values only)."""
+    from safetensors.numpy import save
+
+    skeleton, arrays = split_arrays(dict(state))
+    state_json = json.dumps(skeleton, allow_nan=True)
+    metadata = {"format": FORMAT, "version": VERSION, "state": state_json, "sha256": _digest(state_json, arrays)}
+    return save(arrays, metadata=metadata)
+
+
+def decode(data: bytes, where: str | Path = "checkpoint") -> dict[str, Any]:
+    """The state in a checkpoint file's bytes; CheckpointRefused naming `where` and why when it is not one."""
+    from safetensors.numpy import load
+
     try:
-        # Our own file, holding numpy RNG state and iterator arrays: not loadable with weights_only.
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a corrupt checkpoint is ignored, not fatal
-        print(f"checkpoint {path} unreadable ({type(exc).__name__}); starting from scratch")
-        return None
-    if not isinstance(state, dict) or state.get("config_hash") != expected_hash:
-        print(f"checkpoint {path} belongs to a different config; starting from scratch")
-        return None
+        (header_size,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + header_size])
+        metadata = header.get("__metadata__") or {}
+        arrays = load(data)
+    except Exception as exc:  # short, garbled or another kind of file: the parser's reason, in one line
+        raise CheckpointRefused(
+            f"{where}: not a readable checkpoint ({type(exc).__name__}: cut short or damaged)"
+        ) from None
+    if metadata.get("format") != FORMAT or metadata.get("version") != VERSION:
+        raise CheckpointRefused(f"{where}: not a cnnrepro checkpoint of version {VERSION}")
+    state_json = metadata.get("state", "")
+    if _digest(state_json, arrays) != metadata.get("sha256"):
+        raise CheckpointRefused(f"{where}: its contents do not match their sha256 (damaged or edited)")
+    try:
+        state = join_arrays(json.loads(state_json), arrays)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointRefused(f"{where}: malformed state ({exc})") from None
+    if not isinstance(state, dict):
+        raise CheckpointRefused(f"{where}: malformed state (not a mapping)")
     return state
+
+
+# --- files ---------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
+    """Atomically: a kill during the write leaves the previous epoch's checkpoint intact; a failed write is
+    WriteError naming `path` and the cause."""
+    data = encode(state)
+    with atomic_path(path) as tmp:
+        write_file(tmp, data)
+
+
+def load_checkpoint(path: str | Path, expected_hash: str, framework: str) -> dict[str, Any] | None:
+    """The checkpoint's state if it exists and was made for this config; None when there is none to resume
+    (missing, or of another config: said); CheckpointRefused when it must not be used or replaced."""
+    path = Path(path)
+    legacy = path.with_name(LEGACY_FILE_NAME)
+    if not path.is_file():
+        if legacy.is_file():
+            print(f"checkpoint {legacy} is in the old pickle format, never loaded (it could run code); starting over")
+        return None
+    state = decode(path.read_bytes(), path)
+    if state.get("framework") != framework:
+        raise CheckpointRefused(f"{path}: written by a {state.get('framework')} run, not a {framework} one")
+    if state.get("config_hash") != expected_hash:
+        print(f"checkpoint {path} was written for another config of this run; starting over (it is replaced)")
+        return None
+    epoch = state.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+        raise CheckpointRefused(f"{path}: epoch {epoch!r} is not a positive whole number")
+    return state
+
+
+def check_checkpoint(path: str | Path, framework: str) -> None:
+    """Before a run opens its MLflow run: a checkpoint that would be refused fails it now, in one line."""
+    path = Path(path)
+    if path.is_file():
+        state = decode(path.read_bytes(), path)
+        if state.get("framework") != framework:
+            raise CheckpointRefused(f"{path}: written by a {state.get('framework')} run, not a {framework} one")
 
 
 def remove_checkpoint(path: str | Path) -> None:

@@ -1,6 +1,7 @@
 """Which GPU a training job uses: with several visible, the job claims a free slot itself (an flock per
-slot, `claim_slot`), on the least busy GPU, and keeps it for the rest of the process. Snakemake counts
-the slots (cnnrepro.orchestration.gpu_slots) but does not say WHICH GPU a job should use.
+slot, `claim_slot`), on the least busy GPU, and keeps it for the rest of the process (each backend turns
+the claim into its framework's current device). Snakemake counts the slots
+(cnnrepro.orchestration.gpu_slots) but does not say WHICH GPU a job should use.
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ class GpuClaim:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
-
-
-_held: list[GpuClaim] = []
 
 
 def default_lock_dir() -> Path:
@@ -63,29 +61,3 @@ def claim_slot(gpu_ids: Sequence[str], lock_dir: Path | None = None, slots_per_g
             raise
         return GpuClaim(index, path, fd)
     return None
-
-
-def claim_cuda_device(runs_per_gpu: int = 1) -> int | None:
-    """With several GPUs visible, make one with a free slot (of `runs_per_gpu`) torch's current device for
-    the rest of this process.
-
-    Returns its index; None with one GPU or none (nothing to choose), or when every slot is claimed
-    (more jobs than slots were asked for with --resources gpu=N: they share the current device).
-    """
-    import torch
-
-    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
-        return None
-    if _held:  # one GPU per process, however many times the device is resolved
-        return _held[0].index
-    ids = []
-    for index in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(index)
-        ids.append(str(getattr(props, "uuid", "") or f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'all')}-{index}"))
-    claim = claim_slot(ids, slots_per_gpu=runs_per_gpu)
-    if claim is None:
-        print(f"all {len(ids)} GPUs are claimed by other cnnrepro jobs; sharing GPU {torch.cuda.current_device()}")
-        return None
-    _held.append(claim)
-    torch.cuda.set_device(claim.index)
-    return claim.index

@@ -10,10 +10,10 @@ from __future__ import annotations
 import platform
 import subprocess
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from cnnrepro.run_outputs import RunInfo, RunMetrics, write_run
 from cnnrepro.train.engine.backend import Backend, RunResult
 from cnnrepro.train.engine.images import Split
 from cnnrepro.train.engine.preflight import IMAGE_SPLITS
+from cnnrepro.train.engine.run_config import Prepared, RunConfig
 from cnnrepro.train.engine.splits import load_image_split, load_npz, manifest_sha256
 from cnnrepro.variants.registry import get_variant
 
@@ -39,7 +40,7 @@ class NotRunnable(Exception):
 # --- can it run? -------------------------------------------------------------------------------------
 
 
-def check_init_run(run: Path, config: dict[str, Any], model_file: str) -> str:
+def check_init_run(run: Path, config: RunConfig, model_file: str) -> str:
     """The run fine_tuning continues from must be a completed run of the same framework, of the variant
     it continues, on the same inputs, with its model saved; returns the model's sha256."""
     metrics = read_json(run / "metrics.json")
@@ -47,21 +48,21 @@ def check_init_run(run: Path, config: dict[str, Any], model_file: str) -> str:
     if status != "completed":
         reason = metrics.get("reason") if isinstance(metrics, dict) else None
         raise NotRunnable(f"continues from {run}, which is {status or 'not a run'}: {reason or 'no reason given'}")
-    if metrics.get("framework") != config["framework"]:
-        name = FRAMEWORK_NAMES.get(config["framework"], config["framework"])
+    if metrics.get("framework") != config.framework:
+        name = FRAMEWORK_NAMES.get(config.framework, config.framework)
         raise CnnreproError(
             f"{run}: --init-from is a {metrics.get('framework')} run; a {name} run continues a {name} one"
         )
-    previous = RunInfo.read(run).config
-    expected = get_variant(config["variant"]).continues_from
-    if previous.get("variant") != expected:
+    previous = RunConfig.from_record(RunInfo.read(run).config, f"{run / 'run_info.json'}: config")
+    expected = get_variant(config.variant).continues_from
+    if previous.variant != expected:
         raise CnnreproError(
-            f"{run}: --init-from is a {previous.get('variant')} run; {config['variant']} continues from {expected}"
+            f"{run}: --init-from is a {previous.variant} run; {config.variant} continues from {expected}"
         )
-    if previous.get("preprocessing") != config["preprocessing"]:
+    if previous.inputs.preprocessing != config.inputs.preprocessing:
         raise CnnreproError(
-            f"{run}: trained on {previous.get('preprocessing')!r} inputs, this run would feed "
-            f"{config['preprocessing']!r} (train.vgg16.preprocessing changed in between)"
+            f"{run}: trained on {previous.inputs.preprocessing!r} inputs, this run would feed "
+            f"{config.inputs.preprocessing!r} (train.vgg16.preprocessing changed in between)"
         )
     model = run / "artifacts" / model_file
     if not model.is_file():
@@ -72,16 +73,17 @@ def check_init_run(run: Path, config: dict[str, Any], model_file: str) -> str:
 # --- data ----------------------------------------------------------------------------------------------
 
 
-def load_splits(config: dict[str, Any]) -> dict[str, Split | None]:
+def load_splits(config: RunConfig) -> dict[str, Split | None]:
     """train / validation / test as the variant uses them (test None where the source has none)."""
-    data = Path(config["data_dir"])
-    classes = tuple(config["classes"])
-    size = tuple(config["input_shape"][1:])
-    if config["dataset"] in ("mnist", "fashion_mnist"):
-        arrays = load_npz(data / f"{config['dataset']}.npz", classes)
+    settings = config.data
+    data = Path(settings.data_dir)
+    classes = settings.classes
+    size = tuple(settings.input_shape[1:])
+    if settings.is_idx:
+        arrays = load_npz(data / f"{config.data.dataset}.npz", classes)
         if arrays["train"].images.shape[1:3] != size:
             raise CnnreproError(
-                f"{data / (config['dataset'] + '.npz')}: images {arrays['train'].images.shape[1:3]}, expected {size}"
+                f"{data / (config.data.dataset + '.npz')}: images {arrays['train'].images.shape[1:3]}, expected {size}"
             )
         splits: dict[str, Split | None] = {
             "train": arrays["train"],
@@ -89,15 +91,15 @@ def load_splits(config: dict[str, Any]) -> dict[str, Split | None]:
             "test": arrays["test"],
         }
     else:
-        names = IMAGE_SPLITS[config["dataset"]]
+        names = IMAGE_SPLITS[config.data.dataset]
         splits = {"test": None}
-        cache_dir = config.get("image_cache")
-        manifest = manifest_sha256(data, config["dataset"]) if cache_dir else None
+        cache_dir = config.data.image_cache
+        manifest = manifest_sha256(data, config.data.dataset) if cache_dir else None
         for name in names:
             splits[name] = load_image_split(
-                data / name, size, config["resize_filter"], classes, cache_dir=cache_dir, manifest_sha256=manifest
+                data / name, size, config.data.resize_filter, classes, cache_dir=cache_dir, manifest_sha256=manifest
             )
-    limit = config.get("max_train_images")
+    limit = config.data.max_train_images
     train = splits["train"]
     if limit and train is not None and limit < len(train):
         # The same subset for every seed: seeds then differ only in initialization and order.
@@ -145,31 +147,34 @@ def now_iso() -> str:
 
 def write_outputs(
     out: str | Path,
-    config: dict[str, Any],
+    config: RunConfig,
+    prepared: Prepared,
     info: RunInfo,
     result: RunResult | None,
     backend: Backend,
 ) -> RunMetrics:
     """artifacts/ (whole or not at all), then history.csv, run_info.json and, last, metrics.json.
 
-    Every framework writes through here; the backend gives its ledger entries, package versions,
-    resolved device (its prepare() may have resolved it) and model format.
+    Every framework writes through here; the backend gives its ledger entries, package versions and model
+    format; run_info.json records the config and, apart, what the backend prepared.
     """
     out = Path(out)
-    entries = backend.ledger_entries(config)
+    entries = backend.ledger_entries(config, prepared)
     info.fidelity = entries
     info.packages = backend.package_versions()
-    info.device = config["device"]
+    info.device = config.runtime.device
+    info.config = config.as_record()
+    info.prepared = asdict(prepared)
     with atomic_dir(out / "artifacts") as artifacts:
         write_json_atomic(artifacts / "fidelity.json", entries)
         if result is not None:
             backend.save_model(result.model, artifacts / backend.model_file)
             write_json_atomic(artifacts / "confusion.json", result.confusion)
     if result is None:
-        metrics = RunMetrics(config["framework"], config["variant"], config["seed"], "not_run", reason=info.reason)
+        metrics = RunMetrics(config.framework, config.variant, config.seed, "not_run", reason=info.reason)
         history: list[dict[str, float]] = []
     else:
-        metrics = RunMetrics(config["framework"], config["variant"], config["seed"], "completed", **result.metrics)
+        metrics = RunMetrics(config.framework, config.variant, config.seed, "completed", **result.metrics)
         history = result.history
     write_run(out, metrics, history, info)
     return metrics

@@ -8,4 +8,4 @@ KERAS2_EPSILON = 1e-8
 KERAS3_RHO = 0.9
 KERAS3_EPSILON = 1e-7
 # "rmsprop_torch" (torch.optim.RMSprop defaults) is PyTorch-only: the ablation naive_torch_port names it.
-OPTIMIZERS = ("rmsprop_keras2", "rmsprop_keras3", "sgd", "rmsprop_torch")
+OPTIMIZERS = ("rmsprop_keras2", "rmsprop_keras3", "rmsprop_torch", "sgd")

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnrepro.train.engine.run_config import RunConfig
+
 
 @dataclass
 class InputPipeline:
@@ -38,15 +40,13 @@ class InputPipeline:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
-def augmentation(config: dict[str, Any], device: torch.device) -> tuple[Any, torch.Generator | None]:
+def augmentation(config: RunConfig, device: torch.device) -> tuple[Any, torch.Generator | None]:
     """The run's augmentation spec and its generator, seeded from the run's seed (None, None without)."""
-    if not config["augmentation"]:
+    spec = config.inputs.augmentation_spec
+    if spec is None:
         return None, None
-    from cnnrepro.train.inputs.augment import AugmentationSpec
-
-    spec = AugmentationSpec(**config["augmentation"])
     generator = torch.Generator(device=device)
-    generator.manual_seed(int(np.random.default_rng([config["seed"], 3]).integers(2**62)))
+    generator.manual_seed(int(np.random.default_rng([config.seed, 3]).integers(2**62)))
     return spec, generator
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from cnnrepro.train.backends.keras import import_keras
 from cnnrepro.train.backends.keras.streams import Streams, evaluate_batches
@@ -22,7 +23,7 @@ keras = import_keras()
 
 @dataclass
 class EpochCheckpoint:
-    """checkpoints/keras/<variant>/seed<S>/last.pt after every epoch: the trained model's variables (the
+    """checkpoints/keras/<variant>/seed<S>/last.safetensors after every epoch: the trained model's variables (the
     dropout seed-generator states included), the optimizer's, the validation iterator, the RNGs, the
     history, the config hash and the owner (the MLflow run), as the PyTorch loop's checkpoint.
 
@@ -45,7 +46,7 @@ class EpochCheckpoint:
                 "model": [np.asarray(v.numpy()) for v in model.variables],
                 "optimizer": [np.asarray(v.numpy()) for v in model.optimizer.variables],
                 "validation_iterator": streams.validation_iterator.state_dict(),
-                "rng": ckpt.rng_states(),
+                "rng": ckpt.python_numpy_rng_states() | {"torch": torch.get_rng_state().numpy()},
                 "history": list(history),
                 "config_hash": self.config_hash,
                 "owner": self.owner,
@@ -54,15 +55,14 @@ class EpochCheckpoint:
 
     def restore(self, model: Any, streams: Streams, epochs: int) -> tuple[int, list[dict[str, float]], dict[str, Any]]:
         """(epochs trained, their history rows, the owner that wrote them); (0, [], {}) without a usable checkpoint."""
-        state = ckpt.load_checkpoint(self.path, self.config_hash)
+        state = ckpt.load_checkpoint(self.path, self.config_hash, "keras")
         # The last epoch's checkpoint counts too: its run failed after training (outputs), so only they are left.
-        if state is None or state.get("framework") != "keras" or not 0 < int(state["epoch"]) <= epochs:
+        if state is None or not int(state["epoch"]) <= epochs:
             return 0, [], {}
         model.optimizer.build(model.trainable_variables)
         pairs = ((model.variables, state["model"]), (model.optimizer.variables, state["optimizer"]))
         if any([tuple(v.shape) for v in variables] != [np.shape(x) for x in values] for variables, values in pairs):
-            print(f"checkpoint {self.path} does not fit this model; starting from scratch", flush=True)
-            return 0, [], {}
+            raise ckpt.CheckpointRefused(f"{self.path}: does not fit this model (its arrays have other shapes)")
         for variables, values in pairs:
             for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
@@ -70,7 +70,8 @@ class EpochCheckpoint:
         for _ in range(epoch * streams.steps_per_epoch):
             next(streams.train)
         streams.validation_iterator.load_state_dict(state["validation_iterator"])
-        ckpt.set_rng_states(state["rng"])
+        ckpt.set_python_numpy_rng_states(state["rng"])
+        torch.set_rng_state(torch.from_numpy(np.array(state["rng"]["torch"])))
         return epoch, list(state["history"]), dict(state.get("owner") or {})
 
 

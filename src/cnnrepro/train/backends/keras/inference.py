@@ -15,6 +15,7 @@ import numpy as np
 from cnnrepro.errors import CnnreproError
 from cnnrepro.train.backends.keras import import_keras
 from cnnrepro.train.engine.images import Split
+from cnnrepro.train.engine.run_config import RunConfig
 
 keras = import_keras()
 
@@ -22,7 +23,7 @@ keras = import_keras()
 MODEL_FILE = "model.keras"
 
 
-def load_model(run: str | Path, config: dict[str, Any], device: str = "auto") -> Any:
+def load_model(run: str | Path, config: RunConfig, device: str = "auto") -> Any:
     """The run's network with its trained weights, compiled with its loss (Keras' evaluate needs one)."""
     from cnnrepro.train.backends.keras import models, optimizers
     from cnnrepro.train.backends.keras.devices import resolve_device
@@ -31,24 +32,24 @@ def load_model(run: str | Path, config: dict[str, Any], device: str = "auto") ->
     path = Path(run) / "artifacts" / MODEL_FILE
     if not path.is_file():
         raise CnnreproError(f"{path}: missing")
-    model = models.create_model(config["variant"])
+    model = models.create_model(config.variant)
     try:
         model.load_weights(path)
     except Exception as exc:  # corrupt file or another variant's weights: name the file
         raise CnnreproError(f"{path}: cannot load ({str(exc).splitlines()[0][:200]})") from None
-    model.compile(loss=optimizers.make_loss(config["loss"], config["variant"]), metrics=["accuracy"])
+    model.compile(loss=optimizers.make_loss(config.training.loss, config.variant), metrics=["accuracy"])
     return model
 
 
-def evaluate(model: Any, split: Split, config: dict[str, Any], batch_size: int) -> dict[str, float | int]:
+def evaluate(model: Any, split: Split, config: RunConfig, batch_size: int) -> dict[str, float | int]:
     """Loss and accuracy over every image once, computed as the run scored its own test split."""
     from cnnrepro.train.backends.keras import streams
 
-    scored = streams.score(model, split, streams.image_inputs(config), config | {"batch_size": batch_size})
+    scored = streams.score(model, split, streams.image_inputs(config), config, batch_size)
     return {"accuracy": scored["accuracy"], "loss": scored["loss"], "n": len(split)}
 
 
-def class_probabilities(model: Any, config: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
+def class_probabilities(model: Any, config: RunConfig) -> Callable[[np.ndarray], np.ndarray]:
     """uint8 (N, H, W, C) images -> (N, classes) probabilities; a sigmoid output p becomes [1 - p, p]."""
     from cnnrepro.train.backends.keras import models, streams
 
@@ -56,7 +57,7 @@ def class_probabilities(model: Any, config: dict[str, Any]) -> Callable[[np.ndar
 
     def probabilities(images: np.ndarray) -> np.ndarray:
         outputs = np.asarray(model.predict_on_batch(streams.keras_input(inputs, images, train=False)), np.float64)
-        if config["variant"] in models.LOGIT_OUTPUTS:
+        if config.variant in models.LOGIT_OUTPUTS:
             shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
             return shifted / shifted.sum(axis=1, keepdims=True)
         if outputs.shape[1] == 1:
@@ -69,7 +70,7 @@ def class_probabilities(model: Any, config: dict[str, Any]) -> Callable[[np.ndar
 class KerasTrainedModel:
     """A trained Keras run behind the engine's TrainedModel protocol."""
 
-    def __init__(self, model: Any, config: dict[str, Any]) -> None:
+    def __init__(self, model: Any, config: RunConfig) -> None:
         self.model = model
         self.config = config
         self._probabilities = class_probabilities(model, config)
@@ -81,5 +82,5 @@ class KerasTrainedModel:
         return self._probabilities(images)
 
 
-def load_trained(run: str | Path, config: dict[str, Any], device: str = "auto") -> KerasTrainedModel:
+def load_trained(run: str | Path, config: RunConfig, device: str = "auto") -> KerasTrainedModel:
     return KerasTrainedModel(load_model(run, config, device), config)

@@ -8,12 +8,8 @@ No TensorFlow import here: run_info and the report can use it anywhere.
 from __future__ import annotations
 
 from cnnrepro.train import ledger
-from cnnrepro.train.ledger import ALL, BINARY, BOOK, KERAS_MNIST, Config, LedgerEntry
-
-
-def _backend(name: str):
-    return lambda c: c.get("keras_backend") == name
-
+from cnnrepro.train.engine.run_config import Prepared, RunConfig
+from cnnrepro.train.ledger import ALL, BINARY, BOOK, KERAS_MNIST, LedgerEntry
 
 KERAS_LEDGER: tuple[LedgerEntry, ...] = (
     LedgerEntry(
@@ -45,7 +41,6 @@ KERAS_LEDGER: tuple[LedgerEntry, ...] = (
         "layer's logits (no clip) whenever the output comes from a sigmoid/softmax",
         "Keras 3's own behaviour, kept: it equals the PyTorch port's with-logits loss and differs from 2.0.8 "
         "only where the clip saturated (|logit| > 16.1). Predictions (p > 0.5, argmax) are identical.",
-        when=_backend("tensorflow"),
     ),
     LedgerEntry(
         "keras_random_draws",
@@ -78,7 +73,7 @@ KERAS_LEDGER: tuple[LedgerEntry, ...] = (
         "the documented 96% came from the trained base (notebook epoch times 71-74 s vs 32-33 s for fine-tuning; "
         "user reports deep-learning-with-python-notebooks #21, #75, #93, keras-team/keras #8792); "
         "the frozen base is the ablation frozen_base.",
-        when=lambda c: c.get("trainable") == "all",
+        when=lambda c: c.training.trainable == "all",
     ),
     LedgerEntry(
         "keras_augmentation_input",
@@ -91,6 +86,12 @@ KERAS_LEDGER: tuple[LedgerEntry, ...] = (
 )
 
 
-def entries_for(config: Config) -> list[dict[str, str]]:
+# Entries that hold only on Keras' TensorFlow backend (Prepared.keras_backend).
+TENSORFLOW_ONLY = ("keras3_crossentropy_logits",)
+
+
+def entries_for(config: RunConfig, prepared: Prepared | None = None) -> list[dict[str, str]]:
     """The ledger entries of one resolved Keras run config, overrides and ablation included."""
-    return ledger.entries_for(config, KERAS_LEDGER)
+    on_tensorflow = prepared is not None and prepared.keras_backend == "tensorflow"
+    own = tuple(e for e in KERAS_LEDGER if on_tensorflow or e.id not in TENSORFLOW_ONLY)
+    return ledger.entries_for(config, own)

@@ -1,9 +1,9 @@
-"""train.precision applied to TensorFlow's TF32 switch (meaning: cnnrepro.train.engine.precision). The Keras
+"""train.precision applied to TensorFlow's TF32 switch (meaning: cnnrepro.train.engine.run_config). The Keras
 trainer runs float32 otherwise; bf16 autocast is not implemented there."""
 
 from __future__ import annotations
 
-from cnnrepro.train.engine.precision import uses_tf32
+from cnnrepro.train.engine.run_config import uses_tf32
 
 
 def set_tensorflow_precision(precision: str) -> None:

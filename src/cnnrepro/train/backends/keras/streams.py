@@ -13,6 +13,7 @@ import torch
 
 from cnnrepro.train.engine.epochs import KerasIterator, make_iterators, sequential_batches
 from cnnrepro.train.engine.images import Split
+from cnnrepro.train.engine.run_config import RunConfig
 from cnnrepro.train.inputs.pipeline import InputPipeline, augmentation
 
 
@@ -70,31 +71,31 @@ class Streams:
         return [next(self.validation_iterator) for _ in range(self.validation_steps)]
 
 
-def image_inputs(config: dict[str, Any]) -> InputPipeline:
+def image_inputs(config: RunConfig) -> InputPipeline:
     """The PyTorch runs' input pipeline for this config, its augmentation generator seeded as theirs."""
     spec, generator = augmentation(config, torch.device("cpu"))
-    return InputPipeline("images", config["preprocessing"], config["input_scale"], spec, generator)
+    return InputPipeline("images", config.inputs.preprocessing, config.inputs.input_scale, spec, generator)
 
 
-def make_streams(config: dict[str, Any], train: Split, validation: Split, inputs: InputPipeline) -> Streams:
+def make_streams(config: RunConfig, train: Split, validation: Split, inputs: InputPipeline) -> Streams:
     """Training generator and validation iterator over the PyTorch loop's own iterators (the same seed streams).
 
     Where the source trained on arrays (steps None), one epoch is one pass: the iterator's passes have
     exactly that many batches, the last one short, as Keras' array fit. Without validation_steps the
     validation iterator walks the split in order, so every epoch scores every image once.
     """
-    batch_size = config["batch_size"]
-    iterators = make_iterators(config["seed"], batch_size, config["validation_steps"], len(train), len(validation))
+    batch_size = config.training.batch_size
+    iterators = make_iterators(config.seed, batch_size, config.training.validation_steps, len(train), len(validation))
     val_iterator = iterators.get("validation") or KerasIterator(len(validation), batch_size, shuffle=False)
-    n_classes = len(config["classes"])
-    train_y = targets(train.labels, config["loss"], n_classes)
+    n_classes = len(config.data.classes)
+    train_y = targets(train.labels, config.training.loss, n_classes)
     return Streams(
         train=batch_stream(train, train_y, iterators["train"], inputs, train=True),
-        steps_per_epoch=config["steps_per_epoch"] or iterators["train"].batches_per_pass(),
+        steps_per_epoch=config.training.steps_per_epoch or iterators["train"].batches_per_pass(),
         validation=validation,
-        validation_y=targets(validation.labels, config["loss"], n_classes),
+        validation_y=targets(validation.labels, config.training.loss, n_classes),
         validation_iterator=val_iterator,
-        validation_steps=config["validation_steps"] or val_iterator.batches_per_pass(),
+        validation_steps=config.training.validation_steps or val_iterator.batches_per_pass(),
         inputs=inputs,
     )
 
@@ -108,11 +109,12 @@ def evaluate_batches(
     return {"loss": float(result["loss"]), "accuracy": float(result["accuracy"])}
 
 
-def score(model: Any, split: Split, inputs: InputPipeline, config: dict[str, Any]) -> dict[str, Any]:
+def score(
+    model: Any, split: Split, inputs: InputPipeline, config: RunConfig, batch_size: int | None = None
+) -> dict[str, Any]:
     """Every image of the split once: Keras' evaluate (loss, accuracy) and predict (labels for the confusion matrix)."""
-    batch_size = config["batch_size"]
-    batches = list(sequential_batches(len(split), batch_size))
-    y = targets(split.labels, config["loss"], len(config["classes"]))
+    batches = list(sequential_batches(len(split), batch_size or config.training.batch_size))
+    y = targets(split.labels, config.training.loss, len(config.data.classes))
     result = evaluate_batches(model, split, y, batches, inputs)
     stream = batch_stream(split, y, iter(batches), inputs, train=False)
     outputs = np.asarray(model.predict(stream, steps=len(batches), verbose=0))

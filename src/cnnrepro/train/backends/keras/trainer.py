@@ -35,6 +35,7 @@ from cnnrepro.train.engine import checkpoint as ckpt
 from cnnrepro.train.engine import lifecycle
 from cnnrepro.train.engine.backend import EpochHook, ResumeHook, RunResult
 from cnnrepro.train.engine.lifecycle import NotRunnable, check_init_run, data_line, load_splits
+from cnnrepro.train.engine.run_config import Prepared, RunConfig, legacy_record
 from cnnrepro.train.inputs.pipeline import InputPipeline
 
 keras = import_keras()
@@ -45,47 +46,48 @@ PACKAGES = (*lifecycle.BASE_PACKAGES, "keras", "tensorflow", "tensorflow-cpu")
 # --- can it run? -------------------------------------------------------------------------------------
 
 
-def prepare(config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None:
-    """Resolve the device; find what the run needs beyond data; raise NotRunnable when it is not here."""
-    config["keras_backend"] = keras.backend.backend()
-    config["device"] = resolve_device(config["device"], config["num_threads"])
-    vgg = config.get("vgg16")
-    if config["init_from"] is not None:
-        config["init_model_sha256"] = check_init_run(Path(config["init_from"]), config, MODEL_FILE)
-    elif vgg is not None:
-        if vgg["source"] != "keras":
-            raise NotRunnable(
-                f"train.vgg16.source is {vgg['source']}: the Keras trainer loads only the Keras h5 weights "
-                "(keras.applications.VGG16); that ablation is PyTorch-only"
-            )
-        try:
-            path = vgg16_weights.resolve_keras_weights(vgg, timeout_s=download_timeout_s)
-        except vgg16_weights.WeightsUnavailable as exc:
-            raise NotRunnable(str(exc)) from None
-        vgg["weights_file"] = str(path)
-        vgg["weights_sha256"] = sha256_file(path)
+def prepare(config: RunConfig, *, download_timeout_s: float = 20.0) -> Prepared:
+    """What the run needs beyond data (the model it continues from, the VGG16 weights) and the Keras
+    backend it trains on; NotRunnable when it is not here."""
+    backend = keras.backend.backend()
+    vgg = config.vgg16
+    if config.init_from is not None:
+        sha256 = check_init_run(Path(config.init_from), config, MODEL_FILE)
+        return Prepared(init_model_sha256=sha256, keras_backend=backend)
+    if vgg is None:
+        return Prepared(keras_backend=backend)
+    if vgg.source != "keras":
+        raise NotRunnable(
+            f"train.vgg16.source is {vgg.source}: the Keras trainer loads only the Keras h5 weights "
+            "(keras.applications.VGG16); that ablation is PyTorch-only"
+        )
+    try:
+        path = vgg16_weights.resolve_keras_weights(vgg, timeout_s=download_timeout_s)
+    except vgg16_weights.WeightsUnavailable as exc:
+        raise NotRunnable(str(exc)) from None
+    return Prepared(vgg16_weights_file=str(path), vgg16_weights_sha256=sha256_file(path), keras_backend=backend)
 
 
 # --- model and data ----------------------------------------------------------------------------------
 
 
-def build_model(config: dict[str, Any]) -> Any:
+def build_model(config: RunConfig, prepared: Prepared) -> Any:
     """The variant's network with its starting weights, `trainable` set as the source set it (compile follows)."""
     from cnnrepro.train.backends.keras import models
 
-    vgg = config.get("vgg16")
-    if config["init_from"] is not None:
-        model = models.create_model(config["variant"])
-        path = Path(config["init_from"]) / "artifacts" / MODEL_FILE
+    vgg = config.vgg16
+    if config.init_from is not None:
+        model = models.create_model(config.variant)
+        path = Path(config.init_from) / "artifacts" / MODEL_FILE
         try:
             model.load_weights(path)
         except Exception as exc:  # wrong structure or a corrupt file: name the file
-            raise CnnreproError(f"{path}: cannot load into {config['variant']} ({str(exc).splitlines()[0]})") from None
+            raise CnnreproError(f"{path}: cannot load into {config.variant} ({str(exc).splitlines()[0]})") from None
     elif vgg is not None:
-        model = models.create_model(config["variant"], vgg16_weights=vgg["weights_file"])
+        model = models.create_model(config.variant, vgg16_weights=prepared.vgg16_weights_file)
     else:
-        model = models.create_model(config["variant"])
-    models.set_trainable(model, config["trainable"])
+        model = models.create_model(config.variant)
+    models.set_trainable(model, config.training.trainable)
     return model
 
 
@@ -100,62 +102,63 @@ def _deterministic_ops() -> None:
 
 
 def train_variant(
-    config: dict[str, Any],
+    config: RunConfig,
+    prepared: Prepared,
     *,
     checkpoint_root: str | Path = "checkpoints",
     hooks: Sequence[EpochHook] = (),
     owner: dict[str, Any] | None = None,
     on_resume: ResumeHook | None = None,
 ) -> RunResult:
-    """Train one (variant, seed) in Keras to the end and score it. prepare(config) must have run.
+    """Train one (variant, seed) in Keras to the end and score it; `prepared` is what prepare(config) found.
 
     `owner` is saved with each checkpoint; a run resuming from one calls `on_resume(its owner, epoch)`.
     """
     from cnnrepro.train.backends.keras import models, optimizers
 
-    keras.utils.set_random_seed(config["seed"])
+    keras.utils.set_random_seed(config.seed)
     _deterministic_ops()
     if keras.backend.backend() == "tensorflow":
         from cnnrepro.train.backends.keras.precision import set_tensorflow_precision
 
-        set_tensorflow_precision(config.get("precision", "fp32"))
-    if config["num_threads"] > 0:
-        torch.set_num_threads(config["num_threads"])
+        set_tensorflow_precision(config.runtime.precision)
+    if config.runtime.num_threads > 0:
+        torch.set_num_threads(config.runtime.num_threads)
     splits = load_splits(config)
     print(data_line(splits), flush=True)
     train, validation, test = splits["train"], splits["validation"], splits["test"]
     if validation is None or train is None:
-        raise CnnreproError(f"{config['data_dir']}: no training or validation split")
+        raise CnnreproError(f"{config.data.data_dir}: no training or validation split")
     started = time.perf_counter()
-    model = build_model(config)
+    model = build_model(config, prepared)
     images = image_inputs(config)
 
     trained, inputs = model, images
-    if config["training_data"] == "vgg16_features":
+    if config.training.training_data == "vgg16_features":
         print("extracting VGG16 features once per image ...", flush=True)
-        conv_base, bs = model.layers[0], config["batch_size"]
+        conv_base, bs = model.layers[0], config.training.batch_size
         train, validation = (extract_features(conv_base, s, images, bs) for s in (train, validation))
         test = extract_features(conv_base, test, images, bs) if test is not None else None
         trained, inputs = models.feature_head(model), InputPipeline("features")
 
     trained.compile(
-        optimizer=optimizers.make_optimizer(config["optimizer"], config["learning_rate"]),
-        loss=optimizers.make_loss(config["loss"], config["variant"]),
+        optimizer=optimizers.make_optimizer(config.training.optimizer, config.training.learning_rate),
+        loss=optimizers.make_loss(config.training.loss, config.variant),
         metrics=["accuracy"],
     )
     checkpoint = EpochCheckpoint(
-        ckpt.checkpoint_path(checkpoint_root, config["framework"], config["variant"], config["seed"]),
-        ckpt.config_hash(config),
+        ckpt.checkpoint_path(checkpoint_root, config.framework, config.variant, config.seed),
+        ckpt.config_hash(legacy_record(config, prepared)),
         dict(owner or {}),
     )
     streams = make_streams(config, train, validation, inputs)
-    history = fit(trained, streams, config["epochs"], hooks, checkpoint, on_resume)
+    history = fit(trained, streams, config.training.epochs, hooks, checkpoint, on_resume)
     train_duration = time.perf_counter() - started
 
     # The final model on every image of the test split once (the validation split where there is none).
     scored, split_name = (test, "test") if test is not None else (validation, "validation")
     final = score(trained, scored, inputs, config)
-    metrics, confusion = summarize_final(history, final, list(config["classes"]), split_name, test is not None)
+    metrics, confusion = summarize_final(history, final, list(config.data.classes), split_name, test is not None)
     return RunResult(history, metrics, confusion, model, train_duration)
 
 
@@ -168,30 +171,36 @@ class KerasBackend:
     framework = "keras"
     model_file = MODEL_FILE
 
-    def prepare(self, config: dict[str, Any], *, download_timeout_s: float = 20.0) -> None:
-        prepare(config, download_timeout_s=download_timeout_s)
+    def resolve_device(self, requested: str, *, runs_per_gpu: int = 1, num_threads: int = 0) -> str:
+        return resolve_device(requested, num_threads)
+
+    def prepare(self, config: RunConfig, *, download_timeout_s: float = 20.0) -> Prepared:
+        return prepare(config, download_timeout_s=download_timeout_s)
 
     def train_variant(
         self,
-        config: dict[str, Any],
+        config: RunConfig,
+        prepared: Prepared,
         *,
         checkpoint_root: str | Path = "checkpoints",
         hooks: Sequence[EpochHook] = (),
         owner: dict[str, Any] | None = None,
         on_resume: ResumeHook | None = None,
     ) -> RunResult:
-        return train_variant(config, checkpoint_root=checkpoint_root, hooks=hooks, owner=owner, on_resume=on_resume)
+        return train_variant(
+            config, prepared, checkpoint_root=checkpoint_root, hooks=hooks, owner=owner, on_resume=on_resume
+        )
 
     def save_model(self, model: Any, path: Path) -> None:
         model.save(path)
 
-    def ledger_entries(self, config: dict[str, Any]) -> list[dict[str, str]]:
-        return ledger.entries_for(config)
+    def ledger_entries(self, config: RunConfig, prepared: Prepared) -> list[dict[str, str]]:
+        return ledger.entries_for(config, prepared)
 
     def package_versions(self) -> dict[str, str | None]:
         return package_versions()
 
-    def load_trained(self, run: Path, config: dict[str, Any], device: str = "auto") -> Any:
+    def load_trained(self, run: Path, config: RunConfig, device: str = "auto") -> Any:
         from cnnrepro.train.backends.keras.inference import load_trained
 
         return load_trained(run, config, device)

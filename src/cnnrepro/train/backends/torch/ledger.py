@@ -6,7 +6,8 @@ evidence. The entries both frameworks share are cnnrepro.train.ledger's."""
 from __future__ import annotations
 
 from cnnrepro.train import ledger
-from cnnrepro.train.ledger import ALL, BINARY, KERAS_MNIST, Config, LedgerEntry
+from cnnrepro.train.engine.run_config import Prepared, RunConfig
+from cnnrepro.train.ledger import ALL, BINARY, KERAS_MNIST, LedgerEntry
 
 TORCH_LEDGER: tuple[LedgerEntry, ...] = (
     LedgerEntry(
@@ -58,7 +59,7 @@ TORCH_LEDGER: tuple[LedgerEntry, ...] = (
         "block5 trainable (a frozen base would be the faster one); users on Keras >= 2.1 report about 90% "
         "(deep-learning-with-python-notebooks #21, #75, #93; keras-team/keras #8792). The per-layer flags of "
         "fine_tuning did take effect, so fine_tuning trains block5 + head as written.",
-        when=lambda c: c.get("trainable") == "all",
+        when=lambda c: c.training.trainable == "all",
     ),
     LedgerEntry(
         "cuda_nondeterminism",
@@ -67,7 +68,7 @@ TORCH_LEDGER: tuple[LedgerEntry, ...] = (
         "whatever the source's GPU/CPU did (not bitwise reproducible on GPU either)",
         "CUDA with cuDNN's default (nondeterministic) algorithms",
         "deterministic cuDNN kernels are slower; CPU runs of this port are bitwise repeatable, CUDA runs are not.",
-        when=lambda c: str(c.get("device", "cpu")).startswith("cuda"),
+        when=lambda c: c.runtime.on_cuda,
     ),
     LedgerEntry(
         "bf16_autocast",
@@ -76,11 +77,12 @@ TORCH_LEDGER: tuple[LedgerEntry, ...] = (
         "float32 throughout",
         "bfloat16 autocast for the forward pass on CUDA (train.precision bf16); loss and weights float32",
         "chosen in params for speed; bf16 has an 8-bit mantissa.",
-        when=lambda c: bool(c.get("mixed_precision")),
+        when=lambda c: c.mixed_precision,
     ),
 )
 
 
-def entries_for(config: Config) -> list[dict[str, str]]:
-    """The ledger entries of one resolved PyTorch run config, overrides and ablation included."""
+def entries_for(config: RunConfig, prepared: Prepared | None = None) -> list[dict[str, str]]:
+    """The ledger entries of one resolved PyTorch run config, overrides and ablation included (nothing the
+    PyTorch backend prepares changes them)."""
     return ledger.entries_for(config, TORCH_LEDGER)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnrepro.train.backends.torch.checkpoint_writer import CheckpointWriter
+from cnnrepro.train.backends.torch.checkpoint_writer import CheckpointWriter, rng_states, set_rng_states, to_torch
 from cnnrepro.train.backends.torch.steps import DeviceSplit, evaluate, train_step
 from cnnrepro.train.engine import checkpoint as ckpt
 from cnnrepro.train.engine.backend import EpochHook
@@ -66,18 +66,11 @@ def fit(
     )
     history: list[dict[str, float]] = []
     start_epoch = 0
-    state = ckpt.load_checkpoint(settings.checkpoint, settings.config_hash) if settings.checkpoint else None
+    state = ckpt.load_checkpoint(settings.checkpoint, settings.config_hash, "torch") if settings.checkpoint else None
     # A checkpoint of the last epoch resumes too (zero epochs left): a run whose outputs failed to write
     # after training finishes by writing them, without training again.
     if state is not None and state["epoch"] <= settings.epochs:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        for name, it in iterators.items():
-            it.load_state_dict(state["iterators"][name])
-        if inputs.generator is not None:
-            inputs.generator.set_state(state["augmentation_rng"])
-        ckpt.set_rng_states(state["rng"])
-        history = list(state["history"])
+        history = restore(state, model, optimizer, iterators, inputs, settings.checkpoint)
         start_epoch = int(state["epoch"])
         owner = dict(state.get("owner") or {})
         ckpt.announce_resume(settings.checkpoint, start_epoch, owner, history, hooks, settings.on_resume)
@@ -133,12 +126,13 @@ def fit(
         if writer.due(epoch):
             writer.save(
                 {
+                    "framework": "torch",
                     "epoch": epoch,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "iterators": {name: it.state_dict() for name, it in iterators.items()},
                     "augmentation_rng": inputs.generator.get_state() if inputs.generator is not None else None,
-                    "rng": ckpt.rng_states(),
+                    "rng": rng_states(),
                     "history": history,
                     "config_hash": settings.config_hash,
                     "owner": settings.owner,
@@ -147,6 +141,31 @@ def fit(
         for hook in hooks:
             hook(row)
     writer.close()
+    return history
+
+
+def restore(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    iterators: dict[str, Any],
+    inputs: InputPipeline,
+    path: Path | None,
+) -> list[dict[str, float]]:
+    """Every state of a checkpoint put back (model, optimizer, data iterators, generators); its history.
+    A checkpoint whose arrays do not fit this model is refused in one line, before anything trains."""
+    try:
+        model.load_state_dict(to_torch(state["model"]))
+        optimizer.load_state_dict(to_torch(state["optimizer"]))
+        for name, it in iterators.items():
+            it.load_state_dict(state["iterators"][name])
+        if inputs.generator is not None:
+            inputs.generator.set_state(to_torch(state["augmentation_rng"]))
+        set_rng_states(state["rng"])
+        history = [dict(row) for row in state["history"]]
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ckpt.CheckpointRefused(f"{path}: does not fit this run ({reason})") from None
     return history
 
 

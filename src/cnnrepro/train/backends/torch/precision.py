@@ -1,10 +1,10 @@
-"""train.precision applied to PyTorch's global float settings (meaning: cnnrepro.train.engine.precision)."""
+"""train.precision applied to PyTorch's global float settings (meaning: cnnrepro.train.engine.run_config)."""
 
 from __future__ import annotations
 
 import torch
 
-from cnnrepro.train.engine.precision import PRECISIONS, uses_tf32
+from cnnrepro.train.engine.run_config import PRECISIONS, uses_tf32
 
 __all__ = ["PRECISIONS", "set_torch_precision"]
 

@@ -184,7 +184,12 @@ def load_torchvision_vgg16_(base: VGG16Base) -> str:
         state[f"{name}.weight"] = conv.weight.detach().clone()
         state[f"{name}.bias"] = conv.bias.detach().clone()
     base.load_state_dict(state)
-    return f"torchvision {torchvision.__version__} VGG16_Weights.IMAGENET1K_V1"
+    return torchvision_weights_name(torchvision.__version__)
+
+
+def torchvision_weights_name(version: str) -> str:
+    """How a run records torchvision's weights (run_info.json `prepared`): there is no file of ours."""
+    return f"torchvision {version} VGG16_Weights.IMAGENET1K_V1"
 
 
 # --- finding the Keras file ------------------------------------------------------------------------
