@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from cnnrepro.bounded_yaml import YamlLimitError, check_object_size, load_yaml_bounded
+from cnnrepro.checks.bounded_yaml import YamlLimitError, check_object_size, load_yaml_bounded
 from cnnrepro.errors import ParamsError
 from cnnrepro.tracking.uri import check_tracking_uri
 

@@ -11,7 +11,7 @@ One run = one (framework, variant, seed), in runs/<framework>/<variant>/seed<see
 A variant that cannot run (e.g. VGG16 weights unavailable) still writes all four, with
 status "not_run" and the reason, so the pipeline goes on and the report can say why.
 
-Reading a run back checks every field (cnnrepro.run_checks: the check of each field is named in its
+Reading a run back checks every field (cnnrepro.checks.run_fields: the check of each field is named in its
 metadata below) and what the files must agree on; a run that breaks the contract is one CnnreproError
 naming the file and the key.
 """
@@ -25,9 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cnnrepro.errors import CnnreproError
-from cnnrepro.fsutil import write_json_atomic, write_text_atomic
-from cnnrepro.run_checks import (
+from cnnrepro.checks.run_fields import (
     COUNT,
     FRACTION,
     LOSS,
@@ -46,6 +44,8 @@ from cnnrepro.run_checks import (
     read_run_json,
     text,
 )
+from cnnrepro.errors import CnnreproError
+from cnnrepro.fsutil import write_json_atomic, write_text_atomic
 
 Status = Literal["completed", "not_run", "failed"]
 STATUSES = ("completed", "not_run", "failed")
@@ -221,7 +221,7 @@ def check_completed(metrics: RunMetrics, history: list[dict[str, float]], path: 
 
 
 def load_run(path: str | Path) -> RunRecord:
-    """Read one run directory, every file checked (cnnrepro.run_checks) and the files against each other.
+    """Read one run directory, every file checked (cnnrepro.checks.run_fields) and the files against each other.
     A missing, corrupt or contract-breaking file raises CnnreproError naming it and the key."""
     path = Path(path)
     where = path / "metrics.json"

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnrepro.checks.run_fields import COUNT, check_keys, obj, read_run_json
 from cnnrepro.errors import CnnreproError
 from cnnrepro.report.verdict import VerdictRule
-from cnnrepro.run_checks import COUNT, check_keys, obj, read_run_json
 from cnnrepro.run_outputs import RunRecord, load_run, run_dir
 
 
