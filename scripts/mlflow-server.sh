@@ -8,7 +8,9 @@
 # SQLite backend and proxied artifacts under $CNNREPRO_MLFLOW_DIR (default .cnnrepro/mlflow-server in the
 # current directory): jobs need only HTTP to the server, never the database file. Listens on
 # $CNNREPRO_MLFLOW_HOST:$CNNREPRO_MLFLOW_PORT (default 127.0.0.1:5000, loopback: a one-node cluster).
-# For many nodes: CNNREPRO_MLFLOW_HOST=0.0.0.0 and a PostgreSQL backend (README).
+# For many nodes: CNNREPRO_MLFLOW_HOST=0.0.0.0 and a database server, CNNREPRO_MLFLOW_BACKEND_URI (e.g.
+# postgresql://mlflow@db-host:5432/mlflow, its password in ~/.pgpass: a URI with a password is refused, as
+# it would be on the server's command line), and CNNREPRO_MLFLOW_ARTIFACTS where artifacts go (README).
 # Then: export CNNREPRO_TRACKING_URI=$(scripts/mlflow-server.sh start)
 #
 # Authentication (CNNREPRO_MLFLOW_AUTH): `basic` runs MLflow's basic-auth app, whose admin user is the one
@@ -23,6 +25,8 @@ set -euo pipefail
 DIR=${CNNREPRO_MLFLOW_DIR:-.cnnrepro/mlflow-server}
 HOST=${CNNREPRO_MLFLOW_HOST:-127.0.0.1}
 PORT=${CNNREPRO_MLFLOW_PORT:-5000}
+BACKEND=${CNNREPRO_MLFLOW_BACKEND_URI:-}
+ARTIFACTS=${CNNREPRO_MLFLOW_ARTIFACTS:-}
 PIDFILE=$DIR/server.pid
 CREDENTIALS=$HOME/.mlflow/credentials # where MLflow's client looks (mlflow.utils.credentials)
 
@@ -31,6 +35,8 @@ die() { echo "mlflow-server: $*" >&2; exit 1; }
 loopback() { [[ $HOST == 127.* || $HOST == localhost || $HOST == ::1 ]]; }
 if loopback; then AUTH=${CNNREPRO_MLFLOW_AUTH:-none}; else AUTH=${CNNREPRO_MLFLOW_AUTH:-basic}; fi
 [[ $AUTH == basic || $AUTH == none ]] || die "CNNREPRO_MLFLOW_AUTH=$AUTH: expected basic or none"
+[[ ! $BACKEND =~ ://[^/@]*:[^/@]*@ ]] || die "CNNREPRO_MLFLOW_BACKEND_URI holds a password, which would be on" \
+    "the server's command line; put it in ~/.pgpass (PostgreSQL) or the driver's option file instead"
 
 # What clients use: a server bound to every interface is reached through this host's name, which the
 # server must then accept as Host header (it allows only localhost and private IPs by default).
@@ -89,6 +95,16 @@ authenticated_status() {
         curl -sS -m 5 -o /dev/null -w '%{http_code}' -K - "$URL/api/2.0/mlflow/experiments/search?max_results=1"
 }
 
+# With basic auth, the server must accept the login the jobs will use (the auth app keeps the password it
+# was first started with).
+check_accepted() {
+    [[ $AUTH == basic ]] || return 0
+    local code
+    code=$(authenticated_status) || true
+    [[ $code == 200 ]] || die "$URL refused $LOGIN (HTTP $code): its users ($DIR/basic_auth.db) were created" \
+        "with another password; change it through MLflow, or stop the server and remove that file"
+}
+
 start() {
     command -v mlflow >/dev/null || die "mlflow not found: activate the project's environment (.venv)"
     PYTHON=$(dirname "$(command -v mlflow)")/python
@@ -104,12 +120,13 @@ start() {
             die "MLflow's basic-auth app needs Flask-WTF, missing from this environment (pip install 'mlflow[auth]')"
         app=(--app-name basic-auth)
     fi
-    if running && healthy; then echo "$URL"; return; fi
+    if running && healthy; then check_accepted; echo "$URL"; return; fi
     running && die "pid $(cat "$PIDFILE") holds $PIDFILE but $URL does not answer; run '$0 stop' first"
     healthy && die "$URL already answers but was not started from $DIR; pick CNNREPRO_MLFLOW_PORT"
     mkdir -p "$DIR/artifacts"
     local dir
     dir=$(cd "$DIR" && pwd)
+    local backend=${BACKEND:-sqlite:///$dir/mlflow.db} artifacts=${ARTIFACTS:-$dir/artifacts}
     if [[ $AUTH == basic ]]; then
         # Behind a login, the store is the server's alone: what it writes (runs, artifacts, the auth app's
         # users and password hashes) is mode 600 in a directory of mode 700. The session key signs the
@@ -135,20 +152,15 @@ start() {
             export MLFLOW_FLASK_SERVER_SECRET_KEY
         fi
         exec setsid mlflow server \
-            --backend-store-uri "sqlite:///$dir/mlflow.db" \
-            --artifacts-destination "$dir/artifacts" \
+            --backend-store-uri "$backend" \
+            --artifacts-destination "$artifacts" \
             --host "$HOST" --port "$PORT" --workers 1 "${ALLOWED[@]}" "${app[@]}" \
             >"$dir/server.log" 2>&1 </dev/null
     ) &
     echo $! >"$PIDFILE"
     for _ in $(seq 240); do
         if healthy; then
-            if [[ $AUTH == basic ]]; then
-                local code
-                code=$(authenticated_status) || true
-                [[ $code == 200 ]] || die "$URL refused $LOGIN (HTTP $code): its users ($dir/basic_auth.db) were" \
-                    "created with another password; change it through MLflow, or stop the server and remove that file"
-            fi
+            check_accepted
             echo "$URL"
             return
         fi
