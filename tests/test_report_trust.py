@@ -110,7 +110,7 @@ HOSTILE = [
     ("validation steps as text", seed1("run_info.json", lambda r: {**r, "config": {**r["config"], "batch_size": "32"}}),
      "seed1/run_info.json", "config.batch_size: '32' is a string, expected an integer"),
     ("fidelity entry a number", seed1("run_info.json", set_keys(fidelity=[7])), "seed1/run_info.json",
-     "fidelity.0: is int, expected an object"),
+     "fidelity.0: is a number, expected an object"),
     ("duration negative", seed1("run_info.json", set_keys(train_duration_s=-1.0)), "seed1/run_info.json",
      "train_duration_s: -1.0 is out of range (expected >= 0)"),
     ("history accuracy over 1", history_row("val_accuracy", "1.5"), "seed1/history.csv",

@@ -64,7 +64,8 @@ def _shown(value: Any) -> str:
 
 
 def _kind(value: Any) -> str:
-    names = {bool: "a boolean", str: "a string", list: "a list", dict: "an object", type(None): "null"}
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    names[type(None)] = "null"
     return names.get(type(value), type(value).__name__)
 
 
