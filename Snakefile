@@ -2,22 +2,31 @@
 # tests/test_dag_parity.py fails when the two drift.
 import sys
 
-from snakemake.utils import min_version
+from snakemake.utils import min_version, update_config
 
-from cnnrepro.params import validate_params
+from cnnrepro.params import DEFAULT_PARAMS, read_params_file, validate_params
 from cnnrepro.errors import ParamsError
 
 min_version("8.0")
 
 
-configfile: "params.yaml"
-
-
-# The project's own check (the schema in workflow/schemas, as under the CLI and DVC): one line naming
-# the key, not Snakemake's validate() dump of the whole schema; then stop before the DAG is built.
+# params.yaml is read here, within the project's limits (size, alias expansion, depth: cnnrepro.params.
+# read_params_file), instead of by a `configfile:` directive, whose loader has none (an alias bomb grew
+# Snakemake past 3 GB). The merge is the directive's: params.yaml under what the command line gives
+# (--configfile files, which Snakemake itself parsed before this file, then --config), and
+# --replace-workflow-config keeps only the command line's.
 try:
+    _cli = workflow.config_settings
+    if DEFAULT_PARAMS.exists() or not _cli.configfiles:  # the directive's rule, as Snakemake 9 has it
+        _params = read_params_file(DEFAULT_PARAMS)
+        workflow.configfiles.append(str(DEFAULT_PARAMS))
+        if not (_cli.overwrite_config and getattr(_cli, "replace_workflow_config", False)):
+            update_config(config, _params)
+    update_config(config, _cli.overwrite_config)
+    # The project's own check (the schema in workflow/schemas, as under the CLI and DVC): one line naming
+    # the key, not Snakemake's validate() dump of the whole schema; then stop before the DAG is built.
     # The files merged into `config`: params.yaml, then any --configfile given on the command line.
-    validate_params(config, source=" + ".join(map(str, reversed(workflow.configfiles))) or "params.yaml")
+    validate_params(config, source=" + ".join(map(str, reversed(workflow.configfiles))) or str(DEFAULT_PARAMS))
 except ParamsError as exc:
     print(f"cnnrepro pipeline: error: {exc}", file=sys.stderr)
     sys.exit(1)

@@ -7,6 +7,7 @@ so a mistake fails the same way under either orchestrator, before any work start
 from __future__ import annotations
 
 import copy
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from cnnrepro.checks.bounded_yaml import YamlLimitError, check_object_size, load_yaml_bounded
 from cnnrepro.errors import ParamsError
 from cnnrepro.tracking.uri import check_tracking_uri
 
@@ -53,8 +55,41 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+def non_finite_key(value: Any) -> tuple[str, float] | None:
+    """The first number in the tree that is NaN or infinite (YAML's .nan, .inf), with its key path.
+
+    JSON Schema cannot say "finite": NaN compares false with every bound, so `exclusiveMinimum: 0`
+    lets `.nan` through, and `.inf` passes every lower bound."""
+    stack: list[tuple[tuple[str, ...], Any]] = [((), value)]
+    seen: set[int] = set()  # a container YAML aliased twice (or into itself) is checked once
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return ".".join(path) or "<top level>", item
+        if isinstance(item, (dict, list)):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+        if isinstance(item, dict):
+            stack.extend(((*path, str(k)), v) for k, v in reversed(list(item.items())))
+        elif isinstance(item, list):
+            stack.extend(((*path, str(i)), v) for i, v in reversed(list(enumerate(item))))
+    return None
+
+
 def validate_params(params: dict[str, Any], source: str = "params.yaml") -> None:
-    """Raise ParamsError naming the first offending key; checks the whole tree at once."""
+    """Raise ParamsError naming the first offending key; checks the whole tree at once.
+
+    First its size with every shared list or mapping counted where it appears (`check_object_size`): the
+    Snakefile validates what Snakemake merged, --configfile files included, which Snakemake parsed itself
+    and keeps shared; walking an alias bomb expanded (the schema check does) would never end."""
+    try:
+        check_object_size(params, source)
+    except YamlLimitError as exc:
+        raise ParamsError(str(exc)) from None
+    if found := non_finite_key(params):
+        key, number = found
+        raise ParamsError(f"{source}: {key}: {number} is not a finite number")
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
@@ -79,21 +114,31 @@ def apply_environment(params: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
-    """Read, validate and resolve params.yaml, and check the tracking URI in force is usable
-    (`tracking_uri.check_tracking_uri`). Raises ParamsError with a one-line message."""
+def read_params_file(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """The mapping a params file holds, parsed within `bounded_yaml`'s limits (size, expanded nodes, depth),
+    not yet validated. Every tool that reads params.yaml comes through here: the stages (`load_params`), the
+    Snakefile and the pipeline runner. Raises ParamsError with a one-line message naming the file."""
     path = Path(path)
     try:
-        with path.open() as f:
-            params = yaml.safe_load(f)
+        params = load_yaml_bounded(path)
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
+    except YamlLimitError as exc:
+        raise ParamsError(str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ParamsError(f"{path}:{where}: not valid YAML") from None
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: expected a mapping of stage sections")
+    return params
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Read (`read_params_file`), validate and resolve params.yaml, and check the tracking URI in force is
+    usable (`tracking_uri.check_tracking_uri`). Raises ParamsError with a one-line message."""
+    path = Path(path)
+    params = read_params_file(path)
     validate_params(params, source=str(path))
     resolved = apply_environment(params)
     check_tracking_uri(resolved["tracking"]["uri"], tracking_uri_source(path))

@@ -10,18 +10,42 @@ One run = one (framework, variant, seed), in runs/<framework>/<variant>/seed<see
 
 A variant that cannot run (e.g. VGG16 weights unavailable) still writes all four, with
 status "not_run" and the reason, so the pipeline goes on and the report can say why.
+
+Reading a run back checks every field (cnnrepro.checks.run_fields: the check of each field is named in its
+metadata below) and what the files must agree on; a run that breaks the contract is one CnnreproError
+naming the file and the key.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cnnrepro.checks.run_fields import (
+    COUNT,
+    FRACTION,
+    LOSS,
+    SECONDS,
+    STRINGS,
+    TEXT,
+    check_confusion,
+    check_keys,
+    check_record,
+    check_with,
+    list_of,
+    number,
+    obj,
+    one_of,
+    read_bounded,
+    read_run_json,
+    text,
+)
 from cnnrepro.errors import CnnreproError
-from cnnrepro.fsutil import read_json, write_json_atomic, write_text_atomic
+from cnnrepro.fsutil import write_json_atomic, write_text_atomic
 
 Status = Literal["completed", "not_run", "failed"]
 STATUSES = ("completed", "not_run", "failed")
@@ -32,19 +56,22 @@ def run_dir(root: str | Path, framework: str, variant: str, seed: int) -> Path:
     return Path(root) / framework / variant / f"seed{seed}"
 
 
+NAME = text(nullable=False)
+
+
 @dataclass
 class RunMetrics:
-    framework: str
-    variant: str
-    seed: int
-    status: Status
-    reason: str | None = None
-    val_accuracy: float | None = None
-    val_loss: float | None = None
-    test_accuracy: float | None = None
-    test_loss: float | None = None
-    best_epoch: int | None = None
-    epochs_run: int = 0
+    framework: str = field(metadata=check_with(NAME))
+    variant: str = field(metadata=check_with(NAME))
+    seed: int = field(metadata=check_with(COUNT))
+    status: Status = field(metadata=check_with(one_of(STATUSES)))
+    reason: str | None = field(default=None, metadata=check_with(TEXT))
+    val_accuracy: float | None = field(default=None, metadata=check_with(FRACTION))
+    val_loss: float | None = field(default=None, metadata=check_with(LOSS))
+    test_accuracy: float | None = field(default=None, metadata=check_with(FRACTION))
+    test_loss: float | None = field(default=None, metadata=check_with(LOSS))
+    best_epoch: int | None = field(default=None, metadata=check_with(number(1, integer=True)))
+    epochs_run: int = field(default=0, metadata=check_with(COUNT))
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -57,36 +84,58 @@ class RunMetrics:
 class RunInfo:
     """run_info.json: written by the training command (cnnrepro.train.engine.lifecycle), read by RunInfo.read."""
 
-    framework: str
-    variant: str
-    seed: int
-    status: str
-    device: str
-    started_at: str
-    finished_at: str | None = None
-    duration_s: float | None = None
-    train_duration_s: float | None = None
-    packages: dict[str, str | None] = field(default_factory=dict)  # the backend's, set when outputs are written
-    git_commit: str | None = None
-    data_manifest_sha256: str | None = None
-    mlflow: dict[str, str | None] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)  # the resolved run config (RunConfig.as_record)
-    prepared: dict[str, Any] = field(default_factory=dict)  # what the backend prepared (Prepared); older runs: none
-    fidelity: list[dict[str, str]] = field(default_factory=list)
-    overrides: dict[str, Any] = field(default_factory=dict)
-    reason: str | None = None
+    framework: str = field(metadata=check_with(NAME))
+    variant: str = field(metadata=check_with(NAME))
+    seed: int = field(metadata=check_with(COUNT))
+    status: str = field(metadata=check_with(NAME))
+    device: str = field(metadata=check_with(NAME))
+    started_at: str = field(metadata=check_with(NAME))
+    finished_at: str | None = field(default=None, metadata=check_with(TEXT))
+    duration_s: float | None = field(default=None, metadata=check_with(SECONDS))
+    train_duration_s: float | None = field(default=None, metadata=check_with(SECONDS))
+    # the backend's, set when outputs are written
+    packages: dict[str, str | None] = field(default_factory=dict, metadata=check_with(STRINGS))
+    git_commit: str | None = field(default=None, metadata=check_with(TEXT))
+    data_manifest_sha256: str | None = field(default=None, metadata=check_with(TEXT))
+    mlflow: dict[str, str | None] = field(default_factory=dict, metadata=check_with(STRINGS))
+    # the resolved run config (the keys the report reads are checked by CONFIG_CHECKS)
+    config: dict[str, Any] = field(default_factory=dict, metadata=check_with(obj()))
+    # what the backend prepared (RunConfig's Prepared); runs before it was typed have none
+    prepared: dict[str, Any] = field(default_factory=dict, metadata=check_with(obj()))
+    fidelity: list[dict[str, str]] = field(default_factory=list, metadata=check_with(list_of(obj(TEXT))))
+    overrides: dict[str, Any] = field(default_factory=dict, metadata=check_with(obj()))
+    reason: str | None = field(default=None, metadata=check_with(TEXT))
 
     @classmethod
     def read(cls, run: str | Path) -> RunInfo:
-        """The run_info.json of a run directory; a missing or malformed file fails naming it."""
+        """The run_info.json of a run directory; a missing or malformed file fails naming it and the key."""
         path = Path(run) / "run_info.json"
-        raw = read_json(path)
-        if not isinstance(raw, dict):
-            raise CnnreproError(f"{path}: expected a JSON object")
-        try:
-            return cls(**raw)
-        except TypeError as exc:
-            raise CnnreproError(f"{path}: unexpected fields ({exc})") from None
+        return cls(**check_run_info(read_run_json(path), path))
+
+
+# The keys of the resolved run config that readers of finished runs use (the report's evaluation size,
+# data notes and ablation effects), checked where present.
+POSITIVE_OR_NULL = number(1, integer=True)
+CONFIG_CHECKS = {
+    "dataset": TEXT,
+    "data_dir": TEXT,
+    "classes": list_of(NAME),
+    "epochs": POSITIVE_OR_NULL,
+    "batch_size": POSITIVE_OR_NULL,
+    "validation_steps": POSITIVE_OR_NULL,
+    "validation_split": TEXT,
+    "ablation": obj(nullable=True),
+}
+
+
+def check_run_info(raw: Any, path: Path) -> dict[str, Any]:
+    """run_info.json parsed: RunInfo's fields and checks, and the config keys in CONFIG_CHECKS."""
+    info = check_record(RunInfo, raw, path)
+    config = info.get("config") or {}
+    check_keys(config, CONFIG_CHECKS, path, "config.")
+    if isinstance(config.get("ablation"), dict):
+        check_keys(config["ablation"], {"name": NAME}, path, "config.ablation.")
+    return info
 
 
 @dataclass
@@ -100,8 +149,9 @@ class RunRecord:
 
     @property
     def confusion(self) -> dict[str, Any] | None:
+        """artifacts/confusion.json, checked (labels, a square matrix of counts, its split); None if absent."""
         path = self.path / "artifacts" / "confusion.json"
-        return read_json(path) if path.exists() else None
+        return check_confusion(read_run_json(path), path) if path.exists() else None
 
 
 def write_history(path: str | Path, history: list[dict[str, float]]) -> None:
@@ -122,33 +172,74 @@ def write_run(out: str | Path, metrics: RunMetrics, history: list[dict[str, floa
     write_json_atomic(out / "metrics.json", asdict(metrics))
 
 
-def _read_history(path: Path) -> list[dict[str, float]]:
+HISTORY_CHECKS = {"loss": LOSS, "accuracy": FRACTION, "val_loss": LOSS, "val_accuracy": FRACTION}
+
+
+def _history_value(column: str, value: str | None, where: str) -> float:
+    if value is None:
+        raise CnnreproError(f"{where}: {column}: missing value")
     try:
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or tuple(reader.fieldnames) != HISTORY_COLUMNS:
-                raise CnnreproError(f"{path}: expected columns {','.join(HISTORY_COLUMNS)}, got {reader.fieldnames}")
-            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in reader]
-    except FileNotFoundError:
-        raise CnnreproError(f"{path}: missing") from None
-    except (ValueError, TypeError) as exc:
-        raise CnnreproError(f"{path}: corrupt history ({exc})") from None
+        return int(value) if column == "epoch" else float(value)
+    except ValueError:
+        raise CnnreproError(f"{where}: {column}: {value[:40]!r} is not a number") from None
+
+
+def _read_history(path: Path, completed: bool) -> list[dict[str, float]]:
+    """history.csv, one row per epoch in order. A completed run's figures are checked: training loss and
+    accuracy finite and in range, val_* in range or NaN (the split was not evaluated that epoch)."""
+    try:
+        reader = csv.DictReader(io.StringIO(read_bounded(path), newline=""))
+        if reader.fieldnames is None or tuple(reader.fieldnames) != HISTORY_COLUMNS:
+            raise CnnreproError(f"{path}: expected columns {','.join(HISTORY_COLUMNS)}, got {reader.fieldnames}")
+        rows = []
+        for n, raw in enumerate(reader, start=1):
+            where = f"{path}: row {n}"
+            if None in raw:
+                raise CnnreproError(f"{where}: more values than the {len(HISTORY_COLUMNS)} columns")
+            row = {column: _history_value(column, raw[column], where) for column in HISTORY_COLUMNS}
+            if row["epoch"] < 1 or (rows and row["epoch"] <= rows[-1]["epoch"]):
+                raise CnnreproError(f"{where}: epoch: {row['epoch']} does not follow the epochs before it")
+            for column, check in HISTORY_CHECKS.items() if completed else ():
+                value = row[column]
+                nan_allowed = column.startswith("val_")
+                if not (nan_allowed and math.isnan(value)) and (problem := check(value)):
+                    raise CnnreproError(f"{where}: {column}: {problem}")
+            rows.append(row)
+        return rows
+    except csv.Error as exc:
+        raise CnnreproError(f"{path}: corrupt CSV ({exc})") from None
+
+
+def check_completed(metrics: RunMetrics, history: list[dict[str, float]], path: Path) -> None:
+    """What a completed run's figures must agree on, as summarize_final writes them: one history row per
+    epoch run, the best epoch one of them, and a figure on some split."""
+    where = path / "metrics.json"
+    if metrics.epochs_run < 1 or metrics.epochs_run != len(history):
+        raise CnnreproError(f"{where}: epochs_run: {metrics.epochs_run}, but history.csv has {len(history)} epochs")
+    if metrics.best_epoch is not None and metrics.best_epoch not in {row["epoch"] for row in history}:
+        raise CnnreproError(f"{where}: best_epoch: {metrics.best_epoch} is not an epoch of history.csv")
+    if metrics.val_accuracy is None and metrics.test_accuracy is None:
+        raise CnnreproError(f"{where}: val_accuracy: null, and test_accuracy too: a completed run reports one")
 
 
 def load_run(path: str | Path) -> RunRecord:
-    """Read one run directory. A missing or corrupt file raises CnnreproError naming it."""
+    """Read one run directory, every file checked (cnnrepro.checks.run_fields) and the files against each other.
+    A missing, corrupt or contract-breaking file raises CnnreproError naming it and the key."""
     path = Path(path)
-    raw = read_json(path / "metrics.json")
-    if not isinstance(raw, dict):
-        raise CnnreproError(f"{path / 'metrics.json'}: expected a JSON object")
+    where = path / "metrics.json"
     try:
-        metrics = RunMetrics(**raw)
-    except TypeError as exc:
-        raise CnnreproError(f"{path / 'metrics.json'}: unexpected fields ({exc})") from None
+        metrics = RunMetrics(**check_record(RunMetrics, read_run_json(where), where))
     except CnnreproError as exc:
-        raise CnnreproError(f"{path / 'metrics.json'}: {exc}") from None
-    history = _read_history(path / "history.csv")
-    info = read_json(path / "run_info.json")
+        message = str(exc)
+        raise CnnreproError(message if message.startswith(str(where)) else f"{where}: {message}") from None
+    completed = metrics.status == "completed"
+    history = _read_history(path / "history.csv", completed)
+    if completed:
+        check_completed(metrics, history, path)
+    info = check_run_info(read_run_json(path / "run_info.json"), path / "run_info.json")
+    for key in ("framework", "variant", "seed"):
+        if info[key] != getattr(metrics, key):
+            raise CnnreproError(f"{where}: {key}: {getattr(metrics, key)!r}, but run_info.json says {info[key]!r}")
     return RunRecord(path=path, metrics=metrics, history=history, info=info)
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnrepro.checks.run_fields import COUNT, check_keys, obj, read_run_json
 from cnnrepro.errors import CnnreproError
-from cnnrepro.fsutil import read_json
 from cnnrepro.report.verdict import VerdictRule
 from cnnrepro.run_outputs import RunRecord, load_run, run_dir
 
@@ -96,15 +96,23 @@ def unexpected_runs(runs_root: str | Path, settings: ReportSettings) -> list[str
 
 CLEAN_SUMMARY_KEYS = ("kept", "dropped", "per_class", "by_reason", "jfif_filter")
 JFIF_KEYS = ("would_drop", "would_keep", "decodable_but_dropped", "undecodable_but_kept")
+COUNTS = obj(COUNT)
+CLEAN_SUMMARY_CHECKS = {
+    **dict.fromkeys(("kept", "dropped", "total_members", "converted"), COUNT),
+    **dict.fromkeys(("by_reason", "by_format", "by_mode", "jfif_filter"), COUNTS),
+    "per_class": obj(COUNTS),
+}
 
 
 def load_clean_summary(path: str | Path) -> dict[str, Any] | None:
-    """data/clean/summary.json, with the keys the report plots checked up front (one-line error naming the key).
+    """data/clean/summary.json, with the keys the report plots checked up front (one-line error naming the key):
+    every count a non-negative integer, as the clean stage writes them.
 
     None when the file does not exist (the clean stage has not run): the report says so and goes on."""
-    if not Path(path).exists():
+    path = Path(path)
+    if not path.exists():
         return None
-    summary = read_json(path)
+    summary = read_run_json(path)
     if not isinstance(summary, dict):
         raise CnnreproError(f"{path}: expected a JSON object")
     for key in CLEAN_SUMMARY_KEYS:
@@ -113,7 +121,8 @@ def load_clean_summary(path: str | Path) -> dict[str, Any] | None:
     for key in JFIF_KEYS:
         if key not in (summary["jfif_filter"] or {}):
             raise CnnreproError(f"{path}: missing key 'jfif_filter.{key}'")
-    for name, counts in summary["per_class"].items():
+    for name, counts in summary["per_class"].items() if isinstance(summary["per_class"], dict) else ():
         if not isinstance(counts, dict) or "kept" not in counts or "dropped" not in counts:
             raise CnnreproError(f"{path}: per_class.{name} needs 'kept' and 'dropped'")
+    check_keys(summary, CLEAN_SUMMARY_CHECKS, path, "")
     return summary

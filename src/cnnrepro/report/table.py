@@ -101,8 +101,12 @@ def _reasons(slots: Sequence[RunSlot], status: str) -> str:
     return "; ".join(parts)
 
 
-def _seed_notes(slots: Sequence[RunSlot]) -> list[str]:
+def _seed_notes(slots: Sequence[RunSlot], metric: str) -> list[str]:
     notes = []
+    # A completed run without the figure the row measures is not among its n: say so, as for the others.
+    unmeasured = [s.seed for s in slots if s.status == "completed" and getattr(s.record.metrics, metric) is None]  # type: ignore[union-attr]
+    if unmeasured:
+        notes.append(f"completed without {metric}: seed {', '.join(map(str, unmeasured))}")
     if missing := _seeds(slots, "missing"):
         notes.append(f"missing seed {', '.join(map(str, missing))}")
     if _seeds(slots, "not_run"):
@@ -134,8 +138,8 @@ def build_row(variant: str, framework: str, slots: Sequence[RunSlot], settings: 
         seeds_missing=_seeds(slots, "missing"),
         seeds_not_run=_seeds(slots, "not_run"),
         seeds_failed=_seeds(slots, "failed"),
-        notes=_seed_notes(slots),
-        gaps=_seed_notes(slots),
+        notes=_seed_notes(slots, metric),
+        gaps=_seed_notes(slots, metric),
         evaluation=evaluation_size(slots, metric, settings.validation_per_class),
     )
     measured = row.summary(metric)
