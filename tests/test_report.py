@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ from scipy import stats as scipy_stats
 from cnnrepro import cli
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json, write_json_atomic
-from cnnrepro.report.build import build_report
+from cnnrepro.report.build import build_report, seeds_to_decide
 from cnnrepro.report.collect import collect_runs
 from cnnrepro.report.ledger import fidelity_ledger
+from cnnrepro.report.seeds_needed import read_seeds_needed
 from cnnrepro.report.stats import summarize
 from cnnrepro.report.table import build_table
 from cnnrepro.variants.documented import DOCUMENTED
@@ -30,6 +32,7 @@ from .helpers_report import (
     FIDELITY_LOSS,
     FIDELITY_RMSPROP,
     NOT_RUN_REASON,
+    TEN_LABELS,
     settings,
     write_case_grid,
     write_clean_summary,
@@ -90,12 +93,20 @@ def test_every_verdict_case(case_rows) -> None:
         row = rows[variant]
         values = measured(runs, variant, row.metric)
         assert row.summary(row.metric).n == len(values)
-        assert row.difference_pp == pytest.approx((np.mean(values) - row.documented) * 100, abs=1e-9)
+        learned = values[:2] if variant == "mnist_dense" else values  # its seed 2 collapsed (MNIST_DENSE_VALUES)
+        assert row.difference_pp == pytest.approx((np.mean(learned) - row.documented) * 100, abs=1e-9)
     # The reason names the numbers the rule used: the tolerance and the evaluation set it scales with.
     assert re.fullmatch(r"\+0\.27 pp, within ±\d\.\d\d pp \(.*on 1,000 images\)", rows["baseline"].verdict_detail)
     assert "on 914 images" in rows["augmentation"].verdict_detail  # 1,600 draws over 1,000 images
-    assert "seed 2 at 10.09%" in rows["mnist_dense"].verdict_detail
+    assert rows["mnist_dense"].verdict_detail.startswith(
+        "1 of 3 seeds collapsed: seed 2 at 10.09%, chance; 2 learned seeds, the rule needs 3"
+    )
     assert "2 completed seeds, the rule needs 3" in rows["mnist_convnet"].verdict_detail
+    assert rows["lenet"].verdict_detail.startswith(
+        "departs: epochs 6 (documented 10), which changes what is measured; by the rule: 2 completed seeds"
+    )
+    # Undecided rows say how many seeds would decide them; decided and not-comparable ones do not.
+    assert {v for v, r in rows.items() if r.seeds_needed} == {"mnist_convnet", "mnist_dense"}
 
 
 def test_partial_missing_not_run_and_failed_rows_name_their_seeds(case_rows) -> None:
@@ -291,7 +302,8 @@ def test_confusion_labels_must_agree_across_seeds(tmp_path: Path) -> None:
 def test_fidelity_ledger_is_deduplicated_by_id(case_rows) -> None:
     runs, _ = case_rows
     ledger = {e.id: e for e in fidelity_ledger(collect_runs(runs, settings(VARIANT_ORDER)))}
-    assert set(ledger) == {FIDELITY_LOSS["id"], FIDELITY_RMSPROP["id"]}
+    assert set(ledger) == {FIDELITY_LOSS["id"], FIDELITY_RMSPROP["id"], "override_epochs"}
+    assert ledger["override_epochs"].variants == ["lenet"]  # train.overrides, as training writes it
     assert ledger[FIDELITY_LOSS["id"]].variants == ["baseline", "augmentation"]
     assert ledger[FIDELITY_RMSPROP["id"]].variants == ["augmentation", "feature_extraction"]
     assert ledger[FIDELITY_RMSPROP["id"]].reason == FIDELITY_RMSPROP["reason"]
@@ -325,3 +337,118 @@ def test_interval_column_agrees_with_scipy_in_the_csv(built: Path) -> None:
     values = measured(built / "runs", "mnist_dense", "test_accuracy")
     low, high = scipy_stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=scipy_stats.sem(values))
     assert math.isclose(float(row["test_ci_low"]), low) and math.isclose(float(row["test_ci_high"]), high)
+
+
+# ---- departures, collapses and the seeds that would decide (issue 24) ----------------------------------------
+
+
+def _headline_row(md: str, variant: str) -> list[str]:
+    start = md.index("| Variant | Framework | Documented %")
+    line = next(line for line in md[start:].splitlines() if line.startswith(f"| `{variant}` |"))
+    return [cell.strip() for cell in line.strip("|").split(" | ")]
+
+
+def _csv_rows(path: Path) -> dict[str, dict[str, str]]:
+    with path.open(newline="") as f:
+        return {r["variant"]: r for r in csv.DictReader(f)}
+
+
+def test_an_overridden_row_is_marked_in_the_headline_and_not_comparable(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, value in enumerate((0.9921, 0.9925, 0.9923)):  # 99.23 ± 0.02: reproduced, were it comparable
+        write_synthetic_run(runs, "torch", "mnist_convnet", seed, test=value, labels=TEN_LABELS, epochs=2,
+                            overrides={"epochs": 2})  # fmt: skip
+        write_synthetic_run(runs, "torch", "mnist_dense", seed, test=0.9805 + seed / 1e4, labels=TEN_LABELS)
+    out = tmp_path / "reports"
+    build_report(runs, write_clean_summary(tmp_path / "s.json"), out, settings(["mnist_convnet", "mnist_dense"]))
+    md = (out / "comparison.md").read_text()
+    _, _, _, _, verdict, why = _headline_row(md, "mnist_convnet")
+    assert verdict == "**not comparable**"
+    assert why.startswith("departs: epochs 2 (documented 5), which changes what is measured; by the rule: +0.15 pp")
+    assert _headline_row(md, "mnist_dense")[4:] == [
+        "**reproduced**",
+        _csv_rows(out / "comparison.csv")["mnist_dense"]["verdict_detail"],
+    ]
+    row = _csv_rows(out / "comparison.csv")["mnist_convnet"]
+    assert (row["verdict"], row["departures"], row["departures_change_measurement"]) == (
+        "not comparable", "epochs 2 (documented 5)", "True"
+    )  # fmt: skip
+    assert row["seeds_needed"] == ""  # no number of seeds makes a changed run comparable
+
+
+def test_a_precision_departure_is_named_and_the_verdict_stands(tmp_path: Path) -> None:
+    tf32 = {"id": "tf32", "setting": "arithmetic precision", "source": "float32", "port": "TF32", "reason": "speed"}
+    for seed, value in enumerate((0.9921, 0.9925, 0.9923)):
+        write_synthetic_run(tmp_path, "torch", "mnist_convnet", seed, test=value, labels=TEN_LABELS,
+                            fidelity=[tf32] if seed != 1 else [])  # fmt: skip
+    st = settings(["mnist_convnet"])
+    (row,) = build_table(collect_runs(tmp_path, st), st)
+    assert row.verdict == "reproduced"
+    assert row.verdict_detail.startswith("departs: TF32 arithmetic (seed 0, 2); +0.15 pp, within")
+    assert [(d.id, d.changes_measurement, d.seeds) for d in row.departures] == [("tf32", False, (0, 2))]
+
+
+def test_every_ledger_entry_is_classified_as_a_departure_or_the_port() -> None:
+    from cnnrepro.report.departures import CHANGES_MEASUREMENT, PORT, SAME_MEASUREMENT
+    from cnnrepro.train.backends.keras.ledger import KERAS_LEDGER
+    from cnnrepro.train.backends.torch.ledger import TORCH_LEDGER
+    from cnnrepro.train.ledger import OVERRIDE_SETTINGS, SHARED
+
+    known = PORT | set(CHANGES_MEASUREMENT) | set(SAME_MEASUREMENT)
+    assert not {e.id for e in (*SHARED, *TORCH_LEDGER, *KERAS_LEDGER)} - known
+    assert not (PORT & set(CHANGES_MEASUREMENT)) and not (PORT & set(SAME_MEASUREMENT))
+    assert OVERRIDE_SETTINGS  # every override is a departure that changes what is measured (by its id prefix)
+
+
+def test_the_lenet_triple_reads_inconclusive_with_the_seeds_that_would_decide(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, value in enumerate((0.7936, 0.8233, 0.8212)):
+        write_synthetic_run(runs, "torch", "lenet", seed, test=value, labels=TEN_LABELS, epochs=10)
+    out = tmp_path / "reports"
+    report = build_report(runs, write_clean_summary(tmp_path / "s.json"), out, settings(["lenet"]))
+    _, _, documented, measured_cell, verdict, why = _headline_row((out / "comparison.md").read_text(), "lenet")
+    assert (documented, measured_cell, verdict) == ("78.30 (test)", "81.27 ± 1.66 (n=3)", "**inconclusive**")
+    assert why == (
+        "seeds too spread: ±7.76 pp tolerance > 5 pp (seed sd 1.66 pp, binomial sd 0.41 pp on 10,000 images) "
+        "→ 5 seeds would decide (2 more; reproduced at the measured mean)"
+    )
+    row = _csv_rows(out / "comparison.csv")["lenet"]
+    assert (row["seeds_needed"], row["seeds_needed_basis"], row["seeds_collapsed"]) == ("5", "measured", "")
+    # comparison.json holds the same, and reads back as the dataclass the pipeline gets from the runs directly.
+    (need,) = read_seeds_needed(out / "comparison.json")
+    assert need == seeds_to_decide(runs, settings(["lenet"]))[0]
+    assert (need.framework, need.variant, need.ablation, need.completed, need.seeds) == ("torch", "lenet", None, 3, 5)
+    assert report["seeds_needed"] == [asdict(need)]
+
+
+def test_a_bad_seeds_needed_entry_is_refused_naming_the_key(tmp_path: Path) -> None:
+    record = {"framework": "torch", "variant": "lenet", "ablation": None, "completed": 3, "seeds": "5",
+              "faithful_seeds": None, "basis": "measured", "reason": "r", "would_read": None}  # fmt: skip
+    path = tmp_path / "comparison.json"
+    write_json_atomic(path, {"seeds_needed": [record]})
+    with pytest.raises(CnnreproError, match=re.escape(f"{path}: seeds_needed[0].seeds: '5' is not int or NoneType")):
+        read_seeds_needed(path)
+    write_json_atomic(path, {"seeds_needed": [record | {"seeds": None}]})
+    with pytest.raises(CnnreproError, match=r"seeds_needed\[0\]\.seeds: None does not fit basis 'measured'"):
+        read_seeds_needed(path)
+    write_json_atomic(path, {"rows": []})
+    with pytest.raises(CnnreproError, match="'seeds_needed' must be a list"):
+        read_seeds_needed(path)
+
+
+def test_parity_compares_the_seeds_that_learned(tmp_path: Path) -> None:
+    doc = DOCUMENTED_FIGURES["baseline"]
+    torch_vals, keras_vals, jax_vals = [0.70, 0.72, 0.71], [0.71, 0.705, 0.50], [0.50, 0.49, 0.51]
+    for seed in range(3):
+        write_synthetic_run(tmp_path, "torch", "baseline", seed, val=torch_vals[seed], test=doc)
+        write_synthetic_run(tmp_path, "keras", "baseline", seed, val=keras_vals[seed], test=doc)
+        write_synthetic_run(tmp_path, "jax", "baseline", seed, val=jax_vals[seed], test=doc)
+    st = settings(["baseline"], frameworks=["torch", "keras", "jax"])
+    rows = {r.framework: r for r in build_table(collect_runs(tmp_path, st), st)}
+    keras = rows["keras"]
+    assert [c.seed for c in keras.decision.collapsed] == [2]  # type: ignore[union-attr]  # 50% of 2 classes
+    assert keras.parity is not None and keras.parity.reason == "needs 3 seeds on each side, has 2 and 3"
+    assert keras.parity.difference_pp == pytest.approx((np.mean(keras_vals[:2]) - np.mean(torch_vals)) * 100)
+    # Every jax seed at chance: the row is "below", and it has nothing to compare in a parity test.
+    assert rows["jax"].verdict == "below" and rows["jax"].parity is None
+    assert rows["jax"].verdict_detail.startswith("3 of 3 seeds collapsed: seed 0 at 50.00%, chance;")

@@ -6,17 +6,20 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.fsutil import write_json_atomic
 from cnnrepro.report.build import build_report
 from cnnrepro.report.collect import collect_runs
 from cnnrepro.report.effects import collect_effects, welch_interval
+from cnnrepro.report.effects_section import to_csv as effects_csv
 from cnnrepro.run_outputs import RunInfo, RunMetrics, write_run
 from cnnrepro.train.ablations import run_dir
 
-from .helpers_report import TEN_LABELS, settings, write_clean_summary, write_synthetic_run
+from .helpers_report import TEN_LABELS, confusion_for, run_config, settings, write_clean_summary, write_synthetic_run
 
 FAITHFUL = {"mnist_convnet": [0.9905, 0.9912, 0.9899], "lenet": [0.781, 0.79, 0.772]}
 KERAS3 = [0.9871, 0.9880, 0.9862]
@@ -53,10 +56,12 @@ def write_ablation_run(
         status=status,
         device="cpu",
         started_at="2025-01-01T00:00:00+00:00",
-        config={"variant": variant, "ablation": ablation_info},
+        config={**run_config(variant, max(1, len(history)), framework=framework), "ablation": ablation_info},
         reason=reason,
     )
     write_run(out, metrics, history, info)
+    if test is not None:  # as training writes it: the test matrix
+        write_json_atomic(out / "artifacts" / "confusion.json", confusion_for(test, TEN_LABELS))
     return out
 
 
@@ -129,3 +134,61 @@ def test_a_run_in_the_wrong_ablation_directory_is_refused(runs: Path) -> None:
         CnnreproError, match=r"ablation-tf32/seed0/metrics.json: says torch/lenet/seed0 under ablation bf16"
     ):
         collect_effects(runs, [])
+
+
+# The case: d2l's LeNet faithful against its quick PyTorch port, whose seed 2 sat at chance (10.00%).
+LENET_SEEDS = [0.7936, 0.8233, 0.8212]
+NAIVE_WITH_A_COLLAPSE = [0.5728, 0.6023, 0.1000]
+
+
+def test_a_collapsed_seed_is_named_and_the_effect_given_without_it(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, (faithful, naive) in enumerate(zip(LENET_SEEDS, NAIVE_WITH_A_COLLAPSE, strict=True)):
+        write_synthetic_run(runs, "torch", "lenet", seed, val=faithful, test=faithful, labels=TEN_LABELS, epochs=10)
+        write_ablation_run(runs, "torch", "lenet", "naive_torch_port", seed, naive)
+    out = tmp_path / "reports"
+    result = build_report(runs, write_clean_summary(tmp_path / "summary.json"), out, settings(["lenet"]))
+    (effect,) = collect_effects(runs, collect_runs(runs, settings(["lenet"])))
+    every = scipy_stats.ttest_ind(NAIVE_WITH_A_COLLAPSE, LENET_SEEDS, equal_var=False).confidence_interval(0.95)
+    learned = scipy_stats.ttest_ind(NAIVE_WITH_A_COLLAPSE[:2], LENET_SEEDS, equal_var=False).confidence_interval(0.95)
+    assert (effect.ci_low, effect.ci_high) == pytest.approx((every.low, every.high))  # [-108.45, +30.92] pp
+    assert f"{100 * effect.effect:+.2f}" == "-38.77"
+    assert effect.learned_effect == pytest.approx(sum(NAIVE_WITH_A_COLLAPSE[:2]) / 2 - sum(LENET_SEEDS) / 3)
+    assert (effect.learned_ci_low, effect.learned_ci_high) == pytest.approx((learned.low, learned.high))
+    assert [c.seed for c in effect.ablation_collapsed] == [2] and effect.faithful_collapsed == ()
+    assert effect.ablation_collapsed[0].text() == "seed 2 at 10.00%, chance"
+    assert effect.seeds_needed is None  # without the collapse the interval excludes zero: decided
+    md = (out / "comparison.md").read_text()
+    section = md[md.index("## What moves the figures") : md.index("## Plots")]
+    assert "42.50 (n=3, 1 collapsed)" in section and "-38.77; -22.51 without collapsed" in section
+    assert "[-108.45, +30.92]; [-30.68, -14.35] without collapsed" in section
+    assert "torch/lenet/naive_torch_port, ablation: 1 of 3 seeds collapsed: seed 2 at 10.00%, chance" in section
+    (record,) = result["effects"]
+    assert record["ablation_collapsed"] == [f"seed 2 at 10.00%, chance: {effect.ablation_collapsed[0].detail}"]
+    assert result["seeds_needed"][0]["variant"] == "lenet"  # the faithful row (too spread), not the effect
+
+
+def test_an_effect_whose_interval_spans_zero_says_how_many_seeds_would_decide(runs: Path, tmp_path: Path) -> None:
+    for seed, value in enumerate((0.785, 0.797, 0.776)):  # +0.5 pp from FAITHFUL["lenet"], in ~1 pp of noise
+        write_ablation_run(runs, "torch", "lenet", "keras3_rmsprop", seed, value)
+    effect = next(
+        e for e in collect_effects(runs, collect_runs(runs, settings(["lenet"]))) if e.ablation == "keras3_rmsprop"
+    )
+    assert effect.learned_ci_low < 0 < effect.learned_ci_high  # type: ignore[operator]
+    need = effect.seeds_needed
+    assert need is not None and need.ablation == "keras3_rmsprop" and need.seeds == need.faithful_seeds
+    a, b = [0.785, 0.797, 0.776], FAITHFUL["lenet"]
+    first = next(
+        n
+        for n in range(3, 51)
+        if scipy_stats.ttest_ind_from_stats(
+            np.mean(a), np.std(a, ddof=1), n, np.mean(b), np.std(b, ddof=1), n, equal_var=False
+        ).pvalue
+        < 0.05
+    )
+    assert need.seeds == first and need.short() == f"{first} seeds a side would decide ({first - 3} more)"
+    with (tmp_path / "e.csv").open("w") as f:
+        f.write(effects_csv([effect]))
+    with (tmp_path / "e.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["seeds_needed"], row["seeds_needed_basis"]) == (str(first), "measured")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,16 @@ from cnnrepro.params import load_params
 from cnnrepro.report.collect import ReportSettings, collect_runs, load_clean_summary, unexpected_runs
 from cnnrepro.report.data_notes import data_entries
 from cnnrepro.report.document import build_document
-from cnnrepro.report.effects import CSV_NAME, collect_effects, effect_blocks, effect_records
-from cnnrepro.report.effects import to_csv as effects_csv
+from cnnrepro.report.effects import Effect, collect_effects
+from cnnrepro.report.effects_section import CSV_NAME, effect_blocks, effect_records
+from cnnrepro.report.effects_section import to_csv as effects_csv
 from cnnrepro.report.export import row_record, to_csv
 from cnnrepro.report.ledger import environment, fidelity_ledger, overrides_by_variant, run_index
 from cnnrepro.report.plots import write_plots
 from cnnrepro.report.render_html import render_html
 from cnnrepro.report.render_md import render_markdown
-from cnnrepro.report.table import build_table, verdict_counts
+from cnnrepro.report.seeds_needed import SeedsNeeded, seeds_needed_records
+from cnnrepro.report.table import Row, build_table, verdict_counts
 from cnnrepro.report.verdict import rule_text
 
 OUTPUT_NAMES = ("comparison.md", "comparison.html", "comparison.csv", "comparison.json", CSV_NAME)
@@ -81,7 +84,7 @@ def build_report(
     env = environment(slots, clean_summary)
     runs = run_index(slots)
     unexpected = unexpected_runs(runs_root, settings)
-    effects = collect_effects(runs_root, slots)
+    effects = collect_effects(runs_root, slots, settings.rule, settings.validation_per_class)
 
     with atomic_dir(out_dir / "plots") as plots_dir:
         plots = write_plots(rows, slots, clean_summary, settings, plots_dir)
@@ -126,6 +129,8 @@ def build_report(
         "figures": figures,
         "figures_skipped": (figure_index or {}).get("skipped", []),
         "effects": effect_records(effects),
+        # Every undecided row and effect with the seeds that would decide it (read back: read_seeds_needed).
+        "seeds_needed": seeds_needed_records(undecided(rows, effects)),
     }
     write_text_atomic(out_dir / "comparison.md", render_markdown(doc))
     write_text_atomic(out_dir / "comparison.html", render_html(doc, out_dir))
@@ -133,6 +138,23 @@ def build_report(
     write_json_atomic(out_dir / "comparison.json", result)
     write_text_atomic(out_dir / CSV_NAME, effects_csv(effects))
     return result
+
+
+def undecided(rows: Sequence[Row], effects: Sequence[Effect]) -> tuple[SeedsNeeded, ...]:
+    """The undecided rows (inconclusive verdicts) and effects (intervals that span zero), in report order."""
+    return tuple(r.seeds_needed for r in rows if r.seeds_needed) + tuple(
+        e.seeds_needed for e in effects if e.seeds_needed
+    )
+
+
+def seeds_to_decide(runs_root: str | Path, settings: ReportSettings) -> tuple[SeedsNeeded, ...]:
+    """For the pipeline (`cnnrepro reproduce --decide`): per undecided (framework, variant[, ablation]), the
+    completed seeds in total that would decide it and why, from the report's own inputs (the same numbers
+    comparison.json's "seeds_needed" holds; cnnrepro.report.seeds_needed.read_seeds_needed reads them back).
+    A corrupt run output raises CnnreproError naming the file, as the report does."""
+    slots = collect_runs(runs_root, settings)
+    rows = build_table(slots, settings)
+    return undecided(rows, collect_effects(runs_root, slots, settings.rule, settings.validation_per_class))
 
 
 def regenerate_command(args: argparse.Namespace) -> str:

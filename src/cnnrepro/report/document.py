@@ -94,7 +94,7 @@ def build_document(
     clean_summary_path: str = "data/clean/summary.json",
     effects: Sequence[Block] = (),
 ) -> Document:
-    """The report's blocks; `effects` is the ablation section (cnnrepro.report.effects.effect_blocks),
+    """The report's blocks; `effects` is the ablation section (cnnrepro.report.effects_section.effect_blocks),
     placed after the details and before the plots."""
     doc = Document("Measured vs documented: do the published convnet figures hold?")
     blocks = doc.blocks
@@ -104,8 +104,8 @@ def build_document(
         headline_table(rows),
         Paragraph(
             "Accuracies in % on the split each source reports; measured = mean ± sd over the seeds that "
-            "completed. Documented figures come from `cnnrepro.variants.documented`, every other number from the run "
-            "outputs."
+            "completed (over those that learned where some collapsed, counted beside the verdict). Documented figures "
+            "come from `cnnrepro.variants.documented`, every other number from the run outputs."
         ),
         Heading(3, "Seeds that did not complete"),
         not_completed_table(rows),

@@ -3,31 +3,37 @@
 effect = mean over the ablation's completed seeds - mean over the faithful completed seeds (same framework,
 variant and metric), with the 95% interval of that difference by Welch (unequal variances,
 Welch-Satterthwaite degrees of freedom) and n on each side; rows sorted by |effect|, largest first.
+Seeds that did not learn (cnnrepro.report.collapse, the verdict's rule) are named per side, and the
+effect and its interval are given again without them: a collapse is an event, not spread, and averaged
+in it widens the interval past zero (one naive_torch_port seed at chance turned a -22.51 pp effect into
+-38.77 pp in [-108.45, +30.92]). Where the interval without collapsed seeds still spans zero, the
+section says how many seeds a side would exclude zero at the measured spread (report.seeds_needed).
 Ablation runs are found on disk (runs/<framework>/<variant>/ablation-<name>/seed<S>), whatever params
 plan, and checked against their own outputs; the faithful side is the run grid the report already loaded.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scipy import stats as scipy_stats
 
 from cnnrepro.errors import CnnreproError
-from cnnrepro.report.blocks import Bullets, Cell, Heading, Paragraph, Table
+from cnnrepro.report.collapse import Collapse, find_collapses
 from cnnrepro.report.collect import RunSlot
+from cnnrepro.report.evalsize import evaluation_size
+from cnnrepro.report.seeds_needed import EffectSides, SeedsNeeded, effect_seeds_needed
+from cnnrepro.report.verdict import VerdictRule
 from cnnrepro.run_outputs import RunRecord, load_run
 from cnnrepro.train.ablations import RUN_DIR_PREFIX
 from cnnrepro.variants.documented import DOCUMENTED
 
 CONFIDENCE = 0.95
-CSV_NAME = "effects.csv"
 
 
 @dataclass(frozen=True)
@@ -49,10 +55,21 @@ class Effect:
     ci_high: float | None
     not_run: int
     reasons: tuple[str, ...]
+    faithful_collapsed: tuple[Collapse, ...] = ()
+    ablation_collapsed: tuple[Collapse, ...] = ()
+    # The same difference and interval on the seeds that learned (equal to the above where none collapsed).
+    learned_effect: float | None = None
+    learned_ci_low: float | None = None
+    learned_ci_high: float | None = None
+    seeds_needed: SeedsNeeded | None = None  # the interval without collapsed seeds spans zero
 
     @property
     def size(self) -> float:
         return abs(self.effect) if self.effect is not None else -1.0
+
+    @property
+    def collapsed(self) -> bool:
+        return bool(self.faithful_collapsed or self.ablation_collapsed)
 
 
 def welch_interval(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -94,31 +111,76 @@ def _value(record: RunRecord, metric: str) -> float | None:
     return getattr(record.metrics, metric) if record.metrics.status == "completed" else None
 
 
-def collect_effects(runs_root: str | Path, slots: Sequence[RunSlot]) -> list[Effect]:
-    """Every ablation found under runs_root against the faithful runs in `slots`, sorted by |effect|."""
+@dataclass(frozen=True)
+class _Side:
+    values: dict[int, float]  # seed -> figure, every completed seed
+    collapsed: tuple[Collapse, ...]
+
+    @property
+    def learned(self) -> list[float]:
+        dropped = {c.seed for c in self.collapsed}
+        return [v for seed, v in self.values.items() if seed not in dropped]
+
+
+def _side(records: Mapping[int, RunRecord], metric: str, images: int | None, rule: VerdictRule) -> _Side:
+    values = {seed: v for seed, r in records.items() if (v := _value(r, metric)) is not None}
+    return _Side(values, find_collapses(values, records, metric, images, rule.collapse_sd, rule.collapse_loss_margin))
+
+
+def _difference(a: Sequence[float], b: Sequence[float]) -> tuple[float | None, float | None, float | None]:
+    """mean(a) - mean(b) and its Welch interval (None where a side has too few values)."""
+    if not a or not b:
+        return None, None, None
+    effect = math.fsum(a) / len(a) - math.fsum(b) / len(b)
+    if len(a) < 2 or len(b) < 2:
+        return effect, None, None
+    return (effect, *welch_interval(a, b))
+
+
+def _sd(values: Sequence[float]) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def collect_effects(
+    runs_root: str | Path,
+    slots: Sequence[RunSlot],
+    rule: VerdictRule | None = None,
+    validation_per_class: int | None = None,
+) -> list[Effect]:
+    """Every ablation found under runs_root against the faithful runs in `slots`, sorted by |effect|.
+
+    `rule` gives the collapse rule and the seed search's bound; `validation_per_class` the book's
+    validation-set size, for the evaluation-set size of a run without a matrix of its split."""
+    rule = rule or VerdictRule()
     groups: dict[tuple[str, str, str], list[RunRecord]] = {}
     for name, record in _ablation_runs(Path(runs_root)):
         groups.setdefault((record.metrics.framework, record.metrics.variant, name), []).append(record)
     effects = []
     for (framework, variant, name), records in groups.items():
         metric = DOCUMENTED[variant].metric
-        faithful = [
-            v
-            for s in slots
-            if (s.framework, s.variant) == (framework, variant) and s.record
-            if (v := _value(s.record, metric)) is not None
-        ]
-        ablated = [v for r in records if (v := _value(r, metric)) is not None]
+        own = [s for s in slots if (s.framework, s.variant) == (framework, variant) and s.record]
+        images = evaluation_size(own, metric, validation_per_class).images
+        faithful = _side({s.seed: s.record for s in own if s.record}, metric, images, rule)
+        ablated = _side({r.metrics.seed: r for r in records}, metric, images, rule)
         reasons = tuple(
             sorted({r.metrics.reason for r in records if r.metrics.status != "completed" and r.metrics.reason})
         )
         ablation_info = (records[0].info.get("config") or {}).get("ablation") or {}
-        mean_f = math.fsum(faithful) / len(faithful) if faithful else None
-        mean_a = math.fsum(ablated) / len(ablated) if ablated else None
-        effect = mean_a - mean_f if mean_a is not None and mean_f is not None else None
-        low = high = None
-        if len(faithful) >= 2 and len(ablated) >= 2:
-            low, high = welch_interval(ablated, faithful)
+        effect, low, high = _difference(list(ablated.values.values()), list(faithful.values.values()))
+        learned, learned_low, learned_high = _difference(ablated.learned, faithful.learned)
+        need = None
+        if faithful.values and ablated.values:
+            sides = EffectSides(
+                faithful_learned=len(faithful.learned),
+                faithful_collapsed=len(faithful.collapsed),
+                faithful_sd=_sd(faithful.learned),
+                ablation_learned=len(ablated.learned),
+                ablation_collapsed=len(ablated.collapsed),
+                ablation_sd=_sd(ablated.learned),
+                effect=learned,
+                excludes_zero=learned_low is not None and (learned_low > 0 or learned_high < 0),  # type: ignore[operator]
+            )
+            need = effect_seeds_needed(framework, variant, name, sides, rule.max_seeds, CONFIDENCE)
         effects.append(
             Effect(
                 framework=framework,
@@ -129,96 +191,26 @@ def collect_effects(runs_root: str | Path, slots: Sequence[RunSlot]) -> list[Eff
                     f"{key}={change['ablation']}" for key, change in (ablation_info.get("changes") or {}).items()
                 ),
                 metric=metric,
-                faithful_n=len(faithful),
-                faithful_mean=mean_f,
-                ablation_n=len(ablated),
-                ablation_mean=mean_a,
+                faithful_n=len(faithful.values),
+                faithful_mean=_mean(faithful.values.values()),
+                ablation_n=len(ablated.values),
+                ablation_mean=_mean(ablated.values.values()),
                 effect=effect,
                 ci_low=low,
                 ci_high=high,
                 not_run=sum(r.metrics.status != "completed" for r in records),
                 reasons=reasons,
+                faithful_collapsed=faithful.collapsed,
+                ablation_collapsed=ablated.collapsed,
+                learned_effect=learned,
+                learned_ci_low=learned_low,
+                learned_ci_high=learned_high,
+                seeds_needed=need,
             )
         )
     return sorted(effects, key=lambda e: (-e.size, e.variant, e.ablation, e.framework))
 
 
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.2f}"
-
-
-def _pp(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:+.2f}"
-
-
-def effect_blocks(effects: Sequence[Effect]) -> list[Any]:
-    """The section as report blocks (Markdown and HTML render the same ones)."""
-    blocks: list[Any] = [
-        Heading(2, "What moves the figures (ablations)"),
-        Paragraph(
-            "Effect = ablation mean − faithful mean of the variant's documented metric (percentage points), "
-            "95% interval of the difference by Welch (needs 2 seeds on each side), n = completed seeds on each "
-            "side; sorted by |effect|. Ablations are declared in `params.yaml` (`ablations.definitions`)."
-        ),
-    ]
-    if not effects:
-        return [*blocks, Paragraph("No ablation runs found.")]
-    rows = []
-    for e in effects:
-        interval = "—" if e.ci_low is None else f"[{_pp(e.ci_low)}, {_pp(e.ci_high)}]"
-        rows.append(
-            [
-                Cell(e.variant),
-                Cell(e.framework),
-                Cell(e.ablation),
-                Cell(", ".join(e.changes) or "(continues from its ablation's run)"),
-                Cell(e.metric),
-                Cell(f"{_pct(e.faithful_mean)} (n={e.faithful_n})"),
-                Cell(f"{_pct(e.ablation_mean)} (n={e.ablation_n})"),
-                Cell(_pp(e.effect)),
-                Cell(interval),
-            ]
-        )
-    headers = [
-        "variant",
-        "framework",
-        "ablation",
-        "changes",
-        "metric",
-        "faithful %",
-        "ablation %",
-        "effect pp",
-        "95% CI pp",
-    ]
-    blocks.append(Table(headers, rows))
-    described = {e.ablation: e.description for e in effects if e.description}
-    blocks.append(Bullets([f"`{name}`: {text}" for name, text in sorted(described.items())]))
-    not_run = [e for e in effects if e.not_run]
-    if not_run:
-        blocks.append(Paragraph("Ablation runs without a figure, and why:"))
-        blocks.append(
-            Bullets([f"{e.framework}/{e.variant}/{e.ablation} ({e.not_run}): {'; '.join(e.reasons)}" for e in not_run])
-        )
-    return blocks
-
-
-def effect_records(effects: Sequence[Effect]) -> list[dict[str, Any]]:
-    """JSON rows: fractions as in metrics.json, plus the effect and interval in percentage points."""
-    records = []
-    for e in effects:
-        record = asdict(e) | {"reasons": list(e.reasons), "changes": list(e.changes)}
-        for key in ("effect", "ci_low", "ci_high"):
-            record[f"{key}_pp"] = None if record[key] is None else 100 * record[key]
-        records.append(record)
-    return records
-
-
-def to_csv(effects: Sequence[Effect]) -> str:
-    records = effect_records(effects)
-    columns = list(records[0]) if records else [*Effect.__dataclass_fields__, "effect_pp", "ci_low_pp", "ci_high_pp"]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for record in records:
-        writer.writerow({k: "" if v is None else "; ".join(v) if isinstance(v, list) else v for k, v in record.items()})
-    return buf.getvalue()
+def _mean(values: Sequence[float] | Any) -> float | None:
+    values = list(values)
+    return math.fsum(values) / len(values) if values else None

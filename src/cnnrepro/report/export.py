@@ -1,4 +1,5 @@
-"""Machine-readable outputs: comparison.csv (the table) and comparison.json (table, ledger, environment, runs)."""
+"""Machine-readable outputs: comparison.csv (the table) and comparison.json (table, ledger, environment, runs,
+and the seeds that would decide what is undecided)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ CSV_COLUMNS = [
     "evaluation_source",
     "verdict",
     "verdict_detail",
+    "seeds_needed",
+    "seeds_needed_basis",
+    "seeds_needed_reason",
+    "learned_n",
+    "learned_mean",
+    "seeds_collapsed",
+    "collapsed_detail",
+    "departures",
+    "departures_change_measurement",
     "parity_versus",
     "parity_verdict",
     "parity_difference_pp",
@@ -52,7 +62,8 @@ def _summary_fields(prefix: str, summary: SeedSummary) -> dict[str, Any]:
 
 def row_record(row: Row) -> dict[str, Any]:
     """One table row as flat fields (lists kept as lists; the CSV joins them)."""
-    parity, decision = row.parity, row.decision
+    parity, decision, need = row.parity, row.decision, row.seeds_needed
+    collapsed = decision.collapsed if decision else ()
     return {
         "variant": row.variant,
         "framework": row.framework,
@@ -72,6 +83,16 @@ def row_record(row: Row) -> dict[str, Any]:
         "evaluation_source": row.evaluation.source,
         "verdict": row.verdict,
         "verdict_detail": row.verdict_detail,
+        # Empty when decided (or when no verdict was reached for want of runs); see seeds_needed_basis.
+        "seeds_needed": need.seeds if need else None,
+        "seeds_needed_basis": need.basis if need else None,
+        "seeds_needed_reason": need.reason if need else None,
+        "learned_n": decision.n if decision else None,
+        "learned_mean": decision.mean if decision else None,
+        "seeds_collapsed": [c.seed for c in collapsed],
+        "collapsed_detail": [f"{c.text()}: {c.detail}" for c in collapsed],
+        "departures": [d.words for d in row.departures],
+        "departures_change_measurement": any(d.changes_measurement for d in row.departures) if row.departures else None,
         "parity_versus": parity.versus if parity else None,
         "parity_verdict": parity.verdict if parity else None,
         "parity_difference_pp": parity.difference_pp if parity else None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cnnrepro.report.blocks import DASH, Cell, Paragraph, Table, cells, measured_cell, pct, pp, text
-from cnnrepro.report.table import METRIC_LABEL, Row
+from cnnrepro.report.table import METRIC_LABEL, NOT_COMPARABLE, Row
 
 SHORT_SPLIT = {"val_accuracy": "val", "test_accuracy": "test"}
 
@@ -23,7 +23,14 @@ def seeds_text(row: Row) -> str:
 
 
 def mean_sd_n(row: Row) -> str:
-    """`mean ± sd (n)` in % on the split the source reports; the mean alone (n=1); a dash for none."""
+    """`mean ± sd (n)` in % on the split the source reports; the mean alone (n=1); a dash for none.
+
+    Where seeds collapsed, the figures are those of the n seeds that learned (what the verdict used);
+    the verdict cell counts the collapsed ones."""
+    decision = row.decision
+    if decision is not None and decision.collapsed and decision.mean is not None:
+        sd = f" ± {decision.seed_sd_pp:.2f}" if decision.seed_sd_pp is not None else ""
+        return f"{pct(decision.mean)}{sd} (n={decision.n})"
     summary = row.summary(row.metric)
     if summary.mean is None:
         return DASH
@@ -31,16 +38,27 @@ def mean_sd_n(row: Row) -> str:
     return f"{pct(summary.mean)}{sd} (n={summary.n})"
 
 
+def why_text(row: Row) -> str:
+    """The verdict's reason, then, where it is undecided, the seeds that would decide it."""
+    need = row.seeds_needed
+    return text(row.verdict_detail) + (f" → {need.short()}" if need else "")
+
+
 HEADLINE_HEADERS = ["Variant", "Framework", "Documented %", "Measured % (mean ± sd, n)", "Verdict", "Why"]
 
 
 def headline_table(rows: Sequence[Row]) -> Table:
-    """One line per (variant, framework); partial seeds stand in the verdict cell, not in a far column."""
+    """One line per (variant, framework); partial seeds, collapsed seeds and a departure from the documented
+    settings ("departs") stand in the verdict cell, their details lead the reason, not in a far column."""
     body = []
     for r in rows:
         documented = f"{pct(r.documented)} ({SHORT_SPLIT[r.metric]})" if r.documented is not None else DASH
         partial = seeds_text(r)
-        verdict = f"**{r.verdict}**" + (f" · {partial}" if partial else "")
+        # "departs" where the verdict stands; "not comparable" says it already.
+        departs = "departs" if r.departures and r.verdict != NOT_COMPARABLE else ""
+        collapsed = f"{len(r.decision.collapsed)} collapsed" if r.decision and r.decision.collapsed else ""
+        marks = [m for m in (partial, collapsed, departs) if m]
+        verdict = f"**{r.verdict}**" + "".join(f" · {m}" for m in marks)
         body.append(
             [
                 Cell(f"`{r.variant}`", "nowrap"),
@@ -48,7 +66,7 @@ def headline_table(rows: Sequence[Row]) -> Table:
                 Cell(documented, "num"),
                 Cell(mean_sd_n(r), "num"),
                 Cell(verdict, f"verdict {verdict_css(r.verdict)}"),
-                Cell(text(r.verdict_detail), "why"),
+                Cell(why_text(r), "why"),
             ]
         )
     return Table(HEADLINE_HEADERS, body, css="headline")

@@ -42,6 +42,7 @@ td.verdict-reproduced { background: #dff3e1 !important; }
 td.verdict-above { background: #dceafb !important; }
 td.verdict-below { background: #fbe0dc !important; }
 td.verdict-inconclusive { background: #fdf0d0 !important; }
+td.verdict-not-comparable { background: #ece4f6 !important; }
 td.verdict-not-run, td.verdict-missing { background: #eeeeee !important; color: #444; }
 td.verdict-failed { background: #f9d3cf !important; }
 td.verdict-no-documented-figure { background: #fff6d6 !important; }

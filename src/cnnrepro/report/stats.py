@@ -1,4 +1,4 @@
-"""Summary statistics over seeds: mean, sample standard deviation, Student-t interval of the mean."""
+"""Summary statistics over seeds (mean, sample sd, Student-t interval of the mean); an accuracy's binomial sd."""
 
 from __future__ import annotations
 
@@ -41,3 +41,8 @@ def summarize(values: Sequence[float], confidence: float) -> SeedSummary:
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
     half_width = float(scipy_stats.t.ppf((1 + confidence) / 2, df=n - 1)) * std / math.sqrt(n)
     return SeedSummary(n=n, mean=mean, std=std, ci_low=mean - half_width, ci_high=mean + half_width)
+
+
+def binomial_sd(accuracy: float, images: int) -> float:
+    """Standard deviation (fraction) of an accuracy measured on `images` independent images."""
+    return math.sqrt(accuracy * (1 - accuracy) / images)

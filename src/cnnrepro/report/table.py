@@ -6,8 +6,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from cnnrepro.report.collapse import find_collapses
 from cnnrepro.report.collect import ReportSettings, RunSlot
+from cnnrepro.report.departures import Departure, changes_measurement, departure_text, row_departures
 from cnnrepro.report.evalsize import UNKNOWN, EvaluationSize, evaluation_size
+from cnnrepro.report.seeds_needed import SeedsNeeded, row_seeds_needed
 from cnnrepro.report.stats import SeedSummary, summarize
 from cnnrepro.report.verdict import (
     ABOVE,
@@ -25,7 +28,8 @@ NOT_RUN = "not run"
 FAILED = "failed"
 MISSING = "missing"
 NO_DOCUMENTED = "no documented figure"
-VERDICTS = (REPRODUCED, ABOVE, BELOW, INCONCLUSIVE, NOT_RUN, FAILED, MISSING, NO_DOCUMENTED)
+NOT_COMPARABLE = "not comparable"  # the runs depart in a way that changes what is measured (report.departures)
+VERDICTS = (REPRODUCED, ABOVE, BELOW, INCONCLUSIVE, NOT_COMPARABLE, NOT_RUN, FAILED, MISSING, NO_DOCUMENTED)
 
 METRICS = ("val_accuracy", "test_accuracy")
 # A variant with no entry in documented.py is still reported; its measured split defaults to validation.
@@ -58,6 +62,18 @@ class Row:
     decision: Decision | None = None  # the rule's numbers, where measurements met a documented figure
     parity: ParityDecision | None = None
     reference: bool = False  # the row other frameworks are compared with
+    departures: tuple[Departure, ...] = ()  # from the documented settings, in the completed runs
+    seeds_needed: SeedsNeeded | None = None  # an inconclusive verdict: the seeds that would decide it
+
+    @property
+    def departure_text(self) -> str:
+        return departure_text(self.departures, self.seeds_completed)
+
+    @property
+    def learned_seeds(self) -> set[int]:
+        """Completed seeds the collapse rule kept (all completed ones where no verdict was reached)."""
+        dropped = {c.seed for c in self.decision.collapsed} if self.decision else set()
+        return {s for s in self.seeds_completed if s not in dropped}
 
     @property
     def seeds_partial(self) -> bool:
@@ -158,27 +174,54 @@ def build_row(variant: str, framework: str, slots: Sequence[RunSlot], settings: 
     elif measured.n == 0:
         row.verdict, row.verdict_detail = MISSING, f"completed runs report no {metric}"
     else:
-        row.decision = decide(_by_seed(slots, metric), row.documented, row.evaluation.images, settings.rule)
+        rule, values = settings.rule, _by_seed(slots, metric)
+        records = {s.seed: s.record for s in slots if s.record is not None}
+        images = row.evaluation.images
+        collapsed = find_collapses(values, records, metric, images, rule.collapse_sd, rule.collapse_loss_margin)
+        row.decision = decide(values, row.documented, images, rule, collapsed)
         row.verdict, row.difference_pp, row.verdict_detail = (
             row.decision.verdict,
             row.decision.difference_pp,
             row.decision.reason,
         )
+    _mark_departures(row, slots, settings)
     return row
+
+
+def _mark_departures(row: Row, slots: Sequence[RunSlot], settings: ReportSettings) -> None:
+    """Departures lead the reason; one that changes what is measured makes a verdict "not comparable"."""
+    completed = [(s.seed, s.record) for s in slots if s.status == "completed" and s.record is not None]
+    row.departures = row_departures(completed)
+    if row.departures and row.decision is not None and changes_measurement(row.departures):
+        row.verdict = NOT_COMPARABLE
+        row.verdict_detail = (
+            f"departs: {row.departure_text}, which changes what is measured; by the rule: {row.verdict_detail}"
+        )
+    elif row.departures:
+        row.verdict_detail = f"departs: {row.departure_text}; {row.verdict_detail}"
+    if row.verdict == INCONCLUSIVE and row.decision is not None:
+        row.seeds_needed = row_seeds_needed(row.framework, row.variant, row.decision, settings.rule)
 
 
 def _add_parity(rows: list[Row], by_key: dict[tuple[str, str], list[RunSlot]], settings: ReportSettings) -> None:
     for variant in settings.variants:
-        candidates = [r for r in rows if r.variant == variant and r.summary(r.metric).n > 0]
+        candidates = [
+            r for r in rows if r.variant == variant and _learned_values(by_key.get((variant, r.framework), []), r)
+        ]
         if len(candidates) < 2:
             continue
         reference, others = candidates[0], candidates[1:]
         reference.reference = True
-        ref_values = _values(by_key[(variant, reference.framework)], reference.metric)
+        ref_values = _learned_values(by_key[(variant, reference.framework)], reference)
         for row in others:
-            values = _values(by_key[(variant, row.framework)], row.metric)
+            values = _learned_values(by_key[(variant, row.framework)], row)
             images = min((r.evaluation.images or 0 for r in (row, reference)), default=0) or None
             row.parity = parity(values, ref_values, images, settings.rule, reference.framework)
+
+
+def _learned_values(slots: Sequence[RunSlot], row: Row) -> list[float]:
+    """The row's figures without its collapsed seeds: parity compares frameworks on what they learned."""
+    return [v for seed, v in _by_seed(slots, row.metric).items() if seed in row.learned_seeds]
 
 
 def build_table(slots: Sequence[RunSlot], settings: ReportSettings) -> list[Row]:
