@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cnnrepro.orchestration.stages import stage_of
+from cnnrepro.variants.registry import DATA_GROUPS
+
 from .conftest import PROJECT_ROOT
 from .dag import Job, covers, dvc_jobs, snakemake_jobs
 from .pipeline_project import make_project
@@ -97,17 +100,27 @@ def test_drift_is_detected(pipeline_copy: Path) -> None:
 
 
 def test_every_rule_tracks_the_params_its_dvc_stage_tracks() -> None:
-    """The params a job depends on are listed once, in dvc.yaml; each Snakemake rule takes its stage's
-    list as its `params` (workflow/rules/common.smk: tracked_params), so both tools rerun on the same keys."""
+    """The params a job depends on are listed once, in cnnrepro.orchestration.stages: dvc.yaml's lists are
+    written from it and each Snakemake rule takes its stage's list as its `params` (workflow/rules/common.smk:
+    tracked_params), so both tools rerun on the same keys."""
     stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        listed = stage.get("do", stage).get("params")
+        assert listed == [key.replace("{dataset}", "${item}") for key in stage_of(name).params], name
     rules: dict[str, str] = {}
     for smk in sorted((PROJECT_ROOT / "workflow" / "rules").glob("*.smk")):
-        for match in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), re.MULTILINE | re.DOTALL):
+        text = smk.read_text()
+        for match in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |^for |\Z)", text, re.MULTILINE | re.DOTALL):
             rules[match.group(1)] = match.group(2)
-    assert set(rules) == set(stages)
+        # Rules written once per data group: `rule:` with `name: f"<family>_{group}"` in a loop over the groups.
+        for match in re.finditer(r'name:\s*f"(\w+)_\{group\}"(.*?)(?=^\S|\Z)', text, re.MULTILINE | re.DOTALL):
+            for group in DATA_GROUPS:
+                rules[f"{match.group(1)}_{group}"] = match.group(2).replace("{group}", group)
+    assert set(rules) - {"all"} == set(stages)
     for name, body in rules.items():
-        assert f'tracked=tracked_params("{name}")' in body, f"rule {name} does not track its DVC stage's params"
-        assert stages[name].get("do", stages[name]).get("params"), f"dvc.yaml stage {name} tracks no params"
+        if name == "all":
+            continue
+        assert f'tracked=tracked_params("{name}")' in body or 'tracked=tracked_params(f"' in body, name
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 # One job per (framework, variant, ablation, seed) of params ablations.run (cnnrepro.train.ablations.planned_runs:
-# checked against ablations.definitions, for the variants train.variants trains). Same command as a faithful
-# run plus --ablation; fine_tuning continues from feature_extraction_augmented under the SAME ablation.
+# checked against ablations.definitions), one rule per data group, like train_<group>: the same command plus
+# --ablation; fine_tuning continues from feature_extraction_augmented under the SAME ablation.
 from cnnrepro.train.ablations import planned_runs
 
 ABLATION_RUNS = planned_runs(config)
@@ -34,93 +34,29 @@ def planned(group, what):
     return one_of(names)
 
 
-rule ablate_pets:
-    input:
-        "data/split/book",
-        stage_code("train"),
-    output:
-        **ABLATION_OUTPUTS,
-    wildcard_constraints:
-        variant=planned("pets", "variant"),
-        ablation=planned("pets", "ablation"),
-    params:
-        tracked=tracked_params("ablate_pets"),
-        data="data/split/book",
-    threads: 4
-    resources:
-        gpu=TRAIN_GPUS,
-        mem_mb=6000,
-    log:
-        ABLATION_LOG,
-    shell:
-        ABLATION_CMD + " > {log} 2>&1"
+for group, spec in TRAINING_GROUPS.items():
+    parent = init_from(group, ABLATION_RUN_DIR)
 
-
-rule ablate_pets_fine_tuning:
-    input:
-        "data/split/book",
-        "runs/{framework}/feature_extraction_augmented/ablation-{ablation}/seed{seed}/artifacts",
-        stage_code("train"),
-    output:
-        **ABLATION_OUTPUTS,
-    wildcard_constraints:
-        variant=planned("pets_fine_tuning", "variant"),
-        ablation=planned("pets_fine_tuning", "ablation"),
-    params:
-        tracked=tracked_params("ablate_pets_fine_tuning"),
-        data="data/split/book",
-    threads: 4
-    resources:
-        gpu=TRAIN_GPUS,
-        mem_mb=6000,
-    log:
-        ABLATION_LOG,
-    shell:
-        ABLATION_CMD
-        + " --init-from runs/{wildcards.framework}/feature_extraction_augmented/ablation-{wildcards.ablation}"
-        + "/seed{wildcards.seed} > {log} 2>&1"
-
-
-rule ablate_idx:
-    input:
-        "data/prepared/mnist.npz",
-        "data/prepared/fashion_mnist.npz",
-        stage_code("train"),
-    output:
-        **ABLATION_OUTPUTS,
-    wildcard_constraints:
-        variant=planned("idx", "variant"),
-        ablation=planned("idx", "ablation"),
-    params:
-        tracked=tracked_params("ablate_idx"),
-        data="data/prepared",
-    threads: 4
-    resources:
-        gpu=TRAIN_GPUS,
-        mem_mb=3000,
-    log:
-        ABLATION_LOG,
-    shell:
-        ABLATION_CMD + " > {log} 2>&1"
-
-
-rule ablate_keras_example:
-    input:
-        "data/split/keras_example",
-        stage_code("train"),
-    output:
-        **ABLATION_OUTPUTS,
-    wildcard_constraints:
-        variant=planned("keras_example", "variant"),
-        ablation=planned("keras_example", "ablation"),
-    params:
-        tracked=tracked_params("ablate_keras_example"),
-        data="data/split/keras_example",
-    threads: 4
-    resources:
-        gpu=TRAIN_GPUS,
-        mem_mb=12000,
-    log:
-        ABLATION_LOG,
-    shell:
-        ABLATION_CMD + " > {log} 2>&1"
+    rule:
+        name:
+            f"ablate_{group}"
+        input:
+            *spec.data_inputs,
+            *([parent + "/artifacts"] if parent else []),
+            code_of("ablate"),
+        output:
+            **ABLATION_OUTPUTS,
+        wildcard_constraints:
+            variant=planned(group, "variant"),
+            ablation=planned(group, "ablation"),
+        params:
+            tracked=tracked_params(f"ablate_{group}"),
+            data=spec.data_dir,
+        threads: 4
+        resources:
+            gpu=TRAIN_GPUS,
+            mem_mb=MEM_MB[group],
+        log:
+            ABLATION_LOG,
+        shell:
+            ABLATION_CMD + (" --init-from " + parent.replace("{", "{wildcards.") if parent else "") + " > {log} 2>&1"

@@ -1,19 +1,17 @@
 # Names and paths shared by the rules; the variant lists and seeds come from params.yaml only.
 TRAIN = config["train"]
 VARIANT_GROUPS = TRAIN["variants"]
-# The code files each `cnnrepro <command>` imports (src/cnnrepro/orchestration/stage_code.py walks them; dvc.yaml lists the same).
+# The code files each `cnnrepro <command>` imports (src/cnnrepro/orchestration/stage_code.py walks them; dvc.yaml
+# lists the same, as folders where a stage imports the whole of one).
 from cnnrepro.orchestration.stage_code import stage_code
 
 RUN_DIR = "runs/{framework}/{variant}/seed{seed}"
 
 
-# The params.yaml values each job depends on are the ones dvc.yaml lists for its stage (one list, read
-# here): as a rule's `params`, Snakemake reruns the job when one changes (rerun trigger "params"), as DVC
-# does. `${item}` in a DVC key is the stage's foreach item, here the rule's `dataset` wildcard.
-import yaml as _yaml
-
-with open("dvc.yaml") as _f:
-    DVC_STAGES = _yaml.safe_load(_f)["stages"]
+# The params.yaml values each job depends on: its stage's keys in cnnrepro.orchestration.stages, the one
+# table dvc.yaml's params lists are written from too. As a rule's `params`, Snakemake reruns the job when
+# one changes (rerun trigger "params"), as DVC does. `{dataset}` in a key is the rule's dataset wildcard.
+from cnnrepro.orchestration.stages import TRAINING_GROUPS, stage_of
 
 
 def _param_value(key):
@@ -24,16 +22,24 @@ def _param_value(key):
 
 
 def tracked_params(stage):
-    """A params function for the rule of DVC stage `stage`: {key: value} of every params key it tracks."""
-    definition = DVC_STAGES[stage].get("do", DVC_STAGES[stage])
-    keys = definition.get("params", [])
+    """A params function for the rule `stage`: {key: value} of every params key its stage tracks."""
+    keys = stage_of(stage).params
 
     def values(wildcards):
-        item = getattr(wildcards, "dataset", None)
-        resolved = [key.replace("${item}", item) if item else key for key in keys]
-        return {key: _param_value(key) for key in resolved}
+        dataset = getattr(wildcards, "dataset", None)
+        return {key.format(dataset=dataset) if dataset else key: _param_value(key.format(dataset=dataset)) for key in keys}
 
     return values
+
+
+def code_of(stage):
+    """The code files a rule's jobs run (as dvc.yaml lists them): one backend's for a training job."""
+    from cnnrepro.orchestration.stage_code import framework_code
+
+    command = stage_of(stage).command
+    if stage_of(stage).per_framework:
+        return lambda wildcards: framework_code(command, wildcards.framework)
+    return stage_code(command)
 
 
 def run_outputs(group):

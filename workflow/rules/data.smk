@@ -1,6 +1,7 @@
+# The data stages, chained by their rules' outputs: download -> clean -> split, download -> prepare_mnist.
 rule download:
     input:
-        stage_code("download"),
+        code_of("download"),
     output:
         directory("data/raw/{dataset}"),
     wildcard_constraints:
@@ -15,40 +16,40 @@ rule download:
 
 rule clean:
     input:
-        "data/raw/petimages",
-        stage_code("clean"),
+        raw=expand(rules.download.output, dataset="petimages"),
+        code=code_of("clean"),
     output:
-        directory("data/clean/petimages"),
-        directory("data/clean/quarantine"),
-        "data/clean/manifest.csv",
-        "data/clean/summary.json",
+        images=directory("data/clean/petimages"),
+        quarantine=directory("data/clean/quarantine"),
+        manifest="data/clean/manifest.csv",
+        summary="data/clean/summary.json",
     params:
         tracked=tracked_params("clean"),
     log:
         "logs/clean.log",
     shell:
-        "cnnrepro clean --raw data/raw/petimages --out data/clean > {log} 2>&1"
+        "cnnrepro clean --raw {input.raw} --out data/clean > {log} 2>&1"
 
 
 rule split:
     input:
-        "data/clean/petimages",
-        stage_code("split"),
+        images=rules.clean.output.images,
+        code=code_of("split"),
     output:
-        directory("data/split/book"),
-        directory("data/split/keras_example"),
+        book=directory("data/split/book"),
+        keras_example=directory("data/split/keras_example"),
     params:
         tracked=tracked_params("split"),
     log:
         "logs/split.log",
     shell:
-        "cnnrepro split --clean data/clean/petimages --out data/split > {log} 2>&1"
+        "cnnrepro split --clean {input.images} --out data/split > {log} 2>&1"
 
 
 rule prepare_mnist:
     input:
-        "data/raw/{dataset}",
-        stage_code("prepare-mnist"),
+        raw=rules.download.output,
+        code=code_of("prepare_mnist"),
     output:
         "data/prepared/{dataset}.npz",
     wildcard_constraints:
@@ -58,4 +59,4 @@ rule prepare_mnist:
     log:
         "logs/prepare_mnist/{dataset}.log",
     shell:
-        "cnnrepro prepare-mnist --dataset {wildcards.dataset} --raw data/raw/{wildcards.dataset} --out {output} > {log} 2>&1"
+        "cnnrepro prepare-mnist --dataset {wildcards.dataset} --raw {input.raw} --out {output} > {log} 2>&1"

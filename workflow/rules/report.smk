@@ -11,9 +11,9 @@ rule report:
     input:
         [run_outputs(group) for group in VARIANT_GROUPS],
         ablation_outputs(),
-        "data/clean/summary.json",
-        "reports/figures",
-        stage_code("report"),
+        rules.clean.output.summary,
+        rules.visualize.output,
+        code_of("report"),
     output:
         *REPORT_OUTPUTS,
         directory("reports/plots"),

@@ -16,8 +16,8 @@ def visualize_runs():
 rule visualize:
     input:
         visualize_runs(),
-        "data/split/book",
-        stage_code("visualize"),
+        rules.split.output.book,
+        code_of("visualize"),
     output:
         directory("reports/figures"),
     params:

@@ -1,0 +1,1 @@
+"""The named variants (registry) and the figures their sources document (documented); `cnnrepro variants`."""
