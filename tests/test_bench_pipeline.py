@@ -20,10 +20,10 @@ from cnnrepro.bench.pipeline import (
     pipeline_params,
     pipeline_table,
     train_macs_per_image,
-    training_rules,
     training_targets,
     write_random_vgg16,
 )
+from cnnrepro.orchestration.stages import training_rules
 from cnnrepro.params import load_params
 from cnnrepro.train.backends.torch.models import create_model
 from cnnrepro.train.backends.torch.models.vgg16 import VGG16Base, convert_keras_vgg16
@@ -38,7 +38,7 @@ from .pipeline_project import run
 
 def test_targets_and_rules_are_the_workflows() -> None:
     params = load_params(PROJECT_ROOT / "params.yaml")
-    assert training_rules(PROJECT_ROOT) == ["train_pets", "train_pets_fine_tuning", "train_idx", "train_keras_example"]
+    assert training_rules() == ("train_pets", "train_pets_fine_tuning", "train_idx", "train_keras_example")
     train = params["train"]
     variants = [v for group in train["variants"].values() for v in group]
     targets = training_targets(params)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -36,6 +35,7 @@ from cnnrepro.bench.peaks import device_peak
 from cnnrepro.bench.table import render
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json
+from cnnrepro.orchestration.stages import training_rules
 from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.torch.models import create_model, vgg16
 from cnnrepro.train.engine.run_config import RunConfig, VGG16Settings
@@ -80,12 +80,6 @@ def training_targets(params: dict[str, Any]) -> list[str]:
     train = params["train"]
     names = [v for group in train["variants"].values() for v in group]
     return [f"runs/{f}/{v}/seed{s}/metrics.json" for f in train["frameworks"] for v in names for s in train["seeds"]]
-
-
-def training_rules(workflow_root: Path) -> list[str]:
-    """The rules that train (train_*), as workflow/rules/train.smk names them."""
-    text = (workflow_root / "workflow" / "rules" / "train.smk").read_text()
-    return re.findall(r"^rule (train_\w+):", text, re.M)
 
 
 def write_random_vgg16(path: Path, seed: int = 0) -> Path:
@@ -175,7 +169,7 @@ def run_pipeline_bench(project: Path, params: dict[str, Any], *, cores: int, kee
             str(cores),
             *training_targets(local),
             "--allowed-rules",
-            *training_rules(scratch),
+            *training_rules(),
         ]
         if importlib.util.find_spec("pulp") is None:
             command += ["--scheduler", "greedy"]  # the default ILP scheduler needs pulp (17 MB; not on a bare GPU box)

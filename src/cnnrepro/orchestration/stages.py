@@ -104,6 +104,11 @@ class TrainingGroup:
     continues_from: str | None  # the variant whose run of the same framework and seed it starts from
 
 
+def training_rules(kind: str = "train") -> tuple[str, ...]:
+    """The rule (stage) names of one kind of training job, train_<group> or ablate_<group>, in group order."""
+    return tuple(f"{kind}_{group}" for group in DATA_GROUPS)
+
+
 TRAINING_GROUPS: Mapping[str, TrainingGroup] = MappingProxyType(
     {
         group: TrainingGroup(
