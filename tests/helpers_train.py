@@ -101,15 +101,24 @@ def write_keras_h5(path: Path, weights: dict[str, tuple[np.ndarray, np.ndarray]]
     return path
 
 
-def write_params(target: Path, *, tracking_uri: str, overrides: dict[str, Any] | None = None, **train: Any) -> Path:
+def write_params(
+    target: Path,
+    *,
+    tracking_uri: str,
+    overrides: dict[str, Any] | None = None,
+    log_models: bool = False,
+    **train: Any,
+) -> Path:
     """The project's params.yaml with a test MLflow store, no mirror, and the given train settings.
+
+    No MLflow logged models unless asked (`log_models`): writing one costs a second or two per run.
 
     One torch thread: tiny models gain nothing from more, and on a busy 2-core machine OpenMP
     threads spinning against other jobs make small steps 10x slower.
     """
     params = copy.deepcopy(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text()))
     params["data"]["mirror"] = None
-    params["tracking"] = {"uri": tracking_uri, "experiment": "train-tests"}
+    params["tracking"] = {"uri": tracking_uri, "experiment": "train-tests", "log_models": log_models}
     params["train"]["overrides"] = overrides or {}
     params["train"]["num_threads"] = 1
     # The decode-once cache stays beside the test's own files, never in the repository's data/.

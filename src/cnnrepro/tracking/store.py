@@ -58,7 +58,7 @@ def absolute_sqlite_uri(uri: str) -> str:
     return make_url(uri).set(database=str(path.resolve())).render_as_string(hide_password=False)
 
 
-def _engine_uri(uri: str) -> str:
+def engine_uri(uri: str) -> str:
     """The URI handed to MLflow: for sqlite, with a busy timeout unless the user set one."""
     if sqlite_path(uri) is None:
         return uri
@@ -139,7 +139,7 @@ def client(uri: str) -> Any:
     from sqlalchemy.exc import SQLAlchemyError
 
     uri = absolute_sqlite_uri(uri)
-    engine_uri = _engine_uri(uri)
+    engine = engine_uri(uri)
     path = sqlite_path(uri)
     try:
         with _open_lock:
@@ -147,10 +147,10 @@ def client(uri: str) -> Any:
                 with _store_lock(uri):
                     if not _store_ready(path):
                         _init_sqlite_file(path)
-                        retry(MlflowClient, tracking_uri=engine_uri)
+                        retry(MlflowClient, tracking_uri=engine)
             _opened_stores.add(uri)
             # MLflow caches the store per URI: after the first, a client costs nothing.
-            return retry(MlflowClient, tracking_uri=engine_uri)
+            return retry(MlflowClient, tracking_uri=engine)
     except MlflowException as exc:
         raise CnnreproError(f"tracking store {uri}: {first_line(exc)}") from exc
     except (OSError, sqlite3.Error, SQLAlchemyError) as exc:  # e.g. a corrupt database file

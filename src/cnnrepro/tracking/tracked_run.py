@@ -4,12 +4,13 @@ SIGTERM handler ends it KILLED."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,24 @@ from typing import Any
 from cnnrepro.errors import CnnreproError
 from cnnrepro.tracking.liveness import process_tags
 from cnnrepro.tracking.retries import first_line, retry
-from cnnrepro.tracking.store import absolute_sqlite_uri, client, ensure_experiment
+from cnnrepro.tracking.store import absolute_sqlite_uri, client, engine_uri, ensure_experiment
 
 PARENT_RUN_ENV = "CNNREPRO_PARENT_RUN_ID"
 PARENT_TAG = "mlflow.parentRunId"
+# Set by DVC in every stage's environment under `dvc exp run` (dvc.env.DVC_EXP_NAME): the experiment's name.
+DVC_EXP_ENV = "DVC_EXP_NAME"
+DVC_EXP_TAG = "dvc.exp_name"
 
 
 def parent_run_id_from_env() -> str | None:
     """The pipeline's parent run id from CNNREPRO_PARENT_RUN_ID (set by `cnnrepro tracking start`)."""
     value = os.environ.get(PARENT_RUN_ENV, "").strip()
+    return value or None
+
+
+def dvc_experiment_from_env() -> str | None:
+    """The `dvc exp run` experiment this process runs in (DVC_EXP_NAME), None outside one."""
+    value = os.environ.get(DVC_EXP_ENV, "").strip()
     return value or None
 
 
@@ -52,22 +62,39 @@ def _stringify(value: Any, limit: int) -> str:
     return text[:limit]
 
 
+def param_value(value: Any, limit: int) -> str | None:
+    """A param as MLflow stores it (text): None for a value not set (logged as absent, never "None");
+    numbers and booleans as Python writes them ("0.001", "32", "True"), so the UI compares them as
+    numbers; lists and mappings as JSON."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, sort_keys=True, default=str)[:limit]
+    return _stringify(value, limit)
+
+
+def param_values(params: Mapping[str, Any]) -> dict[str, str]:
+    """Nested params as MLflow stores them: dotted keys, text cut to MLflow's limit, None left out."""
+    limit, _ = _max_lengths()
+    values = {key: param_value(value, limit) for key, value in flatten(params).items()}
+    return {key: value for key, value in values.items() if value is not None}
+
+
 class RunLogger:
     """Writes to one run by id. Every write retries while SQLite reports the database locked."""
 
     def __init__(self, client: Any, run_id: str, experiment_id: str) -> None:
-        self._client = client
+        self.client = client
         self.run_id = run_id
         self.experiment_id = experiment_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Nested dicts flattened with dots; values stringified and cut to MLflow's length limit."""
+        """Nested dicts flattened with dots; None values left out (see `param_value`), cut to MLflow's limit."""
         from mlflow.entities import Param
 
-        limit, _ = _max_lengths()
-        entries = [Param(key, _stringify(value, limit)) for key, value in flatten(params).items()]
+        entries = [Param(key, value) for key, value in param_values(params).items()]
         if entries:
-            retry(self._client.log_batch, self.run_id, params=entries)
+            retry(self.client.log_batch, self.run_id, params=entries)
 
     def log_metrics(self, metrics: Mapping[str, float | None], step: int) -> None:
         """All metrics of one step in one batch; None values (not measured) are skipped."""
@@ -78,7 +105,7 @@ class RunLogger:
             Metric(key, float(value), timestamp, int(step)) for key, value in metrics.items() if value is not None
         ]
         if entries:
-            retry(self._client.log_batch, self.run_id, metrics=entries)
+            retry(self.client.log_batch, self.run_id, metrics=entries)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -86,21 +113,30 @@ class RunLogger:
         _, limit = _max_lengths()
         entries = [RunTag(key, _stringify(value, limit)) for key, value in tags.items()]
         if entries:
-            retry(self._client.log_batch, self.run_id, tags=entries)
+            retry(self.client.log_batch, self.run_id, tags=entries)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """A file, or a directory's contents, under `artifact_path` in the run's artifacts."""
         path = Path(path)
         if path.is_dir():
-            self._client.log_artifacts(self.run_id, str(path), artifact_path)
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
         elif path.is_file():
-            self._client.log_artifact(self.run_id, str(path), artifact_path)
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
         else:
             raise CnnreproError(f"{path}: artifact to log does not exist")
 
     def log_dict(self, obj: Any, artifact_file: str) -> None:
         """obj as JSON (or YAML for a .yaml/.yml name) at `artifact_file` in the run's artifacts."""
-        self._client.log_dict(self.run_id, obj, artifact_file)
+        self.client.log_dict(self.run_id, obj, artifact_file)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """A matplotlib figure as an image (the name's suffix: .png) in the run's artifacts."""
+        self.client.log_figure(self.run_id, figure, artifact_file)
+
+    def log_inputs(self, datasets: Sequence[Any]) -> None:
+        """MLflow DatasetInputs (mlflow.entities) of this run: what it trained, validated and tested on."""
+        if datasets:
+            retry(self.client.log_inputs, self.run_id, datasets=list(datasets))
 
 
 class RunTerminated(SystemExit):
@@ -160,6 +196,34 @@ def _check_parent(store: Any, uri: str, parent_run_id: str) -> None:
         ) from None
 
 
+def start_system_metrics(uri: str, run_id: str) -> Any:
+    """MLflow's system metrics monitor on this run (a daemon thread sampling every
+    MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL s, 10 by default); None where it cannot start (no psutil)."""
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, tracking_uri=engine_uri(uri))
+    except Exception as exc:  # system metrics are a convenience: the run goes on without them
+        print(f"cnnrepro: warning: no MLflow system metrics: {first_line(exc)}", file=sys.stderr)
+        return None
+    monitor.start()
+    return monitor
+
+
+def stop_system_metrics(monitor: Any) -> None:
+    """Stop sampling (at once: the thread waits on an event) and write what is still buffered, including
+    the samples of a run shorter than one logging interval (MLflow would drop them)."""
+    if monitor is None:
+        return
+    monitor.finish()
+    try:
+        if leftover := monitor.aggregate_metrics():
+            monitor.publish_metrics(leftover)
+            monitor.mlflow_logger.flush()
+    except Exception as exc:  # system metrics are a convenience: never fail the run for them
+        print(f"cnnrepro: warning: last MLflow system metrics not written: {first_line(exc)}", file=sys.stderr)
+
+
 @contextmanager
 def tracked_run(
     uri: str,
@@ -168,11 +232,14 @@ def tracked_run(
     run_name: str,
     tags: dict[str, str],
     parent_run_id: str | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[RunLogger]:
     """Open a run, yield its logger, end it FINISHED / FAILED (exception) / KILLED (Ctrl-C or SIGTERM).
 
     The exception is always re-raised. The parent link is MLflow's `mlflow.parentRunId` tag; pass
-    `parent_run_id_from_env()` to hang the run under the pipeline's parent run.
+    `parent_run_id_from_env()` to hang the run under the pipeline's parent run. Under `dvc exp run` the
+    run is tagged `dvc.exp_name` and the parent named after the experiment. `system_metrics`: MLflow's
+    system metrics (CPU, memory, disk, network, GPU) sampled while the run is open.
     """
     uri = absolute_sqlite_uri(uri)
     experiment_id = ensure_experiment(uri, experiment)
@@ -184,13 +251,22 @@ def tracked_run(
     run_tags.update(process_tags())
     if parent_run_id:
         run_tags[PARENT_TAG] = parent_run_id
+    dvc_experiment = dvc_experiment_from_env()
+    if dvc_experiment:
+        run_tags[DVC_EXP_TAG] = _stringify(dvc_experiment, tag_limit)
+        if parent_run_id:
+            from cnnrepro.tracking.pipeline import name_after_experiment
+
+            name_after_experiment(uri, parent_run_id, dvc_experiment)
     with _SigtermGuard() as guard:
         run = retry(store.create_run, experiment_id, run_name=run_name, tags=run_tags)
         run_id = run.info.run_id
+        monitor = start_system_metrics(uri, run_id) if system_metrics else None
         try:
             yield RunLogger(store, run_id, experiment_id)
         except BaseException as exc:
             guard.finishing = True
+            stop_system_metrics(monitor)
             try:
                 retry(store.set_terminated, run_id, _status_for(exc))
             except Exception as end_exc:
@@ -198,4 +274,5 @@ def tracked_run(
                 print(f"cnnrepro: warning: could not end MLflow run {run_id}: {first_line(end_exc)}", file=sys.stderr)
             raise
         guard.finishing = True
+        stop_system_metrics(monitor)
         retry(store.set_terminated, run_id, "FINISHED")

@@ -1,7 +1,10 @@
 """`cnnrepro train`: train one (framework, variant, seed), write the run outputs, log it to MLflow.
 
 The config is resolved once (documented spec + params overrides + device), printed, logged as
-MLflow params and stored in run_info.json. Every MLflow call of a training run is in this module.
+MLflow params and stored in run_info.json. Every MLflow call of a training run starts in this module:
+besides params, per-epoch metrics, system metrics and the run files, a completed run logs its data as
+dataset inputs, its curves and confusion matrix as images and (params tracking.log_models) its model as
+an MLflow logged model (cnnrepro.tracking.logged_model).
 A run that cannot happen here (VGG16 weights unavailable, the run it continues from not run) is
 written and logged as not_run with the reason, and the command exits 0 so the pipeline goes on.
 """
@@ -19,7 +22,8 @@ from cnnrepro.variants.registry import list_variants
 
 if TYPE_CHECKING:
     from cnnrepro.run_outputs import RunMetrics
-    from cnnrepro.train.engine.backend import Backend, EpochHook
+    from cnnrepro.tracking.tracked_run import RunLogger
+    from cnnrepro.train.engine.backend import Backend, EpochHook, RunResult
     from cnnrepro.train.engine.lifecycle import RunInfo
     from cnnrepro.train.engine.run_config import Prepared, RunConfig
 
@@ -141,7 +145,9 @@ def _tracked(
     }
     if config.ablation:
         tags["ablation"] = config.ablation.name
-    with tracked_run(uri, experiment, run_name=config.run_name, tags=tags, parent_run_id=parent) as logger:
+    with tracked_run(
+        uri, experiment, run_name=config.run_name, tags=tags, parent_run_id=parent, system_metrics=True
+    ) as logger:
         info.mlflow = {
             "tracking_uri": uri,
             "experiment_id": logger.experiment_id,
@@ -180,6 +186,7 @@ def _tracked(
             # val_* of the last epoch are already in the per-epoch curves; log only what is new.
             final = {k: v for k, v in result.metrics.items() if isinstance(v, int | float) and not k.startswith("val_")}
             logger.log_metrics(final, step=len(result.history))
+            _log_completed(logger, params, config, prepared, info, result, backend, Path(args.out))
         for file in ("history.csv", "metrics.json", "run_info.json"):
             logger.log_artifact(Path(args.out) / file)
         logger.log_artifact(Path(args.out) / "artifacts", "artifacts")
@@ -187,3 +194,53 @@ def _tracked(
     if result is not None:
         ckpt.remove_checkpoint(ckpt.checkpoint_path(args.checkpoints, config.framework, config.variant, config.seed))
     return metrics
+
+
+def _log_completed(
+    logger: RunLogger,
+    params: dict[str, Any],
+    config: RunConfig,
+    prepared: Prepared,
+    info: RunInfo,
+    result: RunResult,
+    backend: Backend,
+    out: Path,
+) -> None:
+    """A completed run's data as dataset inputs, its curves and confusion matrix as images, its model as
+    an MLflow logged model (unless tracking.log_models is off)."""
+    from cnnrepro.tracking.logged_model import log_run_model
+    from cnnrepro.tracking.run_records import SplitRecord, dataset_inputs, log_run_figures
+    from cnnrepro.tracking.tracked_run import param_values
+    from cnnrepro.train.engine import lifecycle
+    from cnnrepro.train.engine.run_config import legacy_record
+
+    splits = {name: split for name, split in lifecycle.load_splits(config).items() if split is not None}
+    data = Path(config.data.data_dir)
+    records = [
+        SplitRecord(
+            name,
+            str((data / f"{config.data.dataset}.npz") if config.data.is_idx else (data / name)),
+            tuple(split.images.shape),
+            str(split.images.dtype),
+            str(split.labels.dtype),
+        )
+        for name, split in splits.items()
+    ]
+    logger.log_inputs(dataset_inputs(config.data.dataset, info.data_manifest_sha256 or "unknown", records))
+    log_run_figures(logger, config.run_name, result.history, result.confusion)
+    if not params["tracking"].get("log_models", True):
+        return
+    scored = splits.get("test") or splits["validation"]
+    requirements = [f"{name}=={version}" for name, version in info.packages.items() if version and name != "python"]
+    log_run_model(
+        logger,
+        out,
+        name=config.run_name.replace("/", "-"),
+        model_file=backend.model_file,
+        example=scored.images[:2],
+        classes=config.data.classes,
+        requirements=requirements,
+        params=param_values(legacy_record(config, prepared)),
+        tags={"framework": config.framework, "variant": config.variant, "seed": str(config.seed)},
+        step=len(result.history),
+    )
