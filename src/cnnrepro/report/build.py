@@ -166,9 +166,28 @@ def regenerate_command(args: argparse.Namespace) -> str:
     return shlex.join(argv)
 
 
+def log_to_parent_run(params: dict[str, Any], out_dir: Path, result: dict[str, Any]) -> str | None:
+    """Inside a pipeline (CNNREPRO_PARENT_RUN_ID set), the headline and the report files go to its parent
+    run in MLflow; returns that run's id, None outside a pipeline."""
+    from cnnrepro.tracking.report_run import log_report_headline
+    from cnnrepro.tracking.store import tracking_settings
+    from cnnrepro.tracking.tracked_run import parent_run_id_from_env
+
+    parent = parent_run_id_from_env()
+    if parent is None:
+        return None
+    uri, _ = tracking_settings(params)
+    files = [out_dir / name for name in OUTPUT_NAMES] + [out_dir / "plots"]
+    log_report_headline(uri, parent, result["rows"], files)
+    return parent
+
+
 def main(args: argparse.Namespace) -> int:
-    settings = ReportSettings.from_params(load_params(args.params))
+    params = load_params(args.params)
+    settings = ReportSettings.from_params(params)
     result = build_report(args.runs, args.clean_summary, args.out, settings, regenerate_command(args))
     counts = ", ".join(f"{n} {v}" for v, n in result["verdict_counts"].items())
     print(f"report: {len(result['rows'])} rows ({counts}) -> {Path(args.out) / 'comparison.html'}")
+    if parent := log_to_parent_run(params, Path(args.out), result):
+        print(f"report: headline and report files logged to MLflow parent run {parent}")
     return 0

@@ -138,7 +138,12 @@ def environment_section(env: dict[str, Any], runs: Sequence[dict[str, Any]]) -> 
         )
     blocks.append(Heading(3, "MLflow run ids of every number shown"))
     if env["mlflow_ui"]:
-        blocks.append(Paragraph("Open the runs in the MLflow UI on the same store (from the project root):"))
+        blocks.append(
+            Paragraph(
+                "Open the runs in the MLflow UI on the same store (from the project root; `make mlflow-ui` "
+                "does both and prints the address for its port), in its model-training view:"
+            )
+        )
         blocks.append(Code("\n".join(env["mlflow_ui"])))
     rows = [
         cells(

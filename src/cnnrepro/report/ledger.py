@@ -10,6 +10,8 @@ from cnnrepro.errors import CnnreproError
 from cnnrepro.report.collect import RunSlot
 
 FIDELITY_FIELDS = ("id", "setting", "source", "port", "reason")
+# Where `mlflow ui` serves by default (and `make mlflow-ui` without PORT).
+DEFAULT_UI_ADDRESS = "http://127.0.0.1:5000"
 
 
 @dataclass
@@ -74,11 +76,22 @@ def _tally(values: dict[str, list[str]]) -> list[dict[str, Any]]:
     return [{"value": value, "runs": labels} for value, labels in values.items()]
 
 
+def mlflow_ui_line(uri: str, experiment_id: str) -> str:
+    """How to see a store's runs: a server's runs page, or for a local store the `mlflow ui` command and the
+    runs page it then serves (on MLflow's default port), both in the UI's model-training view."""
+    from cnnrepro.tracking.ui import runs_page_url
+
+    if uri.startswith(("http://", "https://")):
+        return runs_page_url(uri, experiment_id)
+    return f"mlflow ui --backend-store-uri {uri}  # then open {runs_page_url(DEFAULT_UI_ADDRESS, experiment_id)}"
+
+
 def environment(slots: Sequence[RunSlot], clean_summary: dict[str, Any] | None) -> dict[str, Any]:
     """What the numbers were measured with, each distinct value listed with the runs that share it."""
     packages: dict[str, dict[str, list[str]]] = {}
     fields: dict[str, dict[str, list[str]]] = {"device": {}, "git_commit": {}, "data_manifest_sha256": {}}
     tracking_uris: list[str] = []
+    ui_lines: list[str] = []
     for slot in slots:
         if slot.record is None:
             continue
@@ -89,9 +102,12 @@ def environment(slots: Sequence[RunSlot], clean_summary: dict[str, Any] | None) 
         for key, seen in fields.items():
             if info.get(key):
                 seen.setdefault(str(info[key]), []).append(label)
-        uri = (info.get("mlflow") or {}).get("tracking_uri")
+        mlflow = info.get("mlflow") or {}
+        uri = mlflow.get("tracking_uri")
         if uri:
             _append_unique(tracking_uris, uri)
+            if mlflow.get("experiment_id"):
+                _append_unique(ui_lines, mlflow_ui_line(uri, str(mlflow["experiment_id"])))
     return {
         "packages": {name: _tally(versions) for name, versions in sorted(packages.items())},
         "devices": _tally(fields["device"]),
@@ -102,7 +118,7 @@ def environment(slots: Sequence[RunSlot], clean_summary: dict[str, Any] | None) 
             "archive_sha256": (clean_summary or {}).get("archive_sha256"),
         },
         "tracking_uris": tracking_uris,
-        "mlflow_ui": [f"mlflow ui --backend-store-uri {uri}" for uri in tracking_uris],
+        "mlflow_ui": ui_lines,
     }
 
 
