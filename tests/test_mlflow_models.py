@@ -19,7 +19,7 @@ from cnnrepro.tracking.pipeline import start_pipeline_run
 from cnnrepro.tracking.store import client, engine_uri
 from cnnrepro.tracking.tracked_run import DVC_EXP_TAG, param_values
 
-from .helpers_train import make_npz, shared_store, tiny_overrides, train, write_params
+from .helpers_train import make_npz, needs_tf, shared_store, tiny_overrides, train, train_args, write_params
 
 EXPERIMENT = "train-tests"  # helpers_train.write_params's experiment
 DVC_EXPERIMENT = "tiny-exp"
@@ -134,6 +134,40 @@ def test_the_parent_run_is_named_after_the_experiment_and_holds_the_headline(pip
     assert parent.data.tags["verdict.torch.mnist_dense"] == row["verdict"]
     logged = {a.path for a in store.list_artifacts(pipeline["parent"], "report")}
     assert {"report/comparison.json", "report/comparison.html", "report/plots"} <= logged
+
+
+@needs_tf
+def test_a_keras_run_is_a_logged_model_that_scores_like_its_run(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow.pyfunc
+
+    from cnnrepro.inference.evaluate import load_trained
+    from cnnrepro.params import load_params
+    from cnnrepro.train import cli as train_cli
+    from cnnrepro.train.engine.splits import load_npz
+
+    make_npz(tmp_path / "prepared" / "mnist.npz")
+    uri = shared_store(tmp_path_factory)
+    overrides = tiny_overrides(mnist_dense={"batch_size": 32, "epochs": 1})
+    params = write_params(tmp_path / "params.yaml", tracking_uri=uri, overrides=overrides, log_models=True)
+    args = train_args("mnist_dense", 0, tmp_path / "prepared", tmp_path / "run", params=params, checkpoints=tmp_path)
+    args.framework = "keras"
+    assert train_cli.run(load_params(params), args) == 0
+    run_id = json.loads((tmp_path / "run" / "run_info.json").read_text())["mlflow"]["run_id"]
+    model = _logged_model({"uri": uri, "run_id": run_id})
+    requirements = (Path(model.artifact_location.removeprefix("file://")) / "requirements.txt").read_text().split()
+    assert "keras_backend==tensorflow" not in requirements and any(r.startswith("keras==") for r in requirements)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", engine_uri(uri))
+    loaded = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
+    test = load_npz(tmp_path / "prepared" / "mnist.npz", tuple(str(i) for i in range(10)))["test"]
+    trained, config = load_trained(tmp_path / "run")
+    scored = loaded.predict(test.images)
+    np.testing.assert_array_equal(
+        scored[list(config.data.classes)].to_numpy(), trained.class_probabilities(test.images)
+    )
+    accuracy = float(np.mean(scored["label"].to_numpy() == np.asarray(config.data.classes)[test.labels]))
+    assert accuracy == json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"]
 
 
 def test_params_leave_out_none_and_write_lists_as_json() -> None:

@@ -26,7 +26,6 @@ import numpy as np
 from cnnrepro.tracking.retries import retry
 from cnnrepro.tracking.tracked_run import RunLogger
 
-PYFUNC_CODE = Path(__file__).with_name("pyfunc_code.py")
 # The run files the pyfunc's loader reads (cnnrepro.inference.evaluate.load_trained).
 RUN_FILES = ("metrics.json", "run_info.json")
 MODEL_TYPE = "cnnrepro-image-classifier"
@@ -79,6 +78,9 @@ def log_run_model(
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import Model
 
+    # Imported (not only named by path) so the DAG counts it as code of the training stage.
+    from cnnrepro.tracking import pyfunc_code
+
     client = logger.client
     model = retry(
         client.create_logged_model,
@@ -102,7 +104,7 @@ def log_run_model(
             )
             mlflow.pyfunc.save_model(
                 str(local),
-                python_model=str(PYFUNC_CODE),
+                python_model=str(Path(pyfunc_code.__file__)),
                 artifacts={"run": str(staged)},
                 signature=signature(example, classes),
                 input_example=example,

@@ -231,7 +231,7 @@ def _log_completed(
     if not params["tracking"].get("log_models", True):
         return
     scored = splits.get("test") or splits["validation"]
-    requirements = [f"{name}=={version}" for name, version in info.packages.items() if version and name != "python"]
+    requirements = [f"{name}=={version}" for name, version in info.packages.items() if _is_distribution(name, version)]
     log_run_model(
         logger,
         out,
@@ -244,3 +244,13 @@ def _log_completed(
         tags={"framework": config.framework, "variant": config.variant, "seed": str(config.seed)},
         step=len(result.history),
     )
+
+
+def _is_distribution(name: str, version: str | None) -> bool:
+    """A run_info.json package entry that pip can install (not "python" or the Keras backend's name)."""
+    from importlib import metadata
+
+    try:
+        return version is not None and metadata.version(name) == version
+    except metadata.PackageNotFoundError:
+        return False
