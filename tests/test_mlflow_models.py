@@ -15,9 +15,10 @@ import pytest
 
 from cnnrepro.cli import main
 from cnnrepro.report.ledger import mlflow_ui_line
+from cnnrepro.tracking.dvc_experiment import DVC_EXP_TAG
 from cnnrepro.tracking.pipeline import start_pipeline_run
 from cnnrepro.tracking.store import client, engine_uri
-from cnnrepro.tracking.tracked_run import DVC_EXP_TAG, param_values
+from cnnrepro.tracking.tracked_run import param_values
 
 from .helpers_train import make_npz, needs_tf, shared_store, tiny_overrides, train, train_args, write_params
 

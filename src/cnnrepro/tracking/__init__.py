@@ -8,7 +8,9 @@ depends on `uri` alone):
 - `retries`: retry while SQLite answers "locked", and the one-line text of an error;
 - `tracked_run`: one tracked run (`tracked_run`, `RunLogger`), ended KILLED on SIGTERM;
 - `liveness`: which RUNNING runs have lost their process (`mark_stale_runs_failed`);
-- `pipeline`: the parent run of one pipeline invocation;
+- `pipeline`: the parent run of one pipeline invocation; `dvc_experiment`: the `dvc exp run` it is in;
+- `logged_model` (+ `pyfunc_code`), `run_records`: a completed run's model, datasets and images;
+- `report_run`: the report's headline on the parent run;
 - `cli`: `cnnrepro tracking init|start|end`; `ui`: `make mlflow-ui`.
 
 Artifacts of a SQLite store go to `mlartifacts/` beside the database, fixed when the experiment is

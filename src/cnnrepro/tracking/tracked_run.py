@@ -16,26 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.tracking.dvc_experiment import DVC_EXP_TAG, dvc_experiment_from_env, name_after_experiment
 from cnnrepro.tracking.liveness import process_tags
 from cnnrepro.tracking.retries import first_line, retry
 from cnnrepro.tracking.store import absolute_sqlite_uri, client, engine_uri, ensure_experiment
 
 PARENT_RUN_ENV = "CNNREPRO_PARENT_RUN_ID"
 PARENT_TAG = "mlflow.parentRunId"
-# Set by DVC in every stage's environment under `dvc exp run` (dvc.env.DVC_EXP_NAME): the experiment's name.
-DVC_EXP_ENV = "DVC_EXP_NAME"
-DVC_EXP_TAG = "dvc.exp_name"
 
 
 def parent_run_id_from_env() -> str | None:
     """The pipeline's parent run id from CNNREPRO_PARENT_RUN_ID (set by `cnnrepro tracking start`)."""
     value = os.environ.get(PARENT_RUN_ENV, "").strip()
-    return value or None
-
-
-def dvc_experiment_from_env() -> str | None:
-    """The `dvc exp run` experiment this process runs in (DVC_EXP_NAME), None outside one."""
-    value = os.environ.get(DVC_EXP_ENV, "").strip()
     return value or None
 
 
@@ -255,8 +247,6 @@ def tracked_run(
     if dvc_experiment:
         run_tags[DVC_EXP_TAG] = _stringify(dvc_experiment, tag_limit)
         if parent_run_id:
-            from cnnrepro.tracking.pipeline import name_after_experiment
-
             name_after_experiment(uri, parent_run_id, dvc_experiment)
     with _SigtermGuard() as guard:
         run = retry(store.create_run, experiment_id, run_name=run_name, tags=run_tags)
