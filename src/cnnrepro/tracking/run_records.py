@@ -63,7 +63,9 @@ def curves_figure(title: str, history: Sequence[Mapping[str, float]]) -> Any:
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
 
     epochs = [int(row["epoch"]) for row in history]
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    # Fixed margins, not layout="constrained": that costs a second drawing pass, a third of the time.
+    fig = Figure(figsize=(9, 3.6))
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.86, wspace=0.25)
     for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
         ax.plot(epochs, [row[metric] for row in history], "o-", label="training")
         ax.plot(epochs, [row[f"val_{metric}"] for row in history], "s--", label="validation")
@@ -84,7 +86,8 @@ def confusion_figure(title: str, confusion: Mapping[str, Any]) -> Any:
     k = len(labels)
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     side = max(3.6, 2.6 + 0.42 * k)
-    fig = Figure(figsize=(side + 0.6, side), layout="constrained")
+    fig = Figure(figsize=(side + 0.6, side))
+    fig.subplots_adjust(left=0.16, right=0.96, bottom=0.14, top=0.9)
     ax = fig.subplots()
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(k):
