@@ -9,6 +9,9 @@ folded under the pipeline's parent run). The metric and param columns stay where
 of Dataset/Duration/Source/Models: the UI keeps the column choice in the browser, which no address sets.
 
     python -m cnnrepro.tracking.ui --port 5001   # print that address, then serve `mlflow ui` there
+
+With a tracking server (tracking.uri, CNNREPRO_TRACKING_URI = http(s)://...) it prints the runs page on
+that server and serves nothing.
 """
 
 from __future__ import annotations
@@ -42,13 +45,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         uri, experiment = tracking_settings(load_params(args.params))
-        if not uri.startswith("sqlite:"):
-            print(f"{args.params}: tracking.uri is {uri}: open that server's UI instead", file=sys.stderr)
+        server = uri.startswith(("http://", "https://"))
+        if not server and not uri.startswith("sqlite:"):
+            print(f"{args.params}: tracking.uri is {uri}: open the UI of the server on that store", file=sys.stderr)
             return 1
         experiment_id = ensure_experiment(uri, experiment)
     except CnnreproError as exc:
         print(f"mlflow-ui: error: {exc}", file=sys.stderr)
         return 1
+    if server:  # the server has its own UI: point at its runs page
+        print(f"runs of {experiment!r}: {runs_page_url(uri, experiment_id)}", flush=True)
+        return 0
     print(f"runs of {experiment!r}: {runs_page_url(f'http://{args.host}:{args.port}', experiment_id)}", flush=True)
     command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
     os.execvp(command[0], command)
