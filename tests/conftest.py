@@ -15,6 +15,7 @@ ISOLATED_VARIABLES = (
     "MLFLOW_TRACKING_URI",
     "CNNREPRO_PARENT_RUN_ID",
     "CNNREPRO_IDX_PINS",
+    "DVC_EXP_NAME",  # set by `dvc exp run`: names MLflow runs after the experiment
 )
 
 # Subprocess tests call `cnnrepro`, `snakemake` and `dvc` by name, as the pipeline does.

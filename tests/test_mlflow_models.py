@@ -17,9 +17,10 @@ from cnnrepro.cli import main
 from cnnrepro.report.ledger import mlflow_ui_line
 from cnnrepro.tracking.dvc_experiment import DVC_EXP_TAG
 from cnnrepro.tracking.pipeline import start_pipeline_run
-from cnnrepro.tracking.store import client, engine_uri
+from cnnrepro.tracking.store import client
 from cnnrepro.tracking.tracked_run import param_values
 
+from .helpers_mlflow import logged_model_of, model_files, parent_headline, pyfunc_scores
 from .helpers_train import make_npz, needs_tf, shared_store, tiny_overrides, train, train_args, write_params
 
 EXPERIMENT = "train-tests"  # helpers_train.write_params's experiment
@@ -56,44 +57,30 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     yield {"uri": uri, "root": root, "prepared": prepared, "out": out, "run_id": run_id, "parent": parent}
 
 
-def _logged_model(pipeline: dict[str, Any]) -> Any:
-    store = client(pipeline["uri"])
-    experiment_id = store.get_run(pipeline["run_id"]).info.experiment_id
-    models = store.search_logged_models(experiment_ids=[experiment_id])
-    (model,) = [m for m in models if m.source_run_id == pipeline["run_id"]]
-    return model
-
-
 def test_the_logged_model_loads_with_pyfunc_and_scores_like_evaluate(
-    pipeline: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    pipeline: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import mlflow.pyfunc
-
     from cnnrepro.inference.evaluate import load_trained
     from cnnrepro.train.engine.splits import load_npz
 
-    model = _logged_model(pipeline)
+    model = logged_model_of(pipeline["uri"], pipeline["run_id"])
     assert model.name == "torch-mnist_dense-seed0" and str(model.status) == "READY"
     run = client(pipeline["uri"]).get_run(pipeline["run_id"])
     assert [m.model_id for m in run.outputs.model_outputs] == [model.model_id]
     # Models from code: the network is rebuilt from the registry and safetensors weights, nothing pickled.
-    files = [p.name for p in Path(model.artifact_location.removeprefix("file://")).rglob("*")]
+    files = model_files(model)
     assert "model.safetensors" in files and "pyfunc_code.py" in files
     assert not [name for name in files if name.endswith((".pkl", ".pickle", ".pt", ".pth"))]
 
     argv = ["evaluate", "--run", str(pipeline["out"]), "--data", "mnist", "--prepared", str(pipeline["prepared"])]
     assert main(argv) == 0
     evaluated = json.loads(capsys.readouterr().out)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", engine_uri(pipeline["uri"]))
-    loaded = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
-    assert loaded.metadata.signature.inputs.to_dict()[0]["tensor-spec"] == {"dtype": "uint8", "shape": (-1, 28, 28, 1)}
     test = load_npz(pipeline["prepared"] / "mnist.npz", tuple(str(i) for i in range(10)))["test"]
-    scored = loaded.predict(test.images)
+    accuracy, scored = pyfunc_scores(pipeline["uri"], model.model_id, test)
     # Same weights, same input pipeline, same batches of 64 (evaluate's default): the same predictions.
     trained, config = load_trained(pipeline["out"])
     expected = trained.class_probabilities(test.images)
     np.testing.assert_array_equal(scored[list(config.data.classes)].to_numpy(), expected)
-    accuracy = float(np.mean(scored["label"].to_numpy() == np.asarray(config.data.classes)[test.labels]))
     assert len(scored) == evaluated["n"] == 60
     assert accuracy == evaluated["accuracy"]
 
@@ -127,7 +114,7 @@ def test_the_parent_run_is_named_after_the_experiment_and_holds_the_headline(pip
     parent = store.get_run(pipeline["parent"])
     assert parent.info.run_name == DVC_EXPERIMENT and parent.data.tags[DVC_EXP_TAG] == DVC_EXPERIMENT
     (row,) = json.loads((pipeline["root"] / "reports" / "comparison.json").read_text())["rows"]
-    metrics = parent.data.metrics
+    metrics = parent_headline(pipeline["uri"], pipeline["parent"])
     assert metrics["torch.mnist_dense.mean_accuracy"] == row["test_mean"]
     assert metrics["torch.mnist_dense.n"] == row["test_n"] == 1
     assert metrics["torch.mnist_dense.documented"] == row["documented"]
@@ -139,10 +126,8 @@ def test_the_parent_run_is_named_after_the_experiment_and_holds_the_headline(pip
 
 @needs_tf
 def test_a_keras_run_is_a_logged_model_that_scores_like_its_run(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    import mlflow.pyfunc
-
     from cnnrepro.inference.evaluate import load_trained
     from cnnrepro.params import load_params
     from cnnrepro.train import cli as train_cli
@@ -156,18 +141,15 @@ def test_a_keras_run_is_a_logged_model_that_scores_like_its_run(
     args.framework = "keras"
     assert train_cli.run(load_params(params), args) == 0
     run_id = json.loads((tmp_path / "run" / "run_info.json").read_text())["mlflow"]["run_id"]
-    model = _logged_model({"uri": uri, "run_id": run_id})
+    model = logged_model_of(uri, run_id)
     requirements = (Path(model.artifact_location.removeprefix("file://")) / "requirements.txt").read_text().split()
     assert "keras_backend==tensorflow" not in requirements and any(r.startswith("keras==") for r in requirements)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", engine_uri(uri))
-    loaded = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
     test = load_npz(tmp_path / "prepared" / "mnist.npz", tuple(str(i) for i in range(10)))["test"]
+    accuracy, scored = pyfunc_scores(uri, model.model_id, test)
     trained, config = load_trained(tmp_path / "run")
-    scored = loaded.predict(test.images)
     np.testing.assert_array_equal(
         scored[list(config.data.classes)].to_numpy(), trained.class_probabilities(test.images)
     )
-    accuracy = float(np.mean(scored["label"].to_numpy() == np.asarray(config.data.classes)[test.labels]))
     assert accuracy == json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"]
 
 
