@@ -120,6 +120,8 @@ def test_the_parent_run_is_named_after_the_experiment_and_holds_the_headline(pip
     assert metrics["torch.mnist_dense.documented"] == row["documented"]
     assert "torch.mnist_dense.sd" not in metrics  # one seed has no spread: absent, not 0 or NaN
     assert parent.data.tags["verdict.torch.mnist_dense"] == row["verdict"]
+    assert parent.data.params["report.seeds"] == "[0]" and parent.data.params["report.frameworks"] == '["torch"]'
+    assert "report.rule.min_seeds" in parent.data.params
     logged = {a.path for a in store.list_artifacts(pipeline["parent"], "report")}
     assert {"report/comparison.json", "report/comparison.html", "report/plots"} <= logged
 

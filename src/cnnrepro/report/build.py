@@ -178,7 +178,7 @@ def log_to_parent_run(params: dict[str, Any], out_dir: Path, result: dict[str, A
         return None
     uri, _ = tracking_settings(params)
     files = [out_dir / name for name in OUTPUT_NAMES] + [out_dir / "plots"]
-    log_report_headline(uri, parent, result["rows"], files)
+    log_report_headline(uri, parent, result["rows"], files, result["settings"])
     return parent
 
 
