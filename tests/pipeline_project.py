@@ -57,6 +57,8 @@ def tiny_params(mirror: Path) -> dict[str, Any]:
     trained_here = ("baseline", "augmentation", "mnist_convnet", "mnist_dense", "lenet")
     train["overrides"] = {name: dict(tiny) for name in trained_here}
     params["tracking"]["uri"] = "sqlite:///mlflow.db"
+    # A logged model costs a second or two per job; the tests that load one turn it back on.
+    params["tracking"]["log_models"] = False
     # One cheap ablation job (lenet: in every test's variant selection), not the shipped default's set.
     params["ablations"]["run"] = {
         "pets": [],
