@@ -211,8 +211,21 @@ def _balanced_labels(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.arange(n) % 10).astype(np.uint8)
 
 
-def make_idx_gz_dir(path: str | Path, n_train: int = 20, n_test: int = 10, seed: int = 0) -> IdxFixture:
-    """The four `{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz` files with random images, balanced labels.
+def _learnable_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Dim noise with a bright 7x7 block whose place (one of ten) is the label: a network learns it in a
+    few steps, so a tiny run's accuracy is far from chance while staying a real training."""
+    images = rng.integers(0, 64, (len(labels), 28, 28), dtype=np.uint8)
+    for image, label in zip(images, labels, strict=True):
+        row, col = divmod(int(label), 4)
+        image[2 + 8 * row : 9 + 8 * row, 1 + 7 * col : 8 + 7 * col] = 255
+    return images
+
+
+def make_idx_gz_dir(
+    path: str | Path, n_train: int = 20, n_test: int = 10, seed: int = 0, learnable: bool = False
+) -> IdxFixture:
+    """The four `{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz` files with balanced labels and random
+    images (or, `learnable`, images whose label can be learned: `_learnable_images`).
 
     The real pins reject these; pass `.pins` to the functions, or `write_idx_pins` + CNNREPRO_IDX_PINS
     to a process.
@@ -220,12 +233,13 @@ def make_idx_gz_dir(path: str | Path, n_train: int = 20, n_test: int = 10, seed:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    arrays = {
-        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "y_train": _balanced_labels(n_train, rng),
-        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "y_test": _balanced_labels(n_test, rng),
-    }
+    y_train, y_test = _balanced_labels(n_train, rng), _balanced_labels(n_test, rng)
+    if learnable:
+        x_train, x_test = _learnable_images(y_train, rng), _learnable_images(y_test, rng)
+    else:
+        x_train = rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8)
+        x_test = rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8)
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     by_file = dict(zip(IDX_FILES, ("x_train", "y_train", "x_test", "y_test"), strict=True))
     pins = {}
     for name, key in by_file.items():

@@ -24,15 +24,19 @@ SHIPPED_PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
 ARCHIVE = SHIPPED_PARAMS["download"]["petimages"]["archive"]
 
 
-def make_mirror(root: Path, archive: str = ARCHIVE, n_per_class: int = 14, n_mnist_train: int = 120) -> Path:
-    """A mirror laid out like ../shared/datasets, with tiny data and every PetImages fault kind.
+def make_mirror(
+    root: Path, archive: str = ARCHIVE, n_per_class: int = 14, n_mnist_train: int = 120, learnable: bool = False
+) -> Path:
+    """A mirror laid out like ../shared/datasets, with tiny data and every PetImages fault kind (MNIST's
+    images random, or `learnable`: a label a network learns in a few steps, and 200 test images).
 
     The tiny idx files cannot match the pinned hashes of the real MNIST, so their own hashes are written
     to `root/idx_pins.json`, which `run()` hands to the stages through CNNREPRO_IDX_PINS.
     """
     mirror = root / "mirror"
     make_petimages_zip(mirror / "petimages" / archive, n_per_class=n_per_class, with_faults=True)
-    mnist = make_idx_gz_dir(mirror / "mnist", n_train=n_mnist_train, n_test=40)
+    n_test = 200 if learnable else 40
+    mnist = make_idx_gz_dir(mirror / "mnist", n_train=n_mnist_train, n_test=n_test, learnable=learnable)
     fashion = make_idx_gz_dir(mirror / "fashion-mnist", n_train=120, n_test=40)
     write_idx_pins(root / "idx_pins.json", {"mnist": mnist.pins, "fashion_mnist": fashion.pins})
     return mirror
@@ -73,7 +77,7 @@ def make_project(tmp: Path, params: dict[str, Any] | None = None) -> Path:
     """Copy the pipeline definition (not the data, runs or stores) into `tmp/project`, as a git + DVC repo."""
     project = tmp / "project"
     project.mkdir(parents=True)
-    for name in ("Snakefile", "dvc.yaml"):
+    for name in ("Snakefile", "dvc.yaml", "added_seeds.yaml"):
         shutil.copy(PROJECT_ROOT / name, project / name)
     shutil.copytree(PROJECT_ROOT / "workflow", project / "workflow")
     shutil.copytree(PROJECT_ROOT / "profiles", project / "profiles")

@@ -101,7 +101,7 @@ def workflow(tmp_path: Path) -> Path:
     """The pipeline definition, enough for `snakemake -n` (the code it hashes is the project's, linked)."""
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("Snakefile", "dvc.yaml"):
+    for name in ("Snakefile", "dvc.yaml", "added_seeds.yaml"):
         (project / name).write_text((PROJECT_ROOT / name).read_text())
     (project / "workflow").symlink_to(PROJECT_ROOT / "workflow")
     (project / "src").symlink_to(PROJECT_ROOT / "src")

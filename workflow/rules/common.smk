@@ -42,14 +42,32 @@ def code_of(stage):
     return stage_code(command)
 
 
+# The seeds `cnnrepro reproduce --decide` added to single rows (checked as the CLI checks them); dvc.yaml's
+# train_added stage makes the same runs, here the train_<group> rules do.
+from cnnrepro.variants.added_seeds import ADDED_SEEDS_FILE, check_in_grid, read_added_seeds
+
+try:
+    ADDED_SEEDS = read_added_seeds(ADDED_SEEDS_FILE)
+    check_in_grid(ADDED_SEEDS, TRAIN["frameworks"], [v for vs in VARIANT_GROUPS.values() for v in vs], ADDED_SEEDS_FILE)
+except ParamsError as exc:
+    print(f"cnnrepro pipeline: error: {exc}", file=sys.stderr)
+    sys.exit(1)
+
+
 def run_outputs(group):
-    """Every run output file of one variant group, for every framework and seed in params."""
-    return expand(
+    """Every run output file of one variant group: params' grid of frameworks and seeds, and the added seeds."""
+    grid = expand(
         RUN_DIR + "/metrics.json",
         framework=TRAIN["frameworks"],
         variant=VARIANT_GROUPS[group],
         seed=TRAIN["seeds"],
     )
+    added = [
+        RUN_DIR.format(framework=a.framework, variant=a.variant, seed=a.seed) + "/metrics.json"
+        for a in ADDED_SEEDS
+        if a.variant in VARIANT_GROUPS[group]
+    ]
+    return grid + [path for path in added if path not in grid]
 
 
 def one_of(names):

@@ -13,6 +13,7 @@ rule report:
         ablation_outputs(),
         rules.clean.output.summary,
         rules.visualize.output,
+        str(ADDED_SEEDS_FILE),
         code_of("report"),
     output:
         *REPORT_OUTPUTS,

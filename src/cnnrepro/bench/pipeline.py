@@ -41,7 +41,7 @@ from cnnrepro.train.backends.torch.models import create_model, vgg16
 from cnnrepro.train.engine.run_config import RunConfig, VGG16Settings
 
 # dvc.yaml: the rules read their tracked params from it (workflow/rules/common.smk).
-PROJECT_FILES = ("Snakefile", "workflow", "profiles", "dvc.yaml")
+PROJECT_FILES = ("Snakefile", "workflow", "profiles", "dvc.yaml", "added_seeds.yaml")
 LINKED = ("data", "src")
 # The environment of a user's tracking setup must not send the bench's runs to their store.
 TRACKING_ENV = ("CNNREPRO_TRACKING_URI", "MLFLOW_TRACKING_URI", "CNNREPRO_PARENT_RUN_ID", "CNNREPRO_PIPELINE_ID")

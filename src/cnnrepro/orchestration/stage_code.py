@@ -174,9 +174,10 @@ def framework_code(command: str, framework: str) -> list[str]:
     return sorted(backend_code + outside)
 
 
-def stage_deps(name: str, data: list[str]) -> list[str]:
+def stage_deps(name: str, data: list[str], framework_dep: str = FRAMEWORK_DEP) -> list[str]:
     """A stage's deps as dvc.yaml lists them: its data, then its code roots (a training job's own backend as
-    `${item.framework}`, then the code outside the backends)."""
+    `framework_dep`, `${item.framework}` or, in a matrix over runs, `${item.run.framework}`, then the code
+    outside the backends)."""
     from cnnrepro.orchestration.stages import stage_of
 
     stage = stage_of(name)
@@ -185,7 +186,7 @@ def stage_deps(name: str, data: list[str]) -> list[str]:
     framework = backends()[0]
     own = f"src/cnnrepro/train/backends/{framework}"
     roots = code_roots(framework_code(stage.command, framework))
-    return [*data, FRAMEWORK_DEP, *(r for r in roots if r != own)]
+    return [*data, framework_dep, *(r for r in roots if r != own)]
 
 
 def _params_block(name: str, match: re.Match[str]) -> str:
@@ -208,7 +209,8 @@ def rewrite_dvc_yaml(text: str) -> str:
             name = header.group(1)
             spec = stages[name].get("do", stages[name])
             data = [str(d) for d in spec.get("deps", []) if not str(d).startswith("src/")]
-            deps = stage_deps(name, data)
+            framework_dep = FRAMEWORK_DEP.replace("item.", "item.run.") if "${item.run.framework}" in block else None
+            deps = stage_deps(name, data, framework_dep or FRAMEWORK_DEP)
             block = DEPS.sub(lambda m, deps=deps: _flow("deps", deps, m.group("indent")), block, count=1)
             block = PARAMS.sub(lambda m, name=name: _params_block(name, m), block, count=1)
         out.append(block)

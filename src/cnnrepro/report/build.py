@@ -30,6 +30,7 @@ from cnnrepro.report.render_md import render_markdown
 from cnnrepro.report.seeds_needed import SeedsNeeded, seeds_needed_records
 from cnnrepro.report.table import Row, build_table, verdict_counts
 from cnnrepro.report.verdict import rule_text
+from cnnrepro.variants.added_seeds import ADDED_SEEDS_FILE, check_in_grid, read_added_seeds
 
 OUTPUT_NAMES = ("comparison.md", "comparison.html", "comparison.csv", "comparison.json", CSV_NAME)
 DEFAULT_COMMAND = "cnnrepro report --runs runs --clean-summary data/clean/summary.json --out reports"
@@ -39,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", default="runs", help="root of the run outputs, runs/<framework>/<variant>/seed<N>")
     parser.add_argument("--clean-summary", default="data/clean/summary.json", help="the clean stage's summary.json")
     parser.add_argument("--out", default="reports", help="report directory")
+    parser.add_argument(
+        "--added-seeds",
+        default=str(ADDED_SEEDS_FILE),
+        help="seeds added to single rows by `cnnrepro reproduce --decide` (default: %(default)s; absent: none)",
+    )
 
 
 def find_figures(out_dir: Path) -> dict[str, list[str]]:
@@ -110,6 +116,7 @@ def build_report(
     result = {
         "settings": {
             "seeds": list(settings.seeds),
+            "added_seeds": [a.record() for a in settings.added],
             "frameworks": list(settings.frameworks),
             "variants": list(settings.variants),
             "rule": vars(settings.rule),
@@ -163,6 +170,8 @@ def regenerate_command(args: argparse.Namespace) -> str:
     if str(args.params) != "params.yaml":
         argv += ["--params", str(args.params)]
     argv += ["--runs", str(args.runs), "--clean-summary", str(args.clean_summary), "--out", str(args.out)]
+    if str(args.added_seeds) != str(ADDED_SEEDS_FILE):
+        argv += ["--added-seeds", str(args.added_seeds)]
     return shlex.join(argv)
 
 
@@ -182,9 +191,17 @@ def log_to_parent_run(params: dict[str, Any], out_dir: Path, result: dict[str, A
     return parent
 
 
+def report_settings(params: dict[str, Any], added_seeds: str | Path = ADDED_SEEDS_FILE) -> ReportSettings:
+    """The report's settings: params.yaml's, with the seeds added to single rows (checked against the grid)."""
+    settings = ReportSettings.from_params(params)
+    added = read_added_seeds(added_seeds)
+    check_in_grid(added, settings.frameworks, settings.variants, added_seeds)
+    return ReportSettings.from_params(params, added)
+
+
 def main(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    settings = ReportSettings.from_params(params)
+    settings = report_settings(params, args.added_seeds)
     result = build_report(args.runs, args.clean_summary, args.out, settings, regenerate_command(args))
     counts = ", ".join(f"{n} {v}" for v, n in result["verdict_counts"].items())
     print(f"report: {len(result['rows'])} rows ({counts}) -> {Path(args.out) / 'comparison.html'}")

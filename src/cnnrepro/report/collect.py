@@ -10,6 +10,7 @@ from cnnrepro.checks.run_fields import COUNT, check_keys, obj, read_run_json
 from cnnrepro.errors import CnnreproError
 from cnnrepro.report.verdict import VerdictRule
 from cnnrepro.run_outputs import RunRecord, load_run, run_dir
+from cnnrepro.variants.added_seeds import AddedSeed
 
 
 @dataclass(frozen=True)
@@ -22,13 +23,26 @@ class ReportSettings:
     rule: VerdictRule = field(default_factory=VerdictRule)
     # split.book.validation: images per class in the book's validation split (evaluation-set size)
     validation_per_class: int | None = None
+    # Seeds `cnnrepro reproduce --decide` added to single rows (added_seeds.yaml), beyond the grid's `seeds`.
+    added: tuple[AddedSeed, ...] = ()
 
     @property
     def confidence(self) -> float:
         return self.rule.confidence
 
+    def seeds_of(self, framework: str, variant: str) -> tuple[int, ...]:
+        """The seeds expected for one row: the grid's, then the ones added to this row."""
+        extra = sorted(a.seed for a in self.added if (a.framework, a.variant) == (framework, variant))
+        return self.seeds + tuple(s for s in extra if s not in self.seeds)
+
+    def added_text(self) -> str:
+        """The added seeds in a few words ('; seeds added: torch/lenet 3, 4'), or ''."""
+        rows = dict.fromkeys((a.framework, a.variant) for a in self.added)
+        parts = [f"{f}/{v} {', '.join(map(str, self.seeds_of(f, v)[len(self.seeds) :]))}" for f, v in rows]
+        return f"; seeds added: {'; '.join(parts)}" if parts else ""
+
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> ReportSettings:
+    def from_params(cls, params: dict[str, Any], added: tuple[AddedSeed, ...] = ()) -> ReportSettings:
         train = params["train"]
         variants = tuple(v for group in train["variants"].values() for v in group)
         return cls(
@@ -37,6 +51,7 @@ class ReportSettings:
             variants=variants,
             rule=VerdictRule.from_params(params["report"]),
             validation_per_class=int(params["split"]["book"]["validation"]),
+            added=added,
         )
 
 
@@ -74,7 +89,7 @@ def collect_runs(runs_root: str | Path, settings: ReportSettings) -> list[RunSlo
     slots = []
     for variant in settings.variants:
         for framework in settings.frameworks:
-            for seed in settings.seeds:
+            for seed in settings.seeds_of(framework, variant):
                 path = run_dir(runs_root, framework, variant, seed)
                 record = None
                 if (path / "metrics.json").exists():
@@ -89,7 +104,9 @@ def unexpected_runs(runs_root: str | Path, settings: ReportSettings) -> list[str
     root = Path(runs_root)
     if not root.is_dir():
         return []
-    expected = {run_dir(root, f, v, s) for f in settings.frameworks for v in settings.variants for s in settings.seeds}
+    expected = {
+        run_dir(root, f, v, s) for f in settings.frameworks for v in settings.variants for s in settings.seeds_of(f, v)
+    }
     found = sorted(p.parent for p in root.glob("*/*/seed*/metrics.json"))
     return [str(p) for p in found if p not in expected]
 

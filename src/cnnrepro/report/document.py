@@ -60,7 +60,9 @@ def _summary_line(rows: Sequence[Row], runs: Sequence[dict[str, Any]], settings:
     return Paragraph(
         f"{len(rows)} rows (variant x framework) from {len(runs)} expected runs "
         f"({frameworks} framework{'s' if frameworks != 1 else ''} x {len(settings.variants)} variants x seeds "
-        f"{', '.join(map(str, settings.seeds))}): " + ", ".join(f"**{n}** {v}" for v, n in counts.items()) + "."
+        f"{', '.join(map(str, settings.seeds))}{settings.added_text()}): "
+        + ", ".join(f"**{n}** {v}" for v, n in counts.items())
+        + "."
     )
 
 

@@ -20,17 +20,36 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cnnrepro.orchestration.decide import (
+    DecideLimits,
+    estimated_seconds,
+    measured_durations,
+    new_entries,
+    plan_round,
+    undecided_lines,
+)
 from cnnrepro.orchestration.reproduce import plan as planning
 from cnnrepro.orchestration.reproduce.progress import format_duration, read_state
 from cnnrepro.params import load_params
+from cnnrepro.report.build import report_settings, seeds_to_decide
+from cnnrepro.variants.added_seeds import ADDED_SEEDS_FILE, write_added_seeds
 
 REDRAW_S = 1.0
+# --decide stops after this many rounds whatever is left (each round measures the spread anew, so a count
+# can grow; the caps bound the seeds and time, this bounds the loop).
+MAX_ROUNDS = 5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="job slots (default: this machine's)")
     parser.add_argument("--plan-only", action="store_true", help="print the plan and stop")
     parser.add_argument("--no-estimate", action="store_true", help="skip the timing of training steps")
+    parser.add_argument(
+        "--decide",
+        action="store_true",
+        help="then add seeds to the rows the report leaves undecided and run them, within params' decide caps "
+        "(decide.auto: true does the same without the flag)",
+    )
     parser.add_argument("snakemake_args", nargs="*", help="more Snakemake arguments (after --)")
 
 
@@ -137,6 +156,44 @@ def main(args: argparse.Namespace) -> int:
     snakemake = ["snakemake", *args.snakemake_args]
     if Path(args.params) != Path("params.yaml"):
         snakemake += ["--configfile", args.params]
+    code = run_once(params, args, snakemake)
+    if code != 0 or not (args.decide or DecideLimits.from_params(params).auto) or args.plan_only:
+        return code
+    return decide_rounds(params, args, snakemake)
+
+
+def decide_rounds(params: dict[str, Any], args: argparse.Namespace, snakemake: list[str]) -> int:
+    """Rounds of --decide: read what the report leaves undecided, add seeds to those rows, run, again."""
+    limits = DecideLimits.from_params(params)
+    spent_s = 0.0
+    for round_number in range(1, MAX_ROUNDS + 1):
+        settings = report_settings(params, ADDED_SEEDS_FILE)
+        needs = seeds_to_decide("runs", settings)
+        if not needs:
+            print("decide: every row and effect is decided (reports/comparison.md).")
+            return 0
+        plans = plan_round(needs, settings, limits, measured_durations("runs", settings), spent_s)
+        additions = new_entries(plans)
+        print(f"decide: round {round_number} (caps: {limits.max_seeds} seeds a row, {limits.max_hours:g} h):")
+        print("\n".join(p.line() for p in plans) or "  no row is undecided (only effects)")
+        if not additions:
+            print("decide: nothing more to run; still undecided:")
+            print("\n".join(undecided_lines(needs)))
+            return 0
+        estimate = estimated_seconds(plans)
+        spent_s += estimate
+        print(f"  estimated time of the added runs: about {format_duration(estimate)} (from their rows' runs)")
+        write_added_seeds(ADDED_SEEDS_FILE, (*settings.added, *additions))
+        print(f"  added to {ADDED_SEEDS_FILE}: {len(additions)} run{'s' if len(additions) != 1 else ''}", flush=True)
+        code = run_once(params, args, snakemake)
+        if code != 0:
+            return code
+    print(f"decide: stopped after {MAX_ROUNDS} rounds; the report says what is still undecided.")
+    return 0
+
+
+def run_once(params: dict[str, Any], args: argparse.Namespace, snakemake: list[str]) -> int:
+    """One pipeline run: the plan, then Snakemake with live progress."""
     dry = planning.dry_run(snakemake, args.cores)
     print_plan(params, args, dry)
     if args.plan_only:

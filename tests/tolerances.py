@@ -1,0 +1,124 @@
+"""Parity bounds derived from the arithmetic, not from one CPU.
+
+Two implementations of the same float32 computation (PyTorch's ATen/oneDNN kernels and TensorFlow's
+Eigen/oneDNN ones, or one library on two instruction sets: AVX-512, AVX2, SSE4.1) sum the same products in
+different orders and block sizes, so they agree only up to float32 rounding. Each function here turns
+"up to float32 rounding" into a number from what the computation does (how many terms a sum has, how large
+they are, how far one optimizer step can move a weight), so the same bound holds on every x86 CPU, and each
+says how far below it the smallest real bug lands, so the test that uses it can still fail.
+
+Notation: u = 2^-24 is float32's unit roundoff (round to nearest: |fl(a op b) - a op b| <= u |a op b|).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cnnrepro.train.engine.optimizers import KERAS2_EPSILON, KERAS2_RHO, KERAS3_EPSILON, KERAS3_RHO
+
+UNIT_ROUNDOFF = 2.0**-24
+# The float32 operations one first-step update takes per element on either side (square, scale, sqrt,
+# add epsilon, multiply by lr, divide, subtract from the weight): each adds at most u relative.
+UPDATE_OPERATIONS = 7
+
+
+def gamma(n_terms: int) -> float:
+    """Higham's gamma_n = n u / (1 - n u): a float32 sum of n terms, in any order or blocking, is off by at
+    most gamma_n * (sum of the terms' absolute values) (Higham, Accuracy and Stability, eq. 4.4).
+
+    Worst case, not the typical sqrt(n) u random walk: the order a library sums in is its own and changes
+    with the instruction set, so only the worst case is CPU-independent.
+    """
+    if n_terms * UNIT_ROUNDOFF >= 1:
+        raise ValueError(f"{n_terms} terms: float32 gives no bound (n u >= 1)")
+    return n_terms * UNIT_ROUNDOFF / (1 - n_terms * UNIT_ROUNDOFF)
+
+
+def sum_rounding_bound(n_terms: int, abs_sum: float | np.ndarray) -> float | np.ndarray:
+    """How far two float32 evaluations of the same sum of n_terms products can lie apart: each is within
+    gamma_n * sum|terms| of the exact value, so the two are within twice that of each other."""
+    return 2 * gamma(n_terms) * abs_sum
+
+
+def gradient_rounding_bound(chain_terms: int, abs_sum_max: float) -> float:
+    """Bound on |g_keras - g_torch| for every element of one weight tensor's gradient.
+
+    A weight's gradient is a sum over the batch (and, for a conv, every output position) of
+    (backpropagated error) x (layer input). Each factor is itself the result of float32 sums: the forward
+    pass sums fan_in products per activation, the backward pass fan_out per error, layer after layer. To
+    first order the relative errors of the factors add, so the whole gradient is off by at most
+    gamma(chain_terms) times the sum of its terms' absolute values, chain_terms being the weight-gradient's
+    own reduction length plus every forward and backward reduction length along the network. The per-tensor
+    maximum of the absolute sums (the gradient computed on |error| and |input|) stands in for each element's.
+
+    Measured (Intel Sapphire Rapids, AVX-512, TF 2.x vs torch 2.x): the largest difference in any tensor is
+    below 1/100 of this bound; the bound is a ceiling, not a typical value.
+    """
+    return sum_rounding_bound(chain_terms, abs_sum_max)
+
+
+def first_step(optimizer: str, lr: float, gradient: np.ndarray) -> np.ndarray:
+    """The first optimizer update from a zero state (what the parity test compares), in float64.
+
+    rmsprop_keras2 (Keras 2.0.8): a = (1 - rho) g^2, step = lr g / (sqrt(a) + eps)   (rho 0.9, eps 1e-8)
+    rmsprop_keras3 (Keras 3):     a = (1 - rho) g^2, step = lr g / sqrt(a + eps)     (rho 0.9, eps 1e-7)
+    sgd:                          step = lr g
+    Each is increasing in g, so over an interval of gradients it is extreme at the ends.
+    """
+    g = np.asarray(gradient, dtype=np.float64)
+    if optimizer == "rmsprop_keras2":
+        return lr * g / (np.sqrt((1 - KERAS2_RHO) * g * g) + KERAS2_EPSILON)
+    if optimizer == "rmsprop_keras3":
+        return lr * g / np.sqrt((1 - KERAS3_RHO) * g * g + KERAS3_EPSILON)
+    if optimizer == "sgd":
+        return lr * g
+    raise ValueError(f"no first-step rule for {optimizer!r}")
+
+
+def first_step_ceiling(optimizer: str, lr: float, gradient_max: float) -> float:
+    """The largest first step any element can take: lr / sqrt(1 - rho) for RMSprop (6.3e-5 at lr 2e-5),
+    whatever the gradient (g / sqrt((1 - rho) g^2) = 1 / sqrt(1 - rho)); lr |g|max for SGD.
+
+    This is what a real bug moves weights by: a learning rate off by a factor c moves every element whose
+    gradient is clear of rounding by |c - 1| times its step (one full ceiling for c = 2), a flipped sign by
+    twice the step, Keras 3's epsilon in place of Keras 2's by 0.3 to 0.9 of the ceiling for |g| from 1e-3
+    to 1e-4.
+    """
+    if optimizer == "rmsprop_keras2":
+        return lr / math.sqrt(1 - KERAS2_RHO)
+    if optimizer == "rmsprop_keras3":
+        return lr / math.sqrt(1 - KERAS3_RHO)
+    if optimizer == "sgd":
+        return lr * gradient_max
+    raise ValueError(f"no first-step rule for {optimizer!r}")
+
+
+def first_step_weight_bound(
+    optimizer: str, lr: float, gradient: np.ndarray, gradient_bound: float, weight_after: np.ndarray
+) -> np.ndarray:
+    """Per element: how far the weights after one step from the same start may differ between two
+    implementations whose gradients differ by at most `gradient_bound`.
+
+    The other side's gradient lies in [g - d, g + d]; the update is increasing in g, so it lies between
+    first_step(g - d) and first_step(g + d): the bound is the larger of the two distances from first_step(g).
+    Where |g| >> d (the gradient clear of rounding), RMSprop's step is saturated and this is tiny (its
+    slope lr eps / (sqrt(1 - rho)|g| + eps)^2 times d); where |g| <= d, the sign itself is rounding and the
+    bound grows to twice the ceiling (the step can go either way). Plus each side's own rounding of the
+    update (UPDATE_OPERATIONS u relative) and one float32 spacing (ulp) of the weight for each side's
+    rounding of w - step: results are whole ulps apart, and a weight next to a power of two can round into
+    the binade above, so the ulp, not u |w|, is the unit.
+
+    A real bug lands far above this wherever the gradient is clear of rounding: a learning rate off by c
+    moves such a weight by |c - 1| steps (1e-5 to 3e-3 for the book's rates), against a bound of a few
+    float32 ulps of the weight (about 1e-9 for |w| ~ 0.05) there.
+    """
+    g = np.asarray(gradient, dtype=np.float64)
+    step = first_step(optimizer, lr, g)
+    spread = np.maximum(
+        first_step(optimizer, lr, g + gradient_bound) - step, step - first_step(optimizer, lr, g - gradient_bound)
+    )
+    weight = np.abs(np.asarray(weight_after, dtype=np.float32)) + np.abs(step).astype(np.float32)
+    rounding = 2 * np.spacing(weight).astype(np.float64) + 2 * UPDATE_OPERATIONS * UNIT_ROUNDOFF * np.abs(step)
+    return spread + rounding
