@@ -155,6 +155,18 @@ def test_a_keras_run_is_a_logged_model_that_scores_like_its_run(
     assert accuracy == json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"]
 
 
+def test_a_parent_opened_inside_an_experiment_is_named_at_once_and_keeps_its_name(
+    pipeline: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnrepro.tracking.dvc_experiment import name_after_experiment
+
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-at-start")
+    parent = start_pipeline_run(pipeline["uri"], EXPERIMENT)
+    name_after_experiment(pipeline["uri"], parent, "another-exp")  # a later experiment's job renames nothing
+    run = client(pipeline["uri"]).get_run(parent)
+    assert run.info.run_name == "exp-at-start" and run.data.tags[DVC_EXP_TAG] == "exp-at-start"
+
+
 def test_params_leave_out_none_and_write_lists_as_json() -> None:
     values = param_values({"a": None, "b": {"c": 0.001, "d": None}, "e": [1, 28, 28], "f": ["x"], "g": True})
     assert values == {"b.c": "0.001", "e": "[1, 28, 28]", "f": '["x"]', "g": "True"}
