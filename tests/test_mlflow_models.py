@@ -107,6 +107,7 @@ def test_the_run_has_dataset_inputs_typed_params_images_and_system_metrics(pipel
     assert set(plots) == {"plots/learning_curves.png", "plots/confusion_matrix.png"} and min(plots.values()) > 0
     assert any(key.startswith("system/cpu_utilization") for key in run.data.metrics)
     assert run.data.tags[DVC_EXP_TAG] == DVC_EXPERIMENT
+    assert run.data.tags["mlflow.source.name"] == "cnnrepro train"
 
 
 def test_the_parent_run_is_named_after_the_experiment_and_holds_the_headline(pipeline: dict[str, Any]) -> None:

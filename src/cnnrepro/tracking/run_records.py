@@ -33,6 +33,15 @@ class SplitRecord:
     labels_dtype: str
 
 
+def source_tags(git_commit: str | None) -> dict[str, str]:
+    """MLflow's own source tags (the UI's Source and "Logged from" columns): the command and its commit
+    (the project's `git_commit` tag keeps the "-dirty" mark; MLflow's takes the hash alone)."""
+    tags = {"mlflow.source.name": "cnnrepro train", "mlflow.source.type": "LOCAL"}
+    if git_commit:
+        tags["mlflow.source.git.commit"] = git_commit.removesuffix("-dirty")
+    return tags
+
+
 def dataset_inputs(dataset: str, data_hash: str, splits: Sequence[SplitRecord]) -> list[Any]:
     """MLflow DatasetInputs named `<dataset>-<split>`, digest = the project's data hash (the manifest
     sha256 of the data directory, cut to MLflow's limit), source = the path read, context per split."""

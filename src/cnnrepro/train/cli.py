@@ -126,6 +126,7 @@ def _tracked(
 ) -> RunMetrics:
     """Train (unless not_run) inside one MLflow run and write the outputs; every MLflow call is here."""
     from cnnrepro.tracking.liveness import mark_stale_runs_failed
+    from cnnrepro.tracking.run_records import source_tags
     from cnnrepro.tracking.store import tracking_settings
     from cnnrepro.tracking.tracked_run import parent_run_id_from_env, tracked_run
     from cnnrepro.train.engine import checkpoint as ckpt
@@ -142,6 +143,7 @@ def _tracked(
         "git_commit": info.git_commit or "",
         "data_hash": info.data_manifest_sha256 or "",
         "status": info.status,
+        **source_tags(info.git_commit),
     }
     if config.ablation:
         tags["ablation"] = config.ablation.name
@@ -209,7 +211,7 @@ def _log_completed(
     """A completed run's data as dataset inputs, its curves and confusion matrix as images, its model as
     an MLflow logged model (unless tracking.log_models is off)."""
     from cnnrepro.tracking.logged_model import log_run_model
-    from cnnrepro.tracking.run_records import SplitRecord, dataset_inputs, log_run_figures
+    from cnnrepro.tracking.run_records import SplitRecord, dataset_inputs, log_run_figures, source_tags
     from cnnrepro.tracking.tracked_run import param_values
     from cnnrepro.train.engine import lifecycle
     from cnnrepro.train.engine.run_config import legacy_record
@@ -241,7 +243,12 @@ def _log_completed(
         classes=config.data.classes,
         requirements=requirements,
         params=param_values(legacy_record(config, prepared)),
-        tags={"framework": config.framework, "variant": config.variant, "seed": str(config.seed)},
+        tags={
+            "framework": config.framework,
+            "variant": config.variant,
+            "seed": str(config.seed),
+            **source_tags(info.git_commit),
+        },
         step=len(result.history),
     )
 
