@@ -152,11 +152,13 @@ def write_outputs(
     info: RunInfo,
     result: RunResult | None,
     backend: Backend,
+    stopped_history: Sequence[dict[str, float]] = (),
 ) -> RunMetrics:
     """artifacts/ (whole or not at all), then history.csv, run_info.json and, last, metrics.json.
 
     Every framework writes through here; the backend gives its ledger entries, package versions and model
-    format; run_info.json records the config and, apart, what the backend prepared.
+    format; run_info.json records the config and, apart, what the backend prepared. Without a result the
+    run is info.status (not_run, or diverged with the epochs it trained, `stopped_history`), without a model.
     """
     out = Path(out)
     entries = backend.ledger_entries(config, prepared)
@@ -171,8 +173,11 @@ def write_outputs(
             backend.save_model(result.model, artifacts / backend.model_file)
             write_json_atomic(artifacts / "confusion.json", result.confusion)
     if result is None:
-        metrics = RunMetrics(config.framework, config.variant, config.seed, "not_run", reason=info.reason)
-        history: list[dict[str, float]] = []
+        status = "diverged" if info.status == "diverged" else "not_run"
+        history: list[dict[str, float]] = list(stopped_history)
+        metrics = RunMetrics(
+            config.framework, config.variant, config.seed, status, reason=info.reason, epochs_run=len(history)
+        )
     else:
         metrics = RunMetrics(config.framework, config.variant, config.seed, "completed", **result.metrics)
         history = result.history
