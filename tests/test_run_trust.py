@@ -7,6 +7,7 @@ in MLflow.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cnnrepro.report.collect import ReportSettings, collect_runs
 from cnnrepro.report.table import FAILED, build_row
@@ -136,3 +138,161 @@ def test_a_non_finite_loss_stops_the_run_as_diverged(
     assert row.verdict == FAILED and "diverged at epoch 1: loss" in row.verdict_detail
     left = sorted(p.name for p in out.iterdir())
     print(f"TABLE diverged/{framework} | {code} | {err[0]} | {seconds:.1f} s | - | {left}")
+
+
+# --- --out: only a new or empty folder, or this run's own ------------------------------------------------
+
+
+def params_for(work: Path, store: str, experiment: str) -> Path:
+    """Tiny lenet params whose MLflow experiment is this test's alone (its runs can be counted)."""
+    path = write_params(work / "params.yaml", tracking_uri=store, overrides=TINY)
+    params = yaml.safe_load(path.read_text())
+    params["tracking"]["experiment"] = experiment
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def runs_named(store: str, experiment: str, name: str) -> list[Any]:
+    client = store_client(store)
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], max_results=100) if found else []
+    return [r for r in runs if r.info.run_name == name]
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under root (relative path -> bytes): what a refused command must leave as it was."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("a user's folder", "holds keep.bin, notes and no run_info.json, so not this run's outputs; nothing touched"),
+        ("another run's outputs", "holds the outputs of torch/lenet/seed1 ("),
+        ("an unreadable run_info.json", "cannot tell whose outputs it holds ("),
+    ],
+)
+def test_out_that_is_not_this_runs_is_refused_untouched(
+    case: str, expected: str, store: str, prepared: Path, work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = params_for(work, store, f"out-refused-{case}")
+    out = work / "D"
+    (out / "notes").mkdir(parents=True)
+    (out / "keep.bin").write_bytes(b"\x00user data")
+    (out / "notes" / "a.txt").write_text("mine")
+    if case == "another run's outputs":
+        (out / "run_info.json").write_text(json.dumps({"framework": "torch", "variant": VARIANT, "seed": 1}))
+    elif case == "an unreadable run_info.json":
+        (out / "run_info.json").write_text('{"framework": "torch", "vari')
+    before = tree(out)
+
+    code, err, seconds = run_cli(train_argv(params, "torch", prepared, out), capsys)
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith(f"cnnrepro train: error: --out {out}: ") and expected in err[0], err[0]
+    assert tree(out) == before  # nothing written, nothing removed
+    assert not runs_named(store, f"out-refused-{case}", f"torch/{VARIANT}/seed0")  # refused before MLflow
+    print(f"TABLE --out {case} | {code} | {err[0]} | {seconds:.1f} s | - | {sorted(before)} unchanged")
+
+
+def test_rerun_replaces_only_the_runs_own_files(
+    store: str, prepared: Path, work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's files beside the run's (in artifacts/ and in the folder) survive a completed rerun, and a
+    rerun that diverges removes the run's earlier model and confusion matrix, nothing else."""
+    params = params_for(work, store, "out-own")
+    out = work / "runs" / "torch" / VARIANT / "seed0"
+    assert run_cli(train_argv(params, "torch", prepared, out), capsys)[0] == 0
+    (out / "artifacts" / "keep.bin").write_bytes(b"user weights")
+    (out / "notes.txt").write_text("user notes")
+    first_model = (out / "artifacts" / "model.safetensors").stat().st_mtime_ns
+
+    code, err, seconds = run_cli(train_argv(params, "torch", prepared, out), capsys)
+    assert code == 0 and not err, err
+    assert (out / "artifacts" / "keep.bin").read_bytes() == b"user weights"
+    assert (out / "notes.txt").read_text() == "user notes"
+    assert (out / "artifacts" / "model.safetensors").stat().st_mtime_ns != first_model  # the run's own: replaced
+    assert load_run(out).metrics.status == "completed"
+    run = mlflow_run(store, out)
+    logged = {a.path for a in store_client(store).list_artifacts(run.info.run_id, "artifacts")}
+    assert "artifacts/keep.bin" not in logged and "artifacts/model.safetensors" in logged
+    table = f"TABLE --out own, rerun | {code} | - | {seconds:.1f} s | - | {sorted(tree(out))}"
+
+    explode_optimizer(monkeypatch, "torch")
+    code, err, _ = run_cli(train_argv(params, "torch", prepared, out), capsys)
+    assert code == 1 and "diverged at epoch 1" in err[0]
+    assert sorted(p.name for p in (out / "artifacts").iterdir()) == ["fidelity.json", "keep.bin"]
+    assert (out / "notes.txt").read_text() == "user notes"
+    print(f"{table}; after a diverged rerun: {sorted(tree(out))}")
+
+
+# --- one training of a run at a time -------------------------------------------------------------------------
+
+
+def test_a_second_training_of_the_same_run_refuses_while_the_first_runs(
+    store: str, prepared: Path, work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The second training starts while the first is inside its epoch loop (from the first's epoch hook, so
+    the timing is exact); it refuses in one line before opening an MLflow run, the first finishes."""
+    from cnnrepro.cli import main
+    from cnnrepro.params import load_params
+    from cnnrepro.train import cli as train_cli
+
+    params = params_for(work, store, "locked")
+    out = work / "runs" / "torch" / VARIANT / "seed0"
+    second: dict[str, Any] = {}
+
+    def start_second(row: dict[str, float]) -> None:
+        if row["epoch"] == 1:
+            started = time.perf_counter()
+            second["code"] = main(train_argv(params, "torch", prepared, out))
+            second["seconds"] = time.perf_counter() - started
+            second["checkpoint"] = ckpt.checkpoint_path(out.parent / "checkpoints", "torch", VARIANT, 0).exists()
+
+    argv = train_argv(params, "torch", prepared, out)
+    args = argparse.Namespace(
+        params=str(params), framework="torch", variant=VARIANT, seed=0, data=prepared, out=out,
+        init_from=None, checkpoints=out.parent / "checkpoints", ablation=None,
+    )  # fmt: skip
+    assert argv[argv.index("--out") + 1] == str(out)
+    capsys.readouterr()
+    assert train_cli.run(load_params(params), args, hooks=(start_second,)) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and " INFO " not in line]
+
+    assert second["code"] == 1 and len(err) == 1, err
+    assert err[0].startswith(
+        f"cnnrepro train: error: --out {out}: another training of torch/{VARIANT}/seed0 is running"
+    )
+    assert second["checkpoint"]  # the first's live checkpoint was there to be taken, and was not
+    assert load_run(out).metrics.status == "completed"
+    (run,) = runs_named(store, "locked", f"torch/{VARIANT}/seed0")  # one MLflow run for one run
+    assert run.info.status == "FINISHED"
+    print(f"TABLE second training, same --out | 1 | {err[0]} | {second['seconds']:.1f} s | - | first run's outputs")
+
+
+def test_two_out_folders_sharing_one_checkpoint_refuse_the_second(
+    store: str, prepared: Path, work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cnnrepro.cli import main
+    from cnnrepro.params import load_params
+    from cnnrepro.train import cli as train_cli
+
+    params = params_for(work, store, "locked-checkpoint")
+    checkpoints = work / "checkpoints"
+    second: dict[str, int] = {}
+
+    def start_second(row: dict[str, float]) -> None:
+        if row["epoch"] == 1:
+            argv = train_argv(params, "torch", prepared, work / "other")
+            argv[argv.index("--checkpoints") + 1] = str(checkpoints)
+            second["code"] = main(argv)
+
+    args = argparse.Namespace(
+        params=str(params), framework="torch", variant=VARIANT, seed=0, data=prepared, out=work / "first",
+        init_from=None, checkpoints=checkpoints, ablation=None,
+    )  # fmt: skip
+    capsys.readouterr()
+    assert train_cli.run(load_params(params), args, hooks=(start_second,)) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and " INFO " not in line]
+    assert second["code"] == 1 and len(err) == 1, err
+    assert f"--checkpoints {checkpoints / 'torch' / VARIANT}: another training of torch/{VARIANT}/seed0" in err[0]
+    assert not (work / "other" / "metrics.json").exists()

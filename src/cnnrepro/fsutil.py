@@ -83,6 +83,26 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def atomic_named(target: str | Path) -> Iterator[Path]:
+    """Like atomic_path, for writers that insist on the file's own name (Keras' model.save wants `.keras`):
+    yield `<temporary folder beside target>/<target's name>`; on success it replaces `target`, else it is removed."""
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    except OSError as exc:
+        raise WriteError(target, exc.strerror or type(exc).__name__) from None
+    try:
+        yield tmp / target.name
+        _publish_mode(tmp / target.name, directory=(tmp / target.name).is_dir())
+        os.replace(tmp / target.name, target)
+    except (OSError, WriteError) as exc:
+        raise _write_error(exc, tmp / target.name, target) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside `target`; on success it replaces `target` whole."""
     target = Path(target)

@@ -59,10 +59,9 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
     from cnnrepro.train import ablations
     from cnnrepro.train.backends import load_backend
     from cnnrepro.train.configure import configure_run
-    from cnnrepro.train.engine import lifecycle
+    from cnnrepro.train.engine import checkpoint as ckpt
+    from cnnrepro.train.engine import run_dir
     from cnnrepro.train.engine.preflight import check_run_inputs
-    from cnnrepro.train.engine.run_config import Prepared, format_config
-    from cnnrepro.train.engine.splits import manifest_sha256
 
     backend = load_backend(args.framework)  # before anything is touched: a missing extra fails here
     config = configure_run(
@@ -79,6 +78,21 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
     ablations.check_continues_from(config)
     args.checkpoints = ablations.checkpoint_root(args.checkpoints, args.ablation)
     check_run_inputs(config, args.checkpoints)  # before the MLflow run: a run that cannot start leaves none
+    run_dir.check_out_dir(args.out, config)  # a folder that is not this run's is left as it is
+    checkpoint = ckpt.checkpoint_path(args.checkpoints, config.framework, config.variant, config.seed)
+    # Held until the checkpoint is removed: a second training of this run refuses before its MLflow run opens.
+    with run_dir.run_locks(args.out, checkpoint, config.run_name):
+        return _run_locked(params, args, config, backend, hooks)
+
+
+def _run_locked(
+    params: dict[str, Any], args: argparse.Namespace, config: RunConfig, backend: Backend, hooks: Sequence[EpochHook]
+) -> int:
+    from cnnrepro.train import ablations
+    from cnnrepro.train.engine import lifecycle
+    from cnnrepro.train.engine.run_config import Prepared, format_config
+    from cnnrepro.train.engine.splits import manifest_sha256
+
     lifecycle.clear_done_marker(args.out)
     t0 = time.perf_counter()
     info = lifecycle.RunInfo(
@@ -130,7 +144,7 @@ def _tracked(
     from cnnrepro.tracking.store import tracking_settings
     from cnnrepro.tracking.tracked_run import parent_run_id_from_env, tracked_run
     from cnnrepro.train.engine import checkpoint as ckpt
-    from cnnrepro.train.engine import lifecycle
+    from cnnrepro.train.engine import lifecycle, run_dir
     from cnnrepro.train.engine.epochs import Diverged
     from cnnrepro.train.engine.run_config import legacy_record
 
@@ -194,7 +208,9 @@ def _tracked(
             logger.log_metrics(final, step=len(result.history))
         for file in ("history.csv", "metrics.json", "run_info.json"):
             logger.log_artifact(Path(args.out) / file)
-        logger.log_artifact(Path(args.out) / "artifacts", "artifacts")
+        for name in (*run_dir.ARTIFACT_FILES, backend.model_file):  # the run's own, never a file put beside them
+            if (Path(args.out) / "artifacts" / name).is_file():
+                logger.log_artifact(Path(args.out) / "artifacts" / name, "artifacts")
         logger.set_tags({"status": info.status, **({"reason": info.reason} if info.reason else {})})
         if diverged:
             logger.set_tags({TAG_DIVERGED_AT: diverged.epoch})
