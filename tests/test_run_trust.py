@@ -296,3 +296,71 @@ def test_two_out_folders_sharing_one_checkpoint_refuse_the_second(
     assert second["code"] == 1 and len(err) == 1, err
     assert f"--checkpoints {checkpoints / 'torch' / VARIANT}: another training of torch/{VARIANT}/seed0" in err[0]
     assert not (work / "other" / "metrics.json").exists()
+
+
+# --- folders other commands replace whole: the report's plots/, visualize's --out ------------------------------
+
+
+def test_the_report_replaces_its_plots_folder_only_while_it_holds_only_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cnnrepro import cli
+    from cnnrepro.variants.documented import DOCUMENTED
+
+    from .helpers_report import write_clean_summary, write_synthetic_run
+    from .helpers_report import write_params as write_report_params
+
+    for seed in range(3):
+        baseline = DOCUMENTED["baseline"].documented
+        write_synthetic_run(tmp_path / "runs", "torch", "baseline", seed, val=baseline, test=baseline)
+    write_clean_summary(tmp_path / "summary.json")
+    write_report_params(tmp_path / "params.yaml", variants={"pets": ["baseline"]})
+    argv = ["report", "--params", str(tmp_path / "params.yaml"), "--runs", str(tmp_path / "runs")]
+    argv += ["--clean-summary", str(tmp_path / "summary.json"), "--out", str(tmp_path / "reports")]
+    plots = tmp_path / "reports" / "plots"
+
+    assert cli.main(argv) == 0  # a new folder
+    assert cli.main(argv) == 0  # its own: replaced
+    capsys.readouterr()
+    (plots / "mine.png").write_bytes(b"a user's figure")
+    before = tree(tmp_path / "reports")
+    started = time.perf_counter()
+    code = cli.main(argv)
+    seconds = time.perf_counter() - started
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert err[0] == (
+        f"cnnrepro report: error: --out {plots}: holds mine.png, which no earlier run of this command wrote; "
+        "nothing touched (move them, or give another --out)"
+    )
+    assert tree(tmp_path / "reports") == before
+    print(f"TABLE report, a user's file in plots/ | {code} | {err[0]} | {seconds:.1f} s | - | reports/ unchanged")
+
+
+def test_a_folder_replaced_whole_keeps_a_users_file(tmp_path: Path) -> None:
+    """atomic_dir(own_list=...) (visualize's --out, the report's plots/): a file put there while the command
+    ran is not replaced either, and a folder from before the list existed is refused, not emptied."""
+    from cnnrepro.errors import CnnreproError
+    from cnnrepro.fsutil import atomic_dir
+
+    target = tmp_path / "figures"
+    with atomic_dir(target, own_list="--out") as tmp:
+        (tmp / "a.png").write_bytes(b"1")
+    with atomic_dir(target, own_list="--out") as tmp:  # its own: replaced
+        (tmp / "b.png").write_bytes(b"2")
+    assert sorted(p.name for p in target.iterdir()) == [".cnnrepro-outputs", "b.png"]
+    with (
+        pytest.raises(CnnreproError, match=r"holds late.txt, which no earlier run"),
+        atomic_dir(target, own_list="--out") as tmp,
+    ):
+        (tmp / "c.png").write_bytes(b"3")
+        (target / "late.txt").write_text("written while the command ran")
+    assert sorted(p.name for p in target.iterdir()) == [".cnnrepro-outputs", "b.png", "late.txt"]
+    assert not list(tmp_path.glob(".figures.*"))  # the temporary is gone
+    legacy = tmp_path / "old"
+    legacy.mkdir()
+    (legacy / "index.json").write_text("{}")
+    refused = pytest.raises(CnnreproError, match=r"--out .*old: holds index.json, which no earlier run")
+    with refused, atomic_dir(legacy, own_list="--out"):
+        raise AssertionError("refused before the body runs")
+    assert (legacy / "index.json").read_text() == "{}"
