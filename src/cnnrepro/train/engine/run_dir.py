@@ -52,6 +52,10 @@ def _listed(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
+def _temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".part")
+
+
 def check_out_dir(out: str | Path, config: RunConfig) -> None:
     """Raise CnnreproError (one line, nothing touched) unless `out` may receive this run's outputs."""
     out = Path(out)
@@ -59,7 +63,8 @@ def check_out_dir(out: str | Path, config: RunConfig) -> None:
         return
     if not out.is_dir():
         raise CnnreproError(f"--out {out}: is not a folder")
-    entries = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
+    # The lock, and temporaries a killed write left (fsutil's `.<name>.<random>.part`), are this command's own.
+    entries = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME and not _temporary(p.name))
     if not entries:
         return
     info = out / "run_info.json"
