@@ -21,7 +21,7 @@ from PIL import Image
 
 from cnnrepro.data.pixels import scale_16_to_8
 
-from .helpers_train import make_image_folder, make_npz, shared_store, tiny_overrides, train, write_params
+from .helpers_train import make_image_folder, make_npz, needs_tf, shared_store, tiny_overrides, train, write_params
 from .helpers_zoo import bilevel_png, grey16_png, run_bounded
 
 # The limit the test params carry (the shipped clean.max_pixels): a 20000x20000 image is 16 times over it.
@@ -190,3 +190,16 @@ def test_an_edited_input_shape_is_refused_before_anything_is_built(
     assert result.peak_rss_mib < 1024, result.peak_rss_mib
     table("predict, input shape edited to 8000x8000", 1, lines[0], result.seconds, f"{result.peak_rss_mib:.0f} MiB",
           "nothing written")  # fmt: skip
+
+
+@needs_tf
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_keras_device_errors_name_the_flag_they_came_from() -> None:
+    """A Keras run's model is placed by the Keras backend's own resolver: its errors name `--device` there."""
+    from cnnrepro.errors import CnnreproError
+    from cnnrepro.train.backends.keras.devices import resolve_device
+
+    with pytest.raises(CnnreproError, match=r"^--device is 'cuda' but TensorFlow sees 0 GPU\(s\) here$"):
+        resolve_device("cuda", source="--device")
+    with pytest.raises(CnnreproError, match=r"^--device 'cuda:x' is not a device \(auto, cpu, cuda\[:N\]\)$"):
+        resolve_device("cuda:x", source="--device")
