@@ -5,12 +5,15 @@ MLflow params and stored in run_info.json. Every MLflow call of a training run i
 A run that cannot happen here (VGG16 weights unavailable, the run it continues from not run) is
 written and logged as not_run with the reason, and the command exits 0 so the pipeline goes on.
 A run whose loss turns non-finite stops at that epoch: written as `diverged` (the epoch in run_info.json),
-its MLflow run ended FAILED with the epoch as a tag, and the command exits 1 with one line.
+its MLflow run ended FAILED with the epoch as a tag, one line on stderr, and the command exits 0 too: a
+failing job's outputs are deleted by Snakemake, and the report must see the run to count it failed with
+its reason (as it sees a not_run one).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +34,10 @@ TAG_RESUMED_AFTER = "cnnrepro.resumed_after_epoch"
 TAG_RESUMED_FROM = "cnnrepro.resumed_from_run"
 # Tag of a run stopped because its loss turned non-finite (the run itself ends FAILED): the epoch it did.
 TAG_DIVERGED_AT = "cnnrepro.diverged_at_epoch"
+
+
+class DivergedRun(CnnreproError):
+    """The run diverged; its outputs are written. Raised through the MLflow run so that it ends FAILED."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +124,11 @@ def _run_locked(
         info.status, info.reason = "not_run", str(exc)
     print(f"cnnrepro train {config.run_name}:\n{format_config(config, prepared)}", flush=True)
 
-    metrics = _tracked(params, config, prepared, info, args, backend, tuple(hooks), t0)
+    try:
+        metrics = _tracked(params, config, prepared, info, args, backend, tuple(hooks), t0)
+    except DivergedRun as exc:
+        print(f"cnnrepro train: {exc}", file=sys.stderr, flush=True)
+        return 0
     if info.status == "completed":
         print(
             f"done: val_accuracy {metrics.val_accuracy} test_accuracy {metrics.test_accuracy} "
@@ -214,8 +225,8 @@ def _tracked(
         logger.set_tags({"status": info.status, **({"reason": info.reason} if info.reason else {})})
         if diverged:
             logger.set_tags({TAG_DIVERGED_AT: diverged.epoch})
-            # Raised inside the MLflow run: tracked_run ends it FAILED; the command prints this one line, exits 1.
-            raise CnnreproError(f"{config.run_name}: {diverged} (written as diverged -> {args.out})")
+            # Raised inside the MLflow run: tracked_run ends it FAILED; `run` prints this one line.
+            raise DivergedRun(f"{config.run_name}: {diverged} (written as diverged -> {args.out})")
     if result is not None:
         ckpt.remove_checkpoint(ckpt.checkpoint_path(args.checkpoints, config.framework, config.variant, config.seed))
     return metrics
