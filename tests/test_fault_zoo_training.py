@@ -6,6 +6,7 @@ finished by the rerun, which writes the outputs without training again.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import resource
 import shutil
@@ -116,7 +117,8 @@ def test_failure_after_the_last_epoch_is_finished_without_training_again(
             shutil.rmtree(out)
             out.write_text("in the way\n")
 
-    with pytest.raises(CnnreproError, match=r"^run/artifacts: cannot write \(File exists\)$"):
+    # run_info.json is the first output written (it marks the folder as this run's), so it names the failure.
+    with pytest.raises(CnnreproError, match=r"^run/run_info.json: cannot write \(File exists\)$"):
         train(VARIANT, 0, Path("prepared"), Path("run"), params=params, checkpoints=Path("ck"), hooks=[block_outputs])
     last_pt = ckpt.checkpoint_path("ck", "torch", VARIANT, 0)
     final = ckpt.decode(Path(last_pt).read_bytes())
@@ -145,6 +147,10 @@ def test_keras_failure_after_the_last_epoch_is_finished_without_training_again(
     argv = _train_argv(params)
     argv[argv.index("torch")] = "keras"
     (project / "run").mkdir()
+    # The folder is this run's (an earlier run of it left its run_info.json), so the training starts; the
+    # file where artifacts/ goes is met only when the outputs are written.
+    earlier = {"framework": "keras", "variant": VARIANT, "seed": 0}
+    (project / "run" / "run_info.json").write_text(json.dumps(earlier))
     (project / "run" / "artifacts").write_text("in the way\n")
 
     def train_keras() -> subprocess.CompletedProcess[str]:
@@ -155,7 +161,8 @@ def test_keras_failure_after_the_last_epoch_is_finished_without_training_again(
     failed = train_keras()
     assert failed.returncode == 1, failed.stderr[-3000:]
     assert (
-        failed.stderr.strip().splitlines()[-1] == "cnnrepro train: error: run/artifacts: cannot write (Not a directory)"
+        failed.stderr.strip().splitlines()[-1]
+        == "cnnrepro train: error: run/artifacts/fidelity.json: cannot write (File exists)"
     )
     assert f"epoch {EPOCHS}/{EPOCHS}" in failed.stdout
     last_pt = ckpt.checkpoint_path("ck", "keras", VARIANT, 0)

@@ -65,7 +65,7 @@ def test_the_dvc_yaml_writer_is_a_fixed_point() -> None:
 def test_dvc_yaml_is_readable_at_a_glance() -> None:
     text = (PROJECT_ROOT / "dvc.yaml").read_text()
     # 350 lines, plus the code a training job runs since it logs its model, data and images to MLflow (issue 22).
-    assert len(text.splitlines()) <= 370
+    assert len(text.splitlines()) <= 380
     assert "&train_deps" not in text and text.count("- src/cnnrepro") == 0  # code deps are package-level lists
 
 

@@ -83,9 +83,67 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside `target`; on success it replaces `target` whole."""
+def atomic_named(target: str | Path) -> Iterator[Path]:
+    """Like atomic_path, for writers that insist on the file's own name (Keras' model.save wants `.keras`):
+    yield `<temporary folder beside target>/<target's name>`; on success it replaces `target`, else it is removed."""
     target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    except OSError as exc:
+        raise WriteError(target, exc.strerror or type(exc).__name__) from None
+    try:
+        yield tmp / target.name
+        _publish_mode(tmp / target.name, directory=(tmp / target.name).is_dir())
+        os.replace(tmp / target.name, target)
+    except (OSError, WriteError) as exc:
+        raise _write_error(exc, tmp / target.name, target) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# The files a command that replaces a folder whole wrote into it (atomic_dir's own_list), one path a line.
+OWN_LIST = ".cnnrepro-outputs"
+MAX_OWN_LIST_BYTES = 8 << 20
+
+
+def _files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+
+
+def check_replaceable(target: str | Path, flag: str) -> None:
+    """A folder a command replaces whole must be absent, empty, or hold only the files that command listed as
+    its own when it last wrote it (OWN_LIST): anything else there (a user's file, another tool's) would go
+    with it. Else one CnnreproError naming the folder and its first foreign files; nothing is touched."""
+    target = Path(target)
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise CnnreproError(f"{flag} {target}: is not a folder")
+    present = _files_under(target)
+    listed: set[str] = set()
+    own_list = target / OWN_LIST
+    if own_list.is_file() and own_list.stat().st_size <= MAX_OWN_LIST_BYTES:
+        listed = set(own_list.read_text(errors="replace").splitlines()) | {OWN_LIST}
+    foreign = [name for name in present if name not in listed]
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise CnnreproError(
+            f"{flag} {target}: holds {', '.join(foreign[:3])}{more}, which no earlier run of this command wrote; "
+            f"nothing touched (move them, or give another {flag})"
+        )
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path, *, own_list: str | None = None) -> Iterator[Path]:
+    """Yield a temporary directory beside `target`; on success it replaces `target` whole.
+
+    With `own_list` (the flag that names the folder, for messages) the folder is replaced only when
+    check_replaceable allows it, checked before anything is written and again just before the swap, and
+    the files written are listed in it (OWN_LIST) so the next run recognises them as its own."""
+    target = Path(target)
+    if own_list:
+        check_replaceable(target, own_list)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
@@ -93,6 +151,9 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         raise WriteError(target, exc.strerror or type(exc).__name__) from None
     try:
         yield tmp
+        if own_list:
+            write_file(tmp / OWN_LIST, "".join(f"{name}\n" for name in _files_under(tmp)).encode())
+            check_replaceable(target, own_list)  # a file put there while this ran is not replaced either
         _publish_mode(tmp, directory=True)
         if target.exists():
             shutil.rmtree(target)

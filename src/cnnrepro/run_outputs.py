@@ -9,7 +9,9 @@ One run = one (framework, variant, seed), in runs/<framework>/<variant>/seed<see
 - artifacts/     model weights (model.safetensors), confusion.json, anything else
 
 A variant that cannot run (e.g. VGG16 weights unavailable) still writes all four, with
-status "not_run" and the reason, so the pipeline goes on and the report can say why.
+status "not_run" and the reason, so the pipeline goes on and the report can say why. A run whose loss
+turned non-finite writes them with status "diverged", the epochs it trained (the last one non-finite),
+no model, and run_info.json's diverged_epoch.
 
 Reading a run back checks every field (cnnrepro.checks.run_fields: the check of each field is named in its
 metadata below) and what the files must agree on; a run that breaks the contract is one CnnreproError
@@ -47,8 +49,10 @@ from cnnrepro.checks.run_fields import (
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import write_json_atomic, write_text_atomic
 
-Status = Literal["completed", "not_run", "failed"]
-STATUSES = ("completed", "not_run", "failed")
+Status = Literal["completed", "not_run", "failed", "diverged"]
+STATUSES = ("completed", "not_run", "failed", "diverged")
+# Runs that trained and did not finish: the report counts them as failed, with their reason.
+FAILED_STATUSES = ("failed", "diverged")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
 
@@ -105,6 +109,8 @@ class RunInfo:
     fidelity: list[dict[str, str]] = field(default_factory=list, metadata=check_with(list_of(obj(TEXT))))
     overrides: dict[str, Any] = field(default_factory=dict, metadata=check_with(obj()))
     reason: str | None = field(default=None, metadata=check_with(TEXT))
+    # the epoch whose loss was not finite, for a diverged run
+    diverged_epoch: int | None = field(default=None, metadata=check_with(number(1, integer=True)))
 
     @classmethod
     def read(cls, run: str | Path) -> RunInfo:

@@ -10,11 +10,15 @@ Conversions keep what the pixels mean: 8-bit modes (L, P, CMYK, RGBA, LA, 1, ...
 scaled from 0..65535 to 0..255 with rounding (v / 257, 65535 = 255 x 257), so a full-range image stays
 full range; modes with no defined 8-bit meaning (32-bit `I`, float `F`, signed `I;16S`, and any
 conversion Pillow refuses) are dropped with the reason `unsupported_mode_<mode>`.
+
+`model_image` is the same limit and the same conversions for one image a model reads (training splits,
+`cnnrepro evaluate` and `cnnrepro predict`), refused in one line instead of quarantined.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from cnnrepro.errors import CnnreproError
 
 UNSIGNED_16_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 NO_8_BIT_MEANING = frozenset({"I", "F", "I;16S", "I;16BS", "I;16LS", "I;32", "I;32S"})
@@ -39,14 +45,30 @@ class Decoded:
     warnings: list[str] = field(default_factory=list)
 
 
+# Pillow's own bomb limit when this module was imported: the limit of readers that are given none.
+PILLOW_MAX_PIXELS: int = Image.MAX_IMAGE_PIXELS or 89_478_485
+_limit_lock = threading.Lock()
+_limit_users = 0
+_saved_limit: int | None = None
+
+
 @contextlib.contextmanager
 def _own_pixel_limit() -> Iterator[None]:
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
+    """Pillow's limit off while any thread decodes here (training splits decode in threads): the first in
+    saves it, the last out puts it back, so no interleaving can leave it off."""
+    global _limit_users, _saved_limit
+    with _limit_lock:
+        if _limit_users == 0:
+            _saved_limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _limit_users += 1
     try:
         yield
     finally:
-        Image.MAX_IMAGE_PIXELS = saved
+        with _limit_lock:
+            _limit_users -= 1
+            if _limit_users == 0:
+                Image.MAX_IMAGE_PIXELS = _saved_limit
 
 
 def decode(path: Path, size: int, max_pixels: int) -> Decoded:
@@ -104,3 +126,26 @@ def to_rgb(image: Image.Image) -> tuple[Image.Image | None, str]:
             return image.convert("RGB"), ""
         except (ValueError, OSError):
             return None, f"unsupported_mode_{mode.lower().replace(';', '_')}"
+
+
+def model_image(path: str | Path, max_pixels: int, channels: int = 3) -> Image.Image:
+    """One image as a model reads it: 8-bit RGB (or L when `channels` is 1) by `to_rgb`'s conversions,
+    refused before a pixel is decoded when its header's width x height is over `max_pixels`. Every failure
+    is one CnnreproError naming the file."""
+    try:
+        with _own_pixel_limit(), Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise CnnreproError(
+                    f"{path}: {width}x{height} = {width * height} pixels, over the limit of {max_pixels} "
+                    "(params clean.max_pixels); not decoded"
+                )
+            image.load()
+            rgb, unsupported = to_rgb(image)
+    except FileNotFoundError:
+        raise CnnreproError(f"{path}: image missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise CnnreproError(f"{path}: cannot decode image ({str(exc).splitlines()[0][:200]})") from None
+    if rgb is None:
+        raise CnnreproError(f"{path}: {image.mode} pixels have no 8-bit meaning ({unsupported})")
+    return rgb if channels == 3 else rgb.convert("L")

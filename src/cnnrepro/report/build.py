@@ -92,7 +92,8 @@ def build_report(
     unexpected = unexpected_runs(runs_root, settings)
     effects = collect_effects(runs_root, slots, settings.rule, settings.validation_per_class)
 
-    with atomic_dir(out_dir / "plots") as plots_dir:
+    # plots/ is replaced whole, so only when every file in it is one an earlier report wrote (a user's stays).
+    with atomic_dir(out_dir / "plots", own_list="--out") as plots_dir:
         plots = write_plots(rows, slots, clean_summary, settings, plots_dir)
     figures = find_figures(out_dir)
     figure_index = read_figure_index(out_dir)

@@ -22,6 +22,7 @@ from cnnrepro.report.verdict import (
     decide,
     parity,
 )
+from cnnrepro.run_outputs import FAILED_STATUSES
 from cnnrepro.variants.documented import DOCUMENTED
 
 NOT_RUN = "not run"
@@ -95,8 +96,13 @@ def _values(slots: Sequence[RunSlot], metric: str) -> list[float]:
     return list(_by_seed(slots, metric).values())
 
 
+def _statuses(status: str) -> tuple[str, ...]:
+    """ "failed" stands for every run that trained and did not finish (run_outputs.FAILED_STATUSES)."""
+    return FAILED_STATUSES if status == "failed" else (status,)
+
+
 def _seeds(slots: Sequence[RunSlot], status: str) -> list[int]:
-    return [s.seed for s in slots if s.status == status]
+    return [s.seed for s in slots if s.status in _statuses(status)]
 
 
 def _reasons(slots: Sequence[RunSlot], status: str) -> str:
@@ -107,7 +113,7 @@ def _reasons(slots: Sequence[RunSlot], status: str) -> str:
     """
     groups: dict[str, list[RunSlot]] = {}
     for s in slots:
-        if s.status == status:
+        if s.status in _statuses(status):
             shared = re.sub(rf"\bseed{s.seed}\b", "seed{seed}", s.reason or "no reason given")
             groups.setdefault(shared, []).append(s)
     parts = []

@@ -7,16 +7,22 @@ dataset inputs, its curves and confusion matrix as images and (params tracking.l
 an MLflow logged model (cnnrepro.tracking.logged_model).
 A run that cannot happen here (VGG16 weights unavailable, the run it continues from not run) is
 written and logged as not_run with the reason, and the command exits 0 so the pipeline goes on.
+A run whose loss turns non-finite stops at that epoch: written as `diverged` (the epoch in run_info.json),
+its MLflow run ended FAILED with the epoch as a tag, one line on stderr, and the command exits 0 too: a
+failing job's outputs are deleted by Snakemake, and the report must see the run to count it failed with
+its reason (as it sees a not_run one).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnrepro.errors import CnnreproError
 from cnnrepro.params import load_params
 from cnnrepro.variants.registry import list_variants
 
@@ -30,6 +36,12 @@ if TYPE_CHECKING:
 # Tags of a run that resumed from a checkpoint: the epoch it resumed after, and the MLflow run that wrote it.
 TAG_RESUMED_AFTER = "cnnrepro.resumed_after_epoch"
 TAG_RESUMED_FROM = "cnnrepro.resumed_from_run"
+# Tag of a run stopped because its loss turned non-finite (the run itself ends FAILED): the epoch it did.
+TAG_DIVERGED_AT = "cnnrepro.diverged_at_epoch"
+
+
+class DivergedRun(CnnreproError):
+    """The run diverged; its outputs are written. Raised through the MLflow run so that it ends FAILED."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,10 +70,9 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
     from cnnrepro.train import ablations
     from cnnrepro.train.backends import load_backend
     from cnnrepro.train.configure import configure_run
-    from cnnrepro.train.engine import lifecycle
+    from cnnrepro.train.engine import checkpoint as ckpt
+    from cnnrepro.train.engine import run_dir
     from cnnrepro.train.engine.preflight import check_run_inputs
-    from cnnrepro.train.engine.run_config import Prepared, format_config
-    from cnnrepro.train.engine.splits import manifest_sha256
 
     backend = load_backend(args.framework)  # before anything is touched: a missing extra fails here
     config = configure_run(
@@ -78,6 +89,21 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
     ablations.check_continues_from(config)
     args.checkpoints = ablations.checkpoint_root(args.checkpoints, args.ablation)
     check_run_inputs(config, args.checkpoints)  # before the MLflow run: a run that cannot start leaves none
+    run_dir.check_out_dir(args.out, config)  # a folder that is not this run's is left as it is
+    checkpoint = ckpt.checkpoint_path(args.checkpoints, config.framework, config.variant, config.seed)
+    # Held until the checkpoint is removed: a second training of this run refuses before its MLflow run opens.
+    with run_dir.run_locks(args.out, checkpoint, config.run_name):
+        return _run_locked(params, args, config, backend, hooks)
+
+
+def _run_locked(
+    params: dict[str, Any], args: argparse.Namespace, config: RunConfig, backend: Backend, hooks: Sequence[EpochHook]
+) -> int:
+    from cnnrepro.train import ablations
+    from cnnrepro.train.engine import lifecycle
+    from cnnrepro.train.engine.run_config import Prepared, format_config
+    from cnnrepro.train.engine.splits import manifest_sha256
+
     lifecycle.clear_done_marker(args.out)
     t0 = time.perf_counter()
     info = lifecycle.RunInfo(
@@ -102,7 +128,11 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
         info.status, info.reason = "not_run", str(exc)
     print(f"cnnrepro train {config.run_name}:\n{format_config(config, prepared)}", flush=True)
 
-    metrics = _tracked(params, config, prepared, info, args, backend, tuple(hooks), t0)
+    try:
+        metrics = _tracked(params, config, prepared, info, args, backend, tuple(hooks), t0)
+    except DivergedRun as exc:
+        print(f"cnnrepro train: {exc}", file=sys.stderr, flush=True)
+        return 0
     if info.status == "completed":
         print(
             f"done: val_accuracy {metrics.val_accuracy} test_accuracy {metrics.test_accuracy} "
@@ -130,7 +160,8 @@ def _tracked(
     from cnnrepro.tracking.store import tracking_settings
     from cnnrepro.tracking.tracked_run import parent_run_id_from_env, tracked_run
     from cnnrepro.train.engine import checkpoint as ckpt
-    from cnnrepro.train.engine import lifecycle
+    from cnnrepro.train.engine import lifecycle, run_dir
+    from cnnrepro.train.engine.epochs import Diverged
     from cnnrepro.train.engine.run_config import legacy_record
 
     uri, experiment = tracking_settings(params)
@@ -158,6 +189,7 @@ def _tracked(
         }
         logger.log_params(legacy_record(config, prepared))
         result = None
+        diverged: Diverged | None = None
         if info.status != "not_run":
 
             def log_epoch(row: dict[str, float]) -> None:
@@ -179,11 +211,16 @@ def _tracked(
                 )
             except lifecycle.NotRunnable as exc:  # weights that fail only when loaded (torchvision)
                 info.reason = str(exc)
-        info.status = "completed" if result is not None else "not_run"
+            except Diverged as exc:
+                diverged = exc
+                info.reason, info.diverged_epoch = str(exc), exc.epoch
+                log_epoch(exc.history[-1])  # the epoch the hooks did not see: its curves end where it stopped
+        info.status = "completed" if result is not None else "diverged" if diverged else "not_run"
         info.finished_at = lifecycle.now_iso()
         info.duration_s = round(time.perf_counter() - t0, 3)
         info.train_duration_s = round(result.train_duration_s, 3) if result is not None else None
-        metrics = lifecycle.write_outputs(args.out, config, prepared, info, result, backend)
+        stopped_history = diverged.history if diverged else []
+        metrics = lifecycle.write_outputs(args.out, config, prepared, info, result, backend, stopped_history)
         if result is not None:
             # val_* of the last epoch are already in the per-epoch curves; log only what is new.
             final = {k: v for k, v in result.metrics.items() if isinstance(v, int | float) and not k.startswith("val_")}
@@ -191,8 +228,14 @@ def _tracked(
             _log_completed(logger, params, config, prepared, info, result, backend, Path(args.out))
         for file in ("history.csv", "metrics.json", "run_info.json"):
             logger.log_artifact(Path(args.out) / file)
-        logger.log_artifact(Path(args.out) / "artifacts", "artifacts")
+        for name in (*run_dir.ARTIFACT_FILES, backend.model_file):  # the run's own, never a file put beside them
+            if (Path(args.out) / "artifacts" / name).is_file():
+                logger.log_artifact(Path(args.out) / "artifacts" / name, "artifacts")
         logger.set_tags({"status": info.status, **({"reason": info.reason} if info.reason else {})})
+        if diverged:
+            logger.set_tags({TAG_DIVERGED_AT: diverged.epoch})
+            # Raised inside the MLflow run: tracked_run ends it FAILED; `run` prints this one line.
+            raise DivergedRun(f"{config.run_name}: {diverged} (written as diverged -> {args.out})")
     if result is not None:
         ckpt.remove_checkpoint(ckpt.checkpoint_path(args.checkpoints, config.framework, config.variant, config.seed))
     return metrics

@@ -14,7 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--runs", type=Path, default=Path("runs"), help="root of the runs, runs/<framework>/<variant>/seed<N>"
     )
     parser.add_argument("--data", type=Path, default=Path("data/split/book"), help="the book split (its test/ images)")
-    parser.add_argument("--out", type=Path, default=Path("reports/figures"), help="figures directory (replaced whole)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports/figures"),
+        help="figures directory (replaced whole if new, empty or its own)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -246,13 +246,14 @@ def run_stage(
     out_dir: str | Path,
     source: str = "params.yaml",
 ) -> FigureIndex:
-    """Draw everything into out_dir (replaced whole), log it to MLflow; returns index.json's content."""
+    """Draw everything into out_dir (replaced whole, when it holds only what this stage wrote there before),
+    log it to MLflow; returns index.json's content."""
     started = time.monotonic()
     settings = Settings.from_params(params, source)
     if params["train"]["num_threads"] > 0:
         torch.set_num_threads(params["train"]["num_threads"])
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, own_list="--out") as tmp:  # a user's file there is never replaced
         for kind in KINDS:
             (tmp / kind).mkdir()
         stage = Stage(Path(runs_root), Path(data_dir), tmp, settings)

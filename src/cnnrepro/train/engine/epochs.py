@@ -6,6 +6,7 @@ Both backends draw the same batches in the same order from the same seed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,3 +92,28 @@ def epoch_line(row: dict[str, float], epochs: int, seconds: float) -> str:
         f"epoch {int(row['epoch'])}/{epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
         f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} ({seconds:.1f} s)"
     )
+
+
+class Diverged(Exception):
+    """An epoch's training loss (or its validation loss) is no longer a finite number: the run stops there.
+
+    Training on from NaN or inf weights only writes more NaN, and a run that ends "completed" on them
+    would be scored. The run is written and logged as `diverged` at `epoch`; `history` holds every epoch
+    up to and including that one, as it was measured.
+    """
+
+    def __init__(self, epoch: int, figures: dict[str, float], history: list[dict[str, float]]) -> None:
+        shown = ", ".join(f"{name} {value}" for name, value in figures.items())
+        super().__init__(f"diverged at epoch {epoch}: {shown}")
+        self.epoch, self.figures, self.history = epoch, figures, list(history)
+
+
+def check_finite(row: dict[str, float], history: list[dict[str, float]]) -> None:
+    """Raise Diverged when `row` (an epoch's history row, already in `history`) has a non-finite training
+    loss or an infinite validation loss. Called by both backends' loops before the epoch is checkpointed,
+    so a checkpoint never holds a diverged model. A NaN val_loss alone is left alone: the history contract
+    writes NaN for a split that was not evaluated."""
+    figures = {name: row[name] for name in ("loss",) if not math.isfinite(row[name])}
+    figures |= {name: row[name] for name in ("val_loss",) if math.isinf(row[name])}
+    if figures:
+        raise Diverged(int(row["epoch"]), figures, history)

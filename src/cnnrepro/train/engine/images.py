@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from cnnrepro.data.pixels import PILLOW_MAX_PIXELS, model_image
 from cnnrepro.errors import CnnreproError
 
 # Keras 2.0.8 flow_from_directory's white list plus Keras 3's .gif (matched on the lower-cased name).
@@ -64,28 +65,28 @@ def list_image_folder(root: str | Path) -> tuple[list[Path], np.ndarray, tuple[s
     return paths, np.asarray(labels, dtype=np.int64), classes
 
 
-def load_image(path: str | Path, size: tuple[int, int], resample: str, channels: int = 3) -> np.ndarray:
-    """One image as uint8 (H, W, C): converted to RGB (or L), plainly resized to size=(H, W), no aspect keeping."""
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB" if channels == 3 else "L")
-            if img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), RESAMPLE[resample])
-            array = np.array(img, dtype=np.uint8)
-    except FileNotFoundError:
-        raise CnnreproError(f"{path}: image missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise CnnreproError(f"{path}: cannot decode image ({exc})") from None
+def load_image(
+    path: str | Path, size: tuple[int, int], resample: str, channels: int = 3, *, max_pixels: int = PILLOW_MAX_PIXELS
+) -> np.ndarray:
+    """One image as uint8 (H, W, C): decoded within `max_pixels` and converted to RGB (or L) as the clean stage
+    converts (cnnrepro.data.pixels.model_image), plainly resized to size=(H, W), no aspect keeping."""
+    img = model_image(path, max_pixels, channels)
+    with img:
+        if img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), RESAMPLE[resample])
+        array = np.array(img, dtype=np.uint8)
     return array if channels == 3 else array[:, :, None]
 
 
-def load_images(paths: list[Path], size: tuple[int, int], resample: str, channels: int = 3) -> np.ndarray:
+def load_images(
+    paths: list[Path], size: tuple[int, int], resample: str, channels: int = 3, *, max_pixels: int = PILLOW_MAX_PIXELS
+) -> np.ndarray:
     """Decode every file once into one uint8 array; Pillow releases the GIL while decoding, so threads help."""
     out = np.empty((len(paths), size[0], size[1], channels), dtype=np.uint8)
     workers = min(8, os.cpu_count() or 1)
 
     def one(i: int) -> None:
-        out[i] = load_image(paths[i], size, resample, channels)
+        out[i] = load_image(paths[i], size, resample, channels, max_pixels=max_pixels)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(one, range(len(paths))))

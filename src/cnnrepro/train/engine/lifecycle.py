@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from cnnrepro.errors import CnnreproError
-from cnnrepro.fsutil import atomic_dir, read_json, sha256_file, write_json_atomic
+from cnnrepro.fsutil import atomic_named, read_json, sha256_file, write_json_atomic
 from cnnrepro.run_outputs import RunInfo, RunMetrics, write_run
 from cnnrepro.train.engine.backend import Backend, RunResult
 from cnnrepro.train.engine.images import Split
 from cnnrepro.train.engine.preflight import IMAGE_SPLITS
 from cnnrepro.train.engine.run_config import Prepared, RunConfig
+from cnnrepro.train.engine.run_dir import remove_stale_artifacts
 from cnnrepro.train.engine.splits import load_image_split, load_npz, manifest_sha256
 from cnnrepro.variants.registry import get_variant
 
@@ -152,11 +153,13 @@ def write_outputs(
     info: RunInfo,
     result: RunResult | None,
     backend: Backend,
+    stopped_history: Sequence[dict[str, float]] = (),
 ) -> RunMetrics:
-    """artifacts/ (whole or not at all), then history.csv, run_info.json and, last, metrics.json.
+    """run_info.json, the run's files in artifacts/ (nothing else there touched), history.csv and, last, metrics.json.
 
     Every framework writes through here; the backend gives its ledger entries, package versions and model
-    format; run_info.json records the config and, apart, what the backend prepared.
+    format; run_info.json records the config and, apart, what the backend prepared. Without a result the
+    run is info.status (not_run, or diverged with the epochs it trained, `stopped_history`), without a model.
     """
     out = Path(out)
     entries = backend.ledger_entries(config, prepared)
@@ -165,14 +168,24 @@ def write_outputs(
     info.device = config.runtime.device
     info.config = config.as_record()
     info.prepared = asdict(prepared)
-    with atomic_dir(out / "artifacts") as artifacts:
-        write_json_atomic(artifacts / "fidelity.json", entries)
-        if result is not None:
-            backend.save_model(result.model, artifacts / backend.model_file)
-            write_json_atomic(artifacts / "confusion.json", result.confusion)
+    # run_info.json first: a folder with it is recognised as this run's (run_dir.check_out_dir), however
+    # early a kill stops the writing. Each artifact is its own atomic file: artifacts/ may hold the user's.
+    write_json_atomic(out / "run_info.json", asdict(info))
+    artifacts = out / "artifacts"
+    write_json_atomic(artifacts / "fidelity.json", entries)
+    written = {"fidelity.json"}
+    if result is not None:
+        with atomic_named(artifacts / backend.model_file) as model_path:
+            backend.save_model(result.model, model_path)
+        write_json_atomic(artifacts / "confusion.json", result.confusion)
+        written |= {backend.model_file, "confusion.json"}
+    remove_stale_artifacts(artifacts, written, backend.model_file)
     if result is None:
-        metrics = RunMetrics(config.framework, config.variant, config.seed, "not_run", reason=info.reason)
-        history: list[dict[str, float]] = []
+        status = "diverged" if info.status == "diverged" else "not_run"
+        history: list[dict[str, float]] = list(stopped_history)
+        metrics = RunMetrics(
+            config.framework, config.variant, config.seed, status, reason=info.reason, epochs_run=len(history)
+        )
     else:
         metrics = RunMetrics(config.framework, config.variant, config.seed, "completed", **result.metrics)
         history = result.history

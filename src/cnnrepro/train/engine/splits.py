@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnrepro.data.pixels import PILLOW_MAX_PIXELS
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import sha256_file
 from cnnrepro.train.engine.cache import cached_image_split
@@ -23,6 +24,7 @@ def load_image_split(
     *,
     cache_dir: str | Path | None = None,
     manifest_sha256: str | None = None,
+    max_pixels: int = PILLOW_MAX_PIXELS,
 ) -> Split:
     """Every image of a class-folder split, decoded and resized; with cache_dir, decoded once across
     processes (cnnrepro.train.engine.cache, keyed by manifest_sha256 and the folder listing)."""
@@ -33,7 +35,7 @@ def load_image_split(
     paths, labels, classes = list_image_folder(root)
     if expected_classes is not None and classes != tuple(expected_classes):
         raise CnnreproError(f"{root}: class folders {list(classes)}, expected {list(expected_classes)}")
-    return Split(load_images(paths, size, resample), labels, classes, tuple(str(p) for p in paths))
+    return Split(load_images(paths, size, resample, max_pixels=max_pixels), labels, classes, tuple(map(str, paths)))
 
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")

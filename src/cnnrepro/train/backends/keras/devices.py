@@ -10,8 +10,9 @@ from cnnrepro.train.backends.keras import import_keras
 keras = import_keras()
 
 
-def resolve_device(requested: str, num_threads: int = 0) -> str:
+def resolve_device(requested: str, num_threads: int = 0, source: str = "params.yaml: train.device") -> str:
     """The device Keras will use, from params train.device; TensorFlow's view of the machine, not torch's.
+    `source` is what an error names (the params key, or the command's flag).
 
     Must run before TensorFlow executes anything: thread counts and visible devices are fixed at its start.
     """
@@ -34,16 +35,15 @@ def resolve_device(requested: str, num_threads: int = 0) -> str:
     if requested == "auto":
         return "gpu:0"
     if requested.startswith("cuda"):
-        index = int(requested.split(":", 1)[1]) if ":" in requested else 0
+        suffix = requested.split(":", 1)[1] if ":" in requested else "0"
+        if requested not in ("cuda", f"cuda:{suffix}") or not suffix.isdigit():
+            raise CnnreproError(f"{source} {requested!r} is not a device (auto, cpu, cuda[:N])")
+        index = int(suffix)
         if index >= len(gpus):
-            raise CnnreproError(
-                f"params.yaml: train.device is {requested!r} but TensorFlow sees {len(gpus)} GPU(s) here"
-            )
+            raise CnnreproError(f"{source} is {requested!r} but TensorFlow sees {len(gpus)} GPU(s) here")
         _set_visible_gpus(tf, [gpus[index]])
         return f"gpu:{index}"
-    raise CnnreproError(
-        f"params.yaml: train.device {requested!r} is not supported by the Keras trainer (auto, cpu, cuda[:N])"
-    )
+    raise CnnreproError(f"{source} {requested!r} is not supported by the Keras trainer (auto, cpu, cuda[:N])")
 
 
 def _set_visible_gpus(tf: Any, gpus: list[Any]) -> None:

@@ -16,7 +16,7 @@ from cnnrepro.train.backends.keras import import_keras
 from cnnrepro.train.backends.keras.streams import Streams, evaluate_batches
 from cnnrepro.train.engine import checkpoint as ckpt
 from cnnrepro.train.engine.backend import EpochHook, ResumeHook
-from cnnrepro.train.engine.epochs import epoch_line
+from cnnrepro.train.engine.epochs import check_finite, epoch_line
 
 keras = import_keras()
 
@@ -106,6 +106,7 @@ class _EpochEnd(keras.callbacks.Callback):
         row |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
         self.rows.append(row)
         print(epoch_line(row, self.epochs, time.perf_counter() - self._started), flush=True)
+        check_finite(row, self.rows)  # before the checkpoint; the exception ends model.fit
         if self.checkpoint is not None:
             self.checkpoint.save(self.model, s, epoch + 1, self.rows)
         for hook in self.hooks:

@@ -28,7 +28,7 @@ def load_model(run: str | Path, config: RunConfig, device: str = "auto") -> Any:
     from cnnrepro.train.backends.keras import models, optimizers
     from cnnrepro.train.backends.keras.devices import resolve_device
 
-    resolve_device(device)
+    resolve_device(device, source="--device")
     path = Path(run) / "artifacts" / MODEL_FILE
     if not path.is_file():
         raise CnnreproError(f"{path}: missing")

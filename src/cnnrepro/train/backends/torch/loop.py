@@ -23,7 +23,7 @@ from cnnrepro.train.backends.torch.checkpoint_writer import CheckpointWriter, rn
 from cnnrepro.train.backends.torch.steps import DeviceSplit, evaluate, train_step
 from cnnrepro.train.engine import checkpoint as ckpt
 from cnnrepro.train.engine.backend import EpochHook
-from cnnrepro.train.engine.epochs import epoch_line, make_iterators, sequential_batches
+from cnnrepro.train.engine.epochs import check_finite, epoch_line, make_iterators, sequential_batches
 from cnnrepro.train.inputs.pipeline import InputPipeline
 
 
@@ -80,67 +80,70 @@ def fit(
         settings.checkpoint, every=settings.checkpoint_every, background=settings.checkpoint_in_background
     )
     fast = _fast_steps(model, optimizer, train, validation, inputs, settings)  # None: the eager reference
-    for epoch in range(start_epoch + 1, settings.epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        steps = settings.steps_per_epoch or iterators["train"].batches_per_pass()
-        total = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        if fast is not None:
-            fast.start_epoch()
-            total, correct = fast.train_totals()
-        for _ in _progress(range(steps), settings.progress, f"epoch {epoch}/{settings.epochs}"):
-            if fast is not None:  # the captured step; its loss/accuracy sums are `total`/`correct`
-                seen += fast.train(next(iterators["train"]))
-                continue
-            x, y = train.batch(next(iterators["train"]))
-            batch_total, batch_correct = train_step(
-                model, optimizer, inputs(x, train=True), y, settings.loss, mixed_precision=settings.mixed_precision
-            )
-            total += batch_total
-            correct += batch_correct
-            seen += len(y)
+    try:
+        for epoch in range(start_epoch + 1, settings.epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            steps = settings.steps_per_epoch or iterators["train"].batches_per_pass()
+            total = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            if fast is not None:
+                fast.start_epoch()
+                total, correct = fast.train_totals()
+            for _ in _progress(range(steps), settings.progress, f"epoch {epoch}/{settings.epochs}"):
+                if fast is not None:  # the captured step; its loss/accuracy sums are `total`/`correct`
+                    seen += fast.train(next(iterators["train"]))
+                    continue
+                x, y = train.batch(next(iterators["train"]))
+                batch_total, batch_correct = train_step(
+                    model, optimizer, inputs(x, train=True), y, settings.loss, mixed_precision=settings.mixed_precision
+                )
+                total += batch_total
+                correct += batch_correct
+                seen += len(y)
 
-        if "validation" in iterators:
-            val_batches: Iterable[np.ndarray] = (
-                next(iterators["validation"]) for _ in range(settings.validation_steps)
-            )
-        else:
-            val_batches = sequential_batches(len(validation), settings.batch_size)
-        if fast is not None:
-            val = fast.validate(val_batches)
-        else:
-            val = evaluate(
-                model, validation, val_batches, inputs, settings.loss, mixed_precision=settings.mixed_precision
-            )
-        row = {
-            "epoch": epoch,
-            "loss": float(total) / seen,
-            "accuracy": float(correct) / seen,
-            "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"],
-        }
-        history.append(row)
-        print(epoch_line(row, settings.epochs, time.perf_counter() - started), flush=True)
-        if writer.due(epoch):
-            writer.save(
-                {
-                    "framework": "torch",
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "iterators": {name: it.state_dict() for name, it in iterators.items()},
-                    "augmentation_rng": inputs.generator.get_state() if inputs.generator is not None else None,
-                    "rng": rng_states(),
-                    "history": history,
-                    "config_hash": settings.config_hash,
-                    "owner": settings.owner,
-                },
-            )
-        for hook in hooks:
-            hook(row)
-    writer.close()
+            if "validation" in iterators:
+                val_batches: Iterable[np.ndarray] = (
+                    next(iterators["validation"]) for _ in range(settings.validation_steps)
+                )
+            else:
+                val_batches = sequential_batches(len(validation), settings.batch_size)
+            if fast is not None:
+                val = fast.validate(val_batches)
+            else:
+                val = evaluate(
+                    model, validation, val_batches, inputs, settings.loss, mixed_precision=settings.mixed_precision
+                )
+            row = {
+                "epoch": epoch,
+                "loss": float(total) / seen,
+                "accuracy": float(correct) / seen,
+                "val_loss": val["loss"],
+                "val_accuracy": val["accuracy"],
+            }
+            history.append(row)
+            print(epoch_line(row, settings.epochs, time.perf_counter() - started), flush=True)
+            check_finite(row, history)  # before the checkpoint: a diverged model is never saved
+            if writer.due(epoch):
+                writer.save(
+                    {
+                        "framework": "torch",
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "iterators": {name: it.state_dict() for name, it in iterators.items()},
+                        "augmentation_rng": inputs.generator.get_state() if inputs.generator is not None else None,
+                        "rng": rng_states(),
+                        "history": history,
+                        "config_hash": settings.config_hash,
+                        "owner": settings.owner,
+                    },
+                )
+            for hook in hooks:
+                hook(row)
+    finally:
+        writer.close()  # a background write under way finishes, also when the run stops (Diverged)
     return history
 
 
