@@ -4,7 +4,7 @@ The config is resolved once (documented spec + params overrides + device), print
 MLflow params and stored in run_info.json. Every MLflow call of a training run starts in this module:
 besides params, per-epoch metrics, system metrics and the run files, a completed run logs its data as
 dataset inputs, its curves and confusion matrix as images and (params tracking.log_models) its model as
-an MLflow logged model (cnnrepro.tracking.logged_model).
+an MLflow logged model (cnnrepro.train.completed_run).
 A run that cannot happen here (VGG16 weights unavailable, the run it continues from not run) is
 written and logged as not_run with the reason, and the command exits 0 so the pipeline goes on.
 A run whose loss turns non-finite stops at that epoch: written as `diverged` (the epoch in run_info.json),
@@ -28,8 +28,7 @@ from cnnrepro.variants.registry import list_variants
 
 if TYPE_CHECKING:
     from cnnrepro.run_outputs import RunMetrics
-    from cnnrepro.tracking.tracked_run import RunLogger
-    from cnnrepro.train.engine.backend import Backend, EpochHook, RunResult
+    from cnnrepro.train.engine.backend import Backend, EpochHook
     from cnnrepro.train.engine.lifecycle import RunInfo
     from cnnrepro.train.engine.run_config import Prepared, RunConfig
 
@@ -159,6 +158,7 @@ def _tracked(
     from cnnrepro.tracking.run_records import source_tags
     from cnnrepro.tracking.store import tracking_settings
     from cnnrepro.tracking.tracked_run import parent_run_id_from_env, tracked_run
+    from cnnrepro.train.completed_run import log_completed_run
     from cnnrepro.train.engine import checkpoint as ckpt
     from cnnrepro.train.engine import lifecycle, run_dir
     from cnnrepro.train.engine.epochs import Diverged
@@ -225,7 +225,7 @@ def _tracked(
             # val_* of the last epoch are already in the per-epoch curves; log only what is new.
             final = {k: v for k, v in result.metrics.items() if isinstance(v, int | float) and not k.startswith("val_")}
             logger.log_metrics(final, step=len(result.history))
-            _log_completed(logger, params, config, prepared, info, result, backend, Path(args.out))
+            log_completed_run(logger, params, config, prepared, info, result, backend, Path(args.out))
         for file in ("history.csv", "metrics.json", "run_info.json"):
             logger.log_artifact(Path(args.out) / file)
         for name in (*run_dir.ARTIFACT_FILES, backend.model_file):  # the run's own, never a file put beside them
@@ -239,68 +239,3 @@ def _tracked(
     if result is not None:
         ckpt.remove_checkpoint(ckpt.checkpoint_path(args.checkpoints, config.framework, config.variant, config.seed))
     return metrics
-
-
-def _log_completed(
-    logger: RunLogger,
-    params: dict[str, Any],
-    config: RunConfig,
-    prepared: Prepared,
-    info: RunInfo,
-    result: RunResult,
-    backend: Backend,
-    out: Path,
-) -> None:
-    """A completed run's data as dataset inputs, its curves and confusion matrix as images, its model as
-    an MLflow logged model (unless tracking.log_models is off)."""
-    from cnnrepro.tracking.logged_model import log_run_model
-    from cnnrepro.tracking.run_records import SplitRecord, dataset_inputs, log_run_figures, source_tags
-    from cnnrepro.tracking.tracked_run import param_values
-    from cnnrepro.train.engine import lifecycle
-    from cnnrepro.train.engine.run_config import legacy_record
-
-    splits = {name: split for name, split in lifecycle.load_splits(config).items() if split is not None}
-    data = Path(config.data.data_dir)
-    records = [
-        SplitRecord(
-            name,
-            str((data / f"{config.data.dataset}.npz") if config.data.is_idx else (data / name)),
-            tuple(split.images.shape),
-            str(split.images.dtype),
-            str(split.labels.dtype),
-        )
-        for name, split in splits.items()
-    ]
-    logger.log_inputs(dataset_inputs(config.data.dataset, info.data_manifest_sha256 or "unknown", records))
-    log_run_figures(logger, config.run_name, result.history, result.confusion)
-    if not params["tracking"].get("log_models", True):
-        return
-    scored = splits.get("test") or splits["validation"]
-    requirements = [f"{name}=={version}" for name, version in info.packages.items() if _is_distribution(name, version)]
-    log_run_model(
-        logger,
-        out,
-        name=config.run_name.replace("/", "-"),
-        model_file=backend.model_file,
-        example=scored.images[:2],
-        classes=config.data.classes,
-        requirements=requirements,
-        params=param_values(legacy_record(config, prepared)),
-        tags={
-            "framework": config.framework,
-            "variant": config.variant,
-            "seed": str(config.seed),
-            **source_tags(info.git_commit),
-        },
-        step=len(result.history),
-    )
-
-
-def _is_distribution(name: str, version: str | None) -> bool:
-    """A run_info.json package entry that pip can install (not "python" or the Keras backend's name)."""
-    from importlib import metadata
-
-    try:
-        return version is not None and metadata.version(name) == version
-    except metadata.PackageNotFoundError:
-        return False
