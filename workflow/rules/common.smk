@@ -33,13 +33,13 @@ def tracked_params(stage):
 
 
 def code_of(stage):
-    """The code files a rule's jobs run (as dvc.yaml lists them): one backend's for a training job."""
-    from cnnrepro.orchestration.stage_code import framework_code
+    """The code files a rule's jobs depend on (dvc.yaml's code deps, as files): one backend's for a training job."""
+    from cnnrepro.orchestration.stage_code import stage_files
 
     command = stage_of(stage).command
     if stage_of(stage).per_framework:
-        return lambda wildcards: framework_code(command, wildcards.framework)
-    return stage_code(command)
+        return lambda wildcards: stage_files(command, wildcards.framework)
+    return stage_files(command)
 
 
 # The seeds `cnnrepro reproduce --decide` added to single rows (checked as the CLI checks them); dvc.yaml's

@@ -110,12 +110,23 @@ def stage_code(command: str, root: str = "src/cnnrepro", framework: str | None =
     return sorted(f"{root}/{file.relative_to(PACKAGE_DIR).as_posix()}" for file in files)
 
 
+# A folder is listed whole when a stage imports at least this share of its modules: a few more reruns (an
+# edit of a module the stage does not import) for far fewer lines, and both tools watch the same files
+# (`stage_files`). Never a folder that holds both backends (the package, train/, train/backends/).
+MOSTLY_IMPORTED = 0.5
+MIXED_FOLDERS = ("", "train", "train/backends")
+
+
 def code_roots(files: list[str], root: str = "src/cnnrepro") -> list[str]:
-    """The same code as fewer paths: a folder replaces its files when every module under it is among them."""
+    """The same code as fewer paths: a folder replaces its files when most of its modules are among them
+    (MOSTLY_IMPORTED), unless it holds both backends."""
     wanted = set(files)
 
     def whole(folder: Path) -> bool:
-        return {f"{root}/{p.relative_to(PACKAGE_DIR).as_posix()}" for p in folder.rglob("*.py")} <= wanted
+        if folder.relative_to(PACKAGE_DIR).as_posix().removeprefix(".") in MIXED_FOLDERS:
+            return False
+        modules = {f"{root}/{p.relative_to(PACKAGE_DIR).as_posix()}" for p in folder.rglob("*.py")}
+        return len(modules & wanted) >= MOSTLY_IMPORTED * len(modules)
 
     roots = set()
     for file in wanted:
@@ -172,6 +183,13 @@ def framework_code(command: str, framework: str) -> list[str]:
         {f for fw in backends() for f in stage_code(command, framework=fw) if "/train/backends/" + fw + "/" not in f}
     )
     return sorted(backend_code + outside)
+
+
+def stage_files(command: str, framework: str | None = None) -> list[str]:
+    """The code files a stage depends on in both tools: its walk (one backend's job: `framework_code`),
+    with each folder it mostly imports taken whole (`code_roots`), as files (what Snakemake watches)."""
+    files = framework_code(command, framework) if framework else stage_code(command)
+    return expand_roots(code_roots(files))
 
 
 def stage_deps(name: str, data: list[str], framework_dep: str = FRAMEWORK_DEP) -> list[str]:
