@@ -26,6 +26,17 @@ if TYPE_CHECKING:
 # Tags of a run that resumed from a checkpoint: the epoch it resumed after, and the MLflow run that wrote it.
 TAG_RESUMED_AFTER = "cnnrepro.resumed_after_epoch"
 TAG_RESUMED_FROM = "cnnrepro.resumed_from_run"
+# A run-time decision of the backend (RunResult.decisions) as two tags: cnnrepro.<name> = its state
+# ("on", "fell back", "off"), cnnrepro.<name>.reason = why.
+TAG_DECISION = "cnnrepro.{}"
+
+
+def decision_tags(decisions: dict[str, dict[str, str]]) -> dict[str, str]:
+    tags = {}
+    for name, decision in decisions.items():
+        tags[TAG_DECISION.format(name)] = decision.get("state", "")
+        tags[TAG_DECISION.format(name) + ".reason"] = decision.get("reason", "")[:5000]  # MLflow's tag limit
+    return tags
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -184,6 +195,8 @@ def _tracked(
             logger.log_artifact(Path(args.out) / file)
         logger.log_artifact(Path(args.out) / "artifacts", "artifacts")
         logger.set_tags({"status": info.status, **({"reason": info.reason} if info.reason else {})})
+        if result is not None and result.decisions:
+            logger.set_tags(decision_tags(result.decisions))
     if result is not None:
         ckpt.remove_checkpoint(ckpt.checkpoint_path(args.checkpoints, config.framework, config.variant, config.seed))
     return metrics

@@ -165,6 +165,8 @@ def write_outputs(
     info.device = config.runtime.device
     info.config = config.as_record()
     info.prepared = asdict(prepared)
+    if result is not None:
+        info.decisions = dict(result.decisions)
     with atomic_dir(out / "artifacts") as artifacts:
         write_json_atomic(artifacts / "fidelity.json", entries)
         if result is not None:
