@@ -70,7 +70,8 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
     from cnnrepro.train.engine.run_config import Prepared, format_config
     from cnnrepro.train.engine.splits import manifest_sha256
 
-    backend = load_backend(args.framework)  # before anything is touched: a missing extra fails here
+    # Before anything is touched: a missing extra fails here (and Keras' backend follows train.device).
+    backend = load_backend(args.framework, str(params["train"]["device"]))
     config = configure_run(
         params,
         framework=args.framework,
