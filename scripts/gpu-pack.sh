@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fill the ignored .gpu/ folder for a bare, offline CUDA machine, as ../shared/gpu/README.md says
 # (64 MiB at most travels): wheels the machine's image lacks, device-env.sh, the PetImages mirror,
-# and check.sh (= scripts/gpu-check.sh). Run from the project root: make gpu-pack
+# Keras 3 (for its torch backend), and check.sh (= scripts/gpu-check.sh). Run from the project root: make gpu-pack
 #
 # Not carried: MNIST / Fashion-MNIST (41 MB more would break the 64 MiB limit; gpu-check.sh times the
 # idx variants on synthetic arrays of the same shapes, and says so) and pulp (17 MB; Snakemake's ILP
@@ -17,9 +17,9 @@ rm -rf .gpu/whl .gpu/mirror .gpu/wheel-build
 mkdir -p .gpu/whl .gpu/mirror/petimages
 bash "$shared/fetch-wheels.sh" .gpu/whl "$lock"
 
-pinned() {  # the requirements.lock pin of each name (the name alone when it is not pinned there)
+pinned() {  # the requirements.lock pin of each name, else requirements-keras.lock's (else the name alone)
   for n in "$@"; do
-    pin=$(grep -iE "^${n//[-_]/[-_]}==" "$lock" | head -1 || true)
+    pin=$(grep -ihE "^${n//[-_]/[-_]}==" "$lock" requirements-keras.lock | head -1 || true)
     echo "${pin:-$n}"
   done
 }
@@ -35,6 +35,13 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d .gpu/whl $(pinned $compiled)
 python3 -m pip wheel -q --no-deps -w .gpu/whl $(pinned $pure)
+# Keras 3 for the Keras runs on its torch backend (gpu-check.sh's `keras` part: the image's CUDA torch is the
+# backend, no TensorFlow), with what it imports beyond the image (numpy, h5py, packaging are there): ~5 MB.
+keras_compiled="optree ml-dtypes"
+keras_pure="keras absl-py namex rich markdown-it-py mdurl pygments"
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d .gpu/whl $(pinned $keras_compiled) $(pinned $keras_pure)
 
 cp "$shared/device-env.sh" .gpu/
 cp "$datasets"/petimages/*.zip .gpu/mirror/petimages/

@@ -31,8 +31,8 @@ def choose_backend(requested_device: str = "auto", preferred: str | None = None)
     $KERAS_BACKEND before keras is imported: $KERAS_BACKEND if set, else `preferred` (the backend a
     finished run trained on, for evaluate/predict), else torch when the run will be on CUDA, else
     tensorflow. Once keras is imported its backend is fixed, and that is the answer."""
-    if "keras" in sys.modules:
-        return str(sys.modules["keras"].backend.backend())
+    if (imported := sys.modules.get("keras")) is not None:
+        return str(imported.backend.backend())
     if not os.environ.get(BACKEND_ENV):
         cuda = requested_device.startswith("cuda") or (requested_device == "auto" and _cuda_available())
         os.environ[BACKEND_ENV] = preferred or ("torch" if cuda else DEFAULT_BACKEND)
