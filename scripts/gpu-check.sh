@@ -50,8 +50,29 @@ part() {  # part NAME LIMIT_S COMMAND...: run under its own timeout, log to $out
 
 data() {
   local targets=()
+  if [ ! -d data/split/book ] && ! ls "${CNNREPRO_DATA_MIRROR:-.gpu/mirror}"/petimages/*.zip >/dev/null 2>&1; then
+    # KERAS=1 make gpu-pack carries Keras instead of the PetImages mirror (64 MiB): the book's split as random
+    # JPEGs of its sizes, for the check and keras parts (timing only; the pipeline parts need the mirror).
+    python3 - <<'PY'
+from pathlib import Path
+import numpy as np
+from PIL import Image
+rng = np.random.default_rng(0)
+root = Path("data/split/book")
+for split, n in (("train", 1000), ("validation", 500), ("test", 500)):
+    for label, cls in enumerate(("cats", "dogs")):
+        folder = root / split / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            pixels = rng.integers(0, 256, (150, 150, 3), dtype=np.uint8)
+            pixels[..., 0] //= 2 - label  # dogs redder: something to learn
+            Image.fromarray(pixels).save(folder / f"{cls[:-1]}.{i}.jpg")
+(root / "SYNTHETIC").write_text("random images of the book's split sizes (gpu-check.sh, no mirror): timing only\n")
+print(f"{root}: SYNTHETIC (no PetImages mirror carried; random JPEGs of the book's split sizes, timing only)")
+PY
+  fi
   [ -d data/split/book ] || targets+=(data/split/book)
-  [ -d data/split/keras_example ] || targets+=(data/split/keras_example)
+  [ -d data/split/keras_example ] || [ -f data/split/book/SYNTHETIC ] || targets+=(data/split/keras_example)
   if [ ${#targets[@]} -gt 0 ]; then
     # Once more if it stops early: a first run here once ended "did not complete" after every job finished.
     snakemake --cores "$cores" --scheduler greedy "${targets[@]}" ||

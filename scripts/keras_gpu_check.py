@@ -9,12 +9,14 @@ folder with its own MLflow store. Then checks that the Keras run chose the torch
 (run_info.json prepared.keras_backend, device; its ledger names keras_torch_backend) and prints, per
 framework, a `RESULT` line for gpu-check.sh's table: backend, device, training seconds per epoch
 (train_duration_s / epochs), the last epoch's val_accuracy, and the PyTorch run's fast-step decision.
-Exit 1 when the Keras run did not train on CUDA. Without CUDA (and without --tiny): "skipped: no CUDA".
+Exit 1 when the Keras run did not train on CUDA. Without CUDA (and without --tiny): "skipped: no CUDA";
+without Keras installed (the default pack carries the mirror instead: KERAS=1 make gpu-pack): skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -66,8 +68,12 @@ def main() -> int:
     if not cuda and not args.tiny:
         print("RESULT keras on CUDA: skipped: no CUDA")
         return 0
+    if importlib.util.find_spec("keras") is None:
+        print("RESULT keras on CUDA: skipped: Keras is not installed here (KERAS=1 make gpu-pack carries it)")
+        return 0
     env = dict(os.environ)
-    variant, data, label = args.variant, args.data, ""
+    variant, data = args.variant, args.data
+    label = " (SYNTHETIC images: timing only)" if (data / "SYNTHETIC").exists() else ""
     params = yaml.safe_load(Path("params.yaml").read_text())
     overrides = {"epochs": args.epochs}
     if not cuda:  # the dry run: what the GPU path does, on the torch backend's CPU, tiny
