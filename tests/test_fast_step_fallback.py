@@ -10,6 +10,7 @@ for `scripts/gpu-check.sh` (its `check` part).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,11 @@ import torch
 
 from cnnrepro.run_outputs import load_run
 from cnnrepro.tracking.store import client as store_client
-from cnnrepro.train.backends.torch.fast_step_guard import FAULT_ENV, check_batches
+from cnnrepro.train.backends.torch.fast_step_guard import FAULT_ENV, check_batches, start
+from cnnrepro.train.backends.torch.optimizers import make_optimizer
 
 from .helpers_train import make_npz, tiny_overrides, write_params
-from .test_fast_step import _fit
+from .test_fast_step import _fit, _inputs, _net, _splits
 
 
 @pytest.mark.parametrize("fault", ["raise", "disagree"])
@@ -54,6 +56,39 @@ def test_a_fast_step_that_agrees_stays_on_and_says_what_it_checked(capsys: pytes
     assert lines == [f"fast step on: {decisions['fast_step']['reason']}"]
     # 17 training images in batches of 5: three full check steps and the pass's short batch of 2.
     assert decisions["fast_step"]["reason"].startswith("uncaptured; checked: 4 steps, batch sizes [2, 5]")
+
+
+def test_a_replay_that_drops_the_update_is_caught_by_the_weights(capsys: pytest.CaptureFixture) -> None:
+    """Same losses on the first step (the forward pass is right), but the weights never move: the loss bound
+    alone could let later steps pass; the weight bound (half the update's norm) cannot."""
+    model = _net(1)
+    optimizer = make_optimizer("rmsprop_keras2", model.parameters(), 1e-3)
+    train, validation = _splits()
+
+    def capture(body: Callable[[], None]) -> Callable[[], None]:
+        def without_update() -> None:
+            before = [p.detach().clone() for p in model.parameters()]
+            body()
+            with torch.no_grad():
+                for p, b in zip(model.parameters(), before, strict=True):
+                    p.copy_(b)
+
+        return without_update
+
+    fast, decision = start(
+        model,
+        optimizer,
+        train,
+        validation,
+        _inputs(),
+        loss="binary_crossentropy",
+        batch_size=5,
+        mixed_precision=False,
+        capture_with=capture,
+    )
+    assert fast is None and decision.state == "fell back"
+    assert "disagrees with the eager step (0.weight: |fast - eager|" in decision.reason, decision.reason
+    assert capsys.readouterr().out.strip() == decision.line()
 
 
 def test_the_check_covers_every_batch_size_a_pass_ends_in() -> None:

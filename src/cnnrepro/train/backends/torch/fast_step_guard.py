@@ -73,7 +73,10 @@ class CheckFailed(Exception):
     """The fast step disagrees with the eager step beyond float rounding."""
 
 
-def fault_capture(fault: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+Capture = Callable[[Callable[[], None]], Callable[[], None]]
+
+
+def fault_capture(fault: str) -> Capture:
     """A capture that fails on purpose: "raise" raises as a failing CUDA-graph capture would; "disagree"
     returns a runner that applies every update twice (a replay that computes something else)."""
     if fault not in FAULTS:
@@ -121,8 +124,10 @@ def start(
     batch_size: int,
     mixed_precision: bool,
     fault: str | None = None,
+    capture_with: Capture | None = None,
 ) -> tuple[fast_step.FastSteps | None, Decision]:
-    """The run's checked FastSteps, or None (the eager loop) with the reason; prints the decision's line."""
+    """The run's checked FastSteps, or None (the eager loop) with the reason; prints the decision's line.
+    `capture_with` replaces the CUDA-graph capture (a step body -> its runner; `fault` names a built-in one)."""
     device = train.x.device
     why_not = fast_step.supported(optimizer)
     if why_not is not None:
@@ -143,7 +148,7 @@ def start(
         # process-wide switch the captured kernels follow as the eager ones do.
         autocast_dtype=autocast_dtype,
         capture=device.type == "cuda",
-        capture_with=fault_capture(fault) if fault else None,
+        capture_with=capture_with or (fault_capture(fault) if fault else None),
     )
     saved = fast.save_state()
     try:
@@ -200,14 +205,15 @@ def _compare(
     u = forward_unit_roundoff(train.x.device, fast.autocast_dtype)
     spread = max(abs(v - eager_losses[0]) for v in eager_losses)
     worst = 0.0  # the largest figure / bound ratio: above 1 fails
-    for k, (e, f) in enumerate(zip(eager_losses, fast_losses, strict=True)):
-        bound = LOSS_ULPS * u * abs(e) + (FLIP_FRACTION * spread if k else 0.0)
-        what = f"training loss of check step {k + 1}: eager {e:.7g}, fast {f:.7g}"
-        worst = max(worst, _ratio(abs(f - e), bound, what))
+    # The weights first: their bound is the sharper one (a replay off by a whole update fails it).
     for name, w0, we, wf in zip(_names(model), before, eager, _tensors(model), strict=True):
         difference = float((wf.float() - we.float()).norm())
         bound = FLIP_FRACTION * float((we.float() - w0.float()).norm()) + WEIGHT_ULPS * EPS32 * float(we.float().norm())
         worst = max(worst, _ratio(difference, bound, f"{name}: |fast - eager| {difference:.3g}"))
+    for k, (e, f) in enumerate(zip(eager_losses, fast_losses, strict=True)):
+        bound = LOSS_ULPS * u * abs(e) + (FLIP_FRACTION * spread if k else 0.0)
+        what = f"training loss of check step {k + 1}: eager {e:.7g}, fast {f:.7g}"
+        worst = max(worst, _ratio(abs(f - e), bound, what))
 
     val_batches = check_batches(len(validation), batch_size, 1)
     for index in val_batches:
