@@ -184,7 +184,7 @@ def _fast_steps(
     """The fast step (cnnrepro.train.backends.torch.fast_step.FastSteps), checked against the eager step
     (fast_step_guard), when asked for and it holds; else None. The decision goes to settings.on_decision."""
     if not settings.fast_step:
-        fast, record = None, {"state": "off", "reason": "not asked for (train.fast_step)"}
+        fast, record = None, {"state": "off", "reason": "train.fast_step resolved off (auto: CUDA without compile)"}
     else:
         from cnnrepro.train.backends.torch import fast_step_guard
 
