@@ -52,6 +52,7 @@ def test_the_backend_follows_the_device_unless_the_user_chose_one() -> None:
     assert _choose({}, "cpu", "torch")[BACKEND_ENV] == "torch"  # a finished run's own backend (evaluate)
 
 
+@pytest.mark.slow  # two subprocesses importing Keras, torch and MLflow: 30-50 s on a busy 2-core machine
 @pytest.mark.skipif(not HAVE_KERAS, reason="Keras is not installed (pip install -e .[keras])")
 def test_a_keras_run_on_the_torch_backend_writes_the_contract_and_records_its_backend(tmp_path: Path) -> None:
     store = "sqlite:///" + str(tmp_path / "mlflow.db")
