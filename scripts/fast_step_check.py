@@ -1,13 +1,19 @@
 """On a CUDA machine: does the fast step's CUDA-graph replay compute what the eager loop computes?
 
-    python scripts/fast_step_check.py [--variant augmentation] [--epochs 2] [--steps 20]
+    python scripts/fast_step_check.py [--variant augmentation] [--epochs 2] [--steps 20] [--fault raise]
 
 The CPU test (tests/test_fast_step.py) covers the fast step's step functions without the capture;
 this covers the capture itself: the graph-registered augmentation generator, dropout's draws from the
 default generator, the capturable optimizer, the warm-up restore, short batches at the end of a pass.
 Both runs use the variant's real network and optimizer on random images of its input size, cuDNN in
 deterministic mode (so the only difference left is the capture), and are compared after each epoch
-and at the end. Prints one line per figure and PASS or FAIL; exit status 1 on FAIL.
+and at the end. The fast run's own self-check (cnnrepro.train.backends.torch.fast_step_guard) must
+keep the fast step on: falling back would leave the default unproven, so it FAILs.
+
+With --fault raise|disagree the capture fails on purpose: the run must fall back (its one line) and
+then equal the eager run, the fallback shown on the machine it is for.
+
+Prints one line per figure, a `RESULT` line for gpu-check.sh's table, and PASS or FAIL; exit 1 on FAIL.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ import time
 import numpy as np
 import torch
 
+from cnnrepro.train.backends.torch.fast_step_guard import FAULTS
+from cnnrepro.train.backends.torch.loop import FitSettings, fit
+from cnnrepro.train.backends.torch.models import create_model
+from cnnrepro.train.backends.torch.optimizers import make_optimizer
+from cnnrepro.train.backends.torch.steps import DeviceSplit
 from cnnrepro.train.engine.augmentation_spec import AugmentationSpec
 from cnnrepro.train.inputs.pipeline import InputPipeline
 from cnnrepro.variants.registry import get_variant
-from cnnrepro.train.backends.torch.models import create_model
-from cnnrepro.train.backends.torch.steps import DeviceSplit
-from cnnrepro.train.backends.torch.loop import FitSettings, fit
-from cnnrepro.train.backends.torch.optimizers import make_optimizer
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -37,8 +44,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _run(
-    variant: str, fast: bool, epochs: int, steps: int, n_images: int, device: torch.device
-) -> tuple[list[dict], dict, float]:
+    variant: str, fast: bool, epochs: int, steps: int, n_images: int, device: torch.device, fault: str | None = None
+) -> tuple[list[dict], dict, float, dict]:
     spec = get_variant(variant)
     torch.manual_seed(0)
     model = create_model(variant).to(device)
@@ -67,13 +74,16 @@ def _run(
         seed=0,
         progress=False,
         fast_step=fast,
+        fast_step_fault=fault,
+        on_decision=lambda name, record: decisions.__setitem__(name, record),
     )
+    decisions: dict[str, dict[str, str]] = {}
     torch.manual_seed(0)  # dropout's stream (CPU and CUDA), the same for both runs
     _sync(device)
     started = time.perf_counter()
     history = fit(model, optimizer, train, validation, inputs, settings)
     _sync(device)
-    return history, copy.deepcopy(model.state_dict()), time.perf_counter() - started
+    return history, copy.deepcopy(model.state_dict()), time.perf_counter() - started, decisions.get("fast_step", {})
 
 
 def main() -> int:
@@ -83,6 +93,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--images", type=int, default=210, help="training images (not a multiple of the batch)")
     parser.add_argument("--device", default="cuda", help="cpu: the script's own dry run (the fast step uncaptured)")
+    parser.add_argument("--fault", choices=FAULTS, default=None, help="make the capture fail on purpose")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -90,9 +101,13 @@ def main() -> int:
         return 1
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
-    eager, eager_state, eager_s = _run(args.variant, False, args.epochs, args.steps, args.images, device)
-    fast, fast_state, fast_s = _run(args.variant, True, args.epochs, args.steps, args.images, device)
-    ok = True
+    eager, eager_state, eager_s, _ = _run(args.variant, False, args.epochs, args.steps, args.images, device)
+    fast, fast_state, fast_s, decision = _run(
+        args.variant, True, args.epochs, args.steps, args.images, device, args.fault
+    )
+    expected = "fell back" if args.fault else "on"
+    ok = decision.get("state") == expected
+    print(f"self-check: {decision.get('state')} ({decision.get('reason')}); expected {expected}")
     for e, f in zip(eager, fast, strict=True):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             close = np.isclose(f[key], e[key], rtol=RTOL, atol=ATOL)
@@ -109,6 +124,13 @@ def main() -> int:
     print(
         f"time on {device} (deterministic cuDNN, {args.epochs} epochs incl. capture): "
         f"eager {eager_s:.2f} s, fast {fast_s:.2f} s"
+    )
+    mode = "captured" if device.type == "cuda" else "uncaptured (CPU dry run)"
+    fault = f", fault {args.fault}" if args.fault else ""
+    verdict_word = "PASS" if ok else "FAIL"
+    print(
+        f"RESULT fast step {args.variant} {mode}{fault}: {verdict_word}; self-check {decision.get('state')};"
+        f" weights {verdict} ({worst:.2g}); eager {eager_s:.2f} s, fast {fast_s:.2f} s"
     )
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1

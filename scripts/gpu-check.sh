@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Issue 14's GPU measurements on a bare, offline CUDA machine, from the project root, after `make gpu-pack`
-# filled .gpu/ here (../shared/gpu/README.md):
+# Issues 14 and 21's GPU measurements on a bare, offline CUDA machine, from the project root, after
+# `make gpu-pack` filled .gpu/ here (../shared/gpu/README.md):
 #
 #   bash .gpu/check.sh                      # every part, in this order:
-#   bash .gpu/check.sh check pipeline       # or some of them (a device command may run 10 minutes at most)
+#   bash .gpu/check.sh check keras          # or some of them (a device command may run 10 minutes at most)
 #
-#   check        scripts/fast_step_check.py: the CUDA-graph step == the eager loop (augmentation, baseline)
+#   check        scripts/fast_step_check.py: the CUDA-graph step == the eager loop (augmentation, baseline),
+#                its run's self-check staying on; then the capture failing on purpose (raise, disagree):
+#                the one fallback line, and the eager result
+#   keras        scripts/keras_gpu_check.py: `cnnrepro train --framework keras` on the GPU through Keras 3's
+#                torch backend (baseline, 2 epochs), beside the PyTorch run of the same settings
 #   pipeline     make bench-gpu: every default training under snakemake, timed, one table (target <= 300 s)
 #   reproduction the five Dogs-vs-Cats variants, one seed, full epochs, one after another (target <= 60 s)
 #   steps        per-step table, fp32 / tf32 / bf16: eager, graph (fast step) and naive paths, fit() cross-check
@@ -15,7 +19,9 @@
 # shapes, for timing only. Without the ImageNet VGG16 weights the VGG16 variants use random weights, for
 # timing only. Logs: $OUT (or .gpu/out): summary.txt (a line per part), one log per part, pipeline.json.
 #
-# TINY=1 runs everything with tiny settings on the CPU: a dry run of this script, no figure of it means anything.
+# TINY=1 runs everything with tiny settings on the CPU: a dry run of this script, no figure of it means anything;
+# what needs CUDA says "skipped: no CUDA". The last lines are a table: each part's exit and time, and the
+# RESULT lines of check and keras.
 set -uo pipefail
 out=${OUT:-.gpu/out}
 mkdir -p "$out"
@@ -26,7 +32,7 @@ if [ -z "${NO_DEVICE_ENV:-}" ]; then
 fi
 tiny=${TINY:-0}
 cores=$(nproc)
-parts=${*:-check pipeline reproduction steps}
+parts=${*:-check keras pipeline reproduction steps}
 dvc_variants=baseline,augmentation,feature_extraction,feature_extraction_augmented,fine_tuning
 summary=$out/summary.txt
 
@@ -44,10 +50,33 @@ part() {  # part NAME LIMIT_S COMMAND...: run under its own timeout, log to $out
 
 data() {
   local targets=()
+  if [ ! -d data/split/book ] && ! ls "${CNNREPRO_DATA_MIRROR:-.gpu/mirror}"/petimages/*.zip >/dev/null 2>&1; then
+    # KERAS=1 make gpu-pack carries Keras instead of the PetImages mirror (64 MiB): the book's split as random
+    # JPEGs of its sizes, for the check and keras parts (timing only; the pipeline parts need the mirror).
+    python3 - <<'PY'
+from pathlib import Path
+import numpy as np
+from PIL import Image
+rng = np.random.default_rng(0)
+root = Path("data/split/book")
+for split, n in (("train", 1000), ("validation", 500), ("test", 500)):
+    for label, cls in enumerate(("cats", "dogs")):
+        folder = root / split / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            pixels = rng.integers(0, 256, (150, 150, 3), dtype=np.uint8)
+            pixels[..., 0] //= 2 - label  # dogs redder: something to learn
+            Image.fromarray(pixels).save(folder / f"{cls[:-1]}.{i}.jpg")
+(root / "SYNTHETIC").write_text("random images of the book's split sizes (gpu-check.sh, no mirror): timing only\n")
+print(f"{root}: SYNTHETIC (no PetImages mirror carried; random JPEGs of the book's split sizes, timing only)")
+PY
+  fi
   [ -d data/split/book ] || targets+=(data/split/book)
-  [ -d data/split/keras_example ] || targets+=(data/split/keras_example)
+  [ -d data/split/keras_example ] || [ -f data/split/book/SYNTHETIC ] || targets+=(data/split/keras_example)
   if [ ${#targets[@]} -gt 0 ]; then
-    snakemake --cores "$cores" --scheduler greedy "${targets[@]}" || return 1
+    # Once more if it stops early: a first run here once ended "did not complete" after every job finished.
+    snakemake --cores "$cores" --scheduler greedy "${targets[@]}" ||
+      snakemake --cores "$cores" --scheduler greedy "${targets[@]}" || return 1
   fi
   python3 - <<'PY'
 from pathlib import Path
@@ -89,6 +118,7 @@ echo "gpu-check $(date -u +%FT%TZ) parts: $parts tiny=$tiny" | tee -a "$summary"
 python3 -c "import torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')" | tee -a "$summary"
 export -f data
 export cores
+first=$(wc -l <"$summary")  # the table shows this invocation's parts only
 part data 300 bash -c data || exit 1
 P=.gpu/params-timing.yaml  # (with its random VGG16 h5 beside it: not under $out, which comes back)
 timing_params "$P" | tee -a "$summary"
@@ -96,9 +126,20 @@ for name in $parts; do
   case $name in
   check)
     if [ "$tiny" = 1 ]; then
-      part check 300 python3 scripts/fast_step_check.py --device cpu --variant baseline --epochs 1 --steps 2 --images 30
+      tiny_check="python3 scripts/fast_step_check.py --device cpu --variant baseline --epochs 1 --steps 2 --images 30"
+      part check 300 bash -c "$tiny_check && $tiny_check --fault raise && echo 'RESULT fast step captured on CUDA: skipped: no CUDA'"
     else
-      part check 240 bash -c "python3 scripts/fast_step_check.py --variant augmentation && python3 scripts/fast_step_check.py --variant baseline"
+      fsc="python3 scripts/fast_step_check.py"
+      part check 300 bash -c "$fsc --variant augmentation; a=\$?; $fsc --variant baseline; b=\$?; \
+        $fsc --variant baseline --epochs 1 --fault raise; c=\$?; $fsc --variant baseline --epochs 1 --fault disagree; \
+        d=\$?; exit \$((a || b || c || d))"
+    fi
+    ;;
+  keras)
+    if [ "$tiny" = 1 ]; then
+      part keras 300 python3 scripts/keras_gpu_check.py --tiny
+    else
+      part keras 400 python3 scripts/keras_gpu_check.py --variant baseline --epochs 2
     fi
     ;;
   pipeline)
@@ -125,6 +166,11 @@ for name in $parts; do
         --precision "$precision"
     done
     ;;
-  *) echo "unknown part $name (check, pipeline, reproduction, steps)" | tee -a "$summary" ;;
+  *) echo "unknown part $name (check, keras, pipeline, reproduction, steps)" | tee -a "$summary" ;;
   esac
 done
+echo "== table ($(python3 -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"))" | tee -a "$summary"
+tail -n +"$((first + 1))" "$summary" | grep -E '^[a-z]+: exit' >"$out/.parts" || true
+grep -h '^RESULT ' "$out"/check.log "$out"/keras.log 2>/dev/null | sed 's/^RESULT /  /' >>"$out/.parts" || true
+tee -a "$summary" <"$out/.parts"
+rm -f "$out/.parts"

@@ -152,8 +152,9 @@ def test_fast_step_setting() -> None:
     assert resolve_fast_step("auto", "cpu", "torch", compiled=False) is False
     assert resolve_fast_step(False, "cuda", "torch", compiled=False) is False  # YAML's bare `off`
     assert resolve_fast_step("auto", "gpu:0", "keras", compiled=False) is False  # Keras runs
-    with pytest.raises(CnnreproError, match=r"train\.fast_step is 'on' but the device is cpu"):
-        resolve_fast_step(True, "cpu", "torch", compiled=False)
+    assert resolve_fast_step(True, "cpu", "torch", compiled=False) is True  # uncaptured: the self-check's CPU path
+    with pytest.raises(CnnreproError, match=r"train\.fast_step is 'on' but the device is mps"):
+        resolve_fast_step(True, "mps", "torch", compiled=False)
     with pytest.raises(CnnreproError, match=r"train\.fast_step 'sometimes' is not one of auto, on, off"):
         resolve_fast_step("sometimes", "cpu", "torch", compiled=False)
 

@@ -108,6 +108,9 @@ class RunInfo:
     prepared: dict[str, Any] = field(default_factory=dict, metadata=check_with(obj()))
     fidelity: list[dict[str, str]] = field(default_factory=list, metadata=check_with(list_of(obj(TEXT))))
     overrides: dict[str, Any] = field(default_factory=dict, metadata=check_with(obj()))
+    # What the backend decided at run time, each {"state": ..., "reason": ...} (the fast step: on, fell back
+    # to the eager loop when its capture failed or disagreed, or off); runs before it have none
+    decisions: dict[str, dict[str, str]] = field(default_factory=dict, metadata=check_with(obj(obj(TEXT))))
     reason: str | None = field(default=None, metadata=check_with(TEXT))
     # the epoch whose loss was not finite, for a diverged run
     diverged_epoch: int | None = field(default=None, metadata=check_with(number(1, integer=True)))

@@ -96,10 +96,12 @@ def max_pixels(params_path: str | Path) -> int:
 
 def load_trained(run: str | Path, device: str = "auto") -> tuple[TrainedModel, RunConfig]:
     """(the run's TrainedModel, its resolved config), loaded by the run's own backend; one-line errors."""
+    from cnnrepro.run_outputs import RunInfo
     from cnnrepro.train.backends import load_backend
 
     config = load_run_config(run)
-    backend = load_backend(config.framework)
+    # A Keras run is loaded on the Keras backend it trained on (run_info.json prepared.keras_backend).
+    backend = load_backend(config.framework, device, RunInfo.read(run).prepared.get("keras_backend"))
     return backend.load_trained(Path(run), config, device), config
 
 

@@ -65,6 +65,7 @@ PORT = frozenset(
         "keras_lenet_transcription",
         "keras3_trainable_base",
         "keras_augmentation_input",
+        "keras_torch_backend",
     }
 )
 

@@ -43,6 +43,19 @@ class DivergedRun(CnnreproError):
     """The run diverged; its outputs are written. Raised through the MLflow run so that it ends FAILED."""
 
 
+# A run-time decision of the backend (RunResult.decisions) as two tags: cnnrepro.<name> = its state
+# ("on", "fell back", "off"), cnnrepro.<name>.reason = why.
+TAG_DECISION = "cnnrepro.{}"
+
+
+def decision_tags(decisions: dict[str, dict[str, str]]) -> dict[str, str]:
+    tags = {}
+    for name, decision in decisions.items():
+        tags[TAG_DECISION.format(name)] = decision.get("state", "")
+        tags[TAG_DECISION.format(name) + ".reason"] = decision.get("reason", "")[:5000]  # MLflow's tag limit
+    return tags
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--framework", required=True, choices=["torch", "keras"])
     parser.add_argument("--variant", required=True, choices=list_variants())
@@ -73,7 +86,8 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
     from cnnrepro.train.engine import run_dir
     from cnnrepro.train.engine.preflight import check_run_inputs
 
-    backend = load_backend(args.framework)  # before anything is touched: a missing extra fails here
+    # Before anything is touched: a missing extra fails here (and Keras' backend follows train.device).
+    backend = load_backend(args.framework, str(params["train"]["device"]))
     config = configure_run(
         params,
         framework=args.framework,
@@ -232,6 +246,8 @@ def _tracked(
             if (Path(args.out) / "artifacts" / name).is_file():
                 logger.log_artifact(Path(args.out) / "artifacts" / name, "artifacts")
         logger.set_tags({"status": info.status, **({"reason": info.reason} if info.reason else {})})
+        if result is not None and result.decisions:
+            logger.set_tags(decision_tags(result.decisions))
         if diverged:
             logger.set_tags({TAG_DIVERGED_AT: diverged.epoch})
             # Raised inside the MLflow run: tracked_run ends it FAILED; `run` prints this one line.

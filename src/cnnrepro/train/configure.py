@@ -33,7 +33,7 @@ def configure_run(
         if backend is None:
             from cnnrepro.train.backends import load_backend
 
-            backend = load_backend(framework)
+            backend = load_backend(framework, str(params["train"]["device"]))
         train = params["train"]
         device = backend.resolve_device(
             str(train["device"]), runs_per_gpu=int(train.get("runs_per_gpu", 1)), num_threads=int(train["num_threads"])

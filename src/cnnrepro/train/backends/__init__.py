@@ -16,9 +16,14 @@ if TYPE_CHECKING:
 FRAMEWORKS = ("torch", "keras")
 
 
-def load_backend(framework: str) -> Backend:
-    """The backend of this framework (train.frameworks, run_info.json's framework)."""
+def load_backend(framework: str, device: str = "auto", keras_backend: str | None = None) -> Backend:
+    """The backend of this framework (train.frameworks, run_info.json's framework). `device` (params
+    train.device or a command's --device) chooses Keras' own backend before Keras is imported (torch on
+    CUDA, else TensorFlow; `keras_backend`, what a finished run trained on, is preferred where given)."""
     if framework == "keras":
+        from cnnrepro.train.backends.keras import choose_backend
+
+        choose_backend(device, keras_backend)
         from cnnrepro.train.backends.keras.trainer import BACKEND
     elif framework == "torch":
         from cnnrepro.train.backends.torch.trainer import BACKEND

@@ -10,7 +10,7 @@ and after training.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,6 +34,9 @@ class RunResult:
     confusion: dict[str, Any]
     model: Any
     train_duration_s: float
+    # What the backend decided while training (run_info.json `decisions`, MLflow tags cnnrepro.<name>):
+    # e.g. "fast_step": {"state": "on" | "fell back" | "off", "reason": ...}.
+    decisions: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class TrainedModel(Protocol):

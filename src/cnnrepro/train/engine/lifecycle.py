@@ -168,6 +168,8 @@ def write_outputs(
     info.device = config.runtime.device
     info.config = config.as_record()
     info.prepared = asdict(prepared)
+    if result is not None:
+        info.decisions = dict(result.decisions)
     # run_info.json first: a folder with it is recognised as this run's (run_dir.check_out_dir), however
     # early a kill stops the writing. Each artifact is its own atomic file: artifacts/ may hold the user's.
     write_json_atomic(out / "run_info.json", asdict(info))

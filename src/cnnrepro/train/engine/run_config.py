@@ -448,7 +448,10 @@ def legacy_record(config: RunConfig, prepared: Prepared) -> dict[str, Any]:
 
 def resolve_fast_step(choice: str | bool, device: str, framework: str, compiled: bool) -> bool:
     """train.fast_step: auto = on for a PyTorch CUDA run (unless train.compile, which brings its own
-    graphs), off elsewhere; on = required (CUDA only); off = the eager loop. Keras runs never use it."""
+    graphs), off elsewhere; on = required: CUDA graphs on CUDA, on a CPU the same steps uncaptured (no
+    speed-up: what shows the self-check and its fallback without a GPU); off = the eager loop. Either way
+    the run checks the fast step against the eager step first and falls back when they disagree
+    (cnnrepro.train.backends.torch.fast_step_guard). Keras runs never use it."""
     if isinstance(choice, bool):  # YAML's bare on/off
         choice = "on" if choice else "off"
     _check("train.fast_step", choice, FAST_STEP_CHOICES)
@@ -456,9 +459,10 @@ def resolve_fast_step(choice: str | bool, device: str, framework: str, compiled:
         return False
     cuda = device.startswith("cuda")
     if choice == "on":
-        if not cuda:
+        if not (cuda or device == "cpu"):
             raise CnnreproError(
-                f"params.yaml: train.fast_step is 'on' but the device is {device} (CUDA graphs need CUDA)"
+                f"params.yaml: train.fast_step is 'on' but the device is {device} (CUDA graphs need CUDA; "
+                "a CPU runs the steps uncaptured)"
             )
         return True
     return cuda and not compiled

@@ -1,7 +1,10 @@
-"""The device a Keras run uses, from params train.device, as TensorFlow sees the machine (not torch)."""
+"""The device a Keras run uses, from params train.device, as its backend sees the machine: TensorFlow's
+devices ("cpu", "gpu:N"), or on Keras' torch backend torch's ("cpu", "cuda[:N]", as the PyTorch runs name
+them; cnnrepro.train.backends.keras.choose_backend set $KERAS_TORCH_DEVICE from the same setting)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from cnnrepro.errors import CnnreproError
@@ -17,6 +20,8 @@ def resolve_device(requested: str, num_threads: int = 0, source: str = "params.y
     Must run before TensorFlow executes anything: thread counts and visible devices are fixed at its start.
     """
     backend = keras.backend.backend()
+    if backend == "torch":
+        return _torch_device(requested, num_threads)
     if backend != "tensorflow":
         return f"{backend}:{requested}"  # the other backends place work themselves
     import tensorflow as tf
@@ -51,3 +56,34 @@ def _set_visible_gpus(tf: Any, gpus: list[Any]) -> None:
         tf.config.set_visible_devices(gpus, "GPU")
     except RuntimeError as exc:
         raise CnnreproError(f"params.yaml: train.device: TensorFlow has started, devices are fixed ({exc})") from None
+
+
+def _torch_device(requested: str, num_threads: int) -> str:
+    """cpu or cuda[:N] for Keras' torch backend. With several GPUs a Keras run uses torch's current one
+    (the PyTorch runs' GPU slot claim is theirs: cnnrepro.train.backends.torch.devices)."""
+    import torch
+
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    if requested.startswith("cuda"):
+        index = int(requested.split(":", 1)[1]) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise CnnreproError(
+                f"params.yaml: train.device is {requested!r} but torch sees {torch.cuda.device_count()} GPU(s) here"
+            )
+        return requested
+    raise CnnreproError(
+        f"params.yaml: train.device {requested!r} is not supported by the Keras trainer (auto, cpu, cuda[:N])"
+    )
+
+
+def device_scope(device: str) -> contextlib.AbstractContextManager[Any]:
+    """Where the run's tensors live: keras.device(device) on the torch backend (so a run's device holds
+    even when Keras was imported for another one in the same process); TensorFlow places by itself."""
+    if keras.backend.backend() == "torch":
+        return keras.device(device)
+    return contextlib.nullcontext()

@@ -17,8 +17,8 @@ KERAS_LEDGER: tuple[LedgerEntry, ...] = (
         ALL,
         "framework version",
         "Keras 2.0.8 on TensorFlow 1.x (the book); tf.keras >= 2.10 (the CAM example); PyTorch (d2l's LeNet)",
-        "Keras 3 (backend from KERAS_BACKEND, default tensorflow), the models built layer for layer as the "
-        "sources list them, channels-last",
+        "Keras 3 (its backend: TensorFlow on a CPU, torch where the run is on CUDA, or $KERAS_BACKEND; "
+        "run_info prepared.keras_backend), the models built layer for layer as the sources list them, channels-last",
         "the book's framework, to tell a framework effect from a real one; the version is recorded in run_info.",
     ),
     LedgerEntry(
@@ -83,15 +83,27 @@ KERAS_LEDGER: tuple[LedgerEntry, ...] = (
         "each NumPy batch goes through cnnrepro.train.inputs.augment on the CPU before it reaches the Keras model",
         "one augmentation engine for both frameworks, so a framework difference is not an augmentation one.",
     ),
+    LedgerEntry(
+        "keras_torch_backend",
+        ALL,
+        "Keras backend and kernels",
+        "Keras 2.0.8 on TensorFlow 1.x (the book); tf.keras (the CAM example); PyTorch (d2l's LeNet)",
+        "Keras 3 on its torch backend (chosen where the run is on CUDA, as the locks hold CUDA torch and no CUDA "
+        "TensorFlow; or by $KERAS_BACKEND): its convolutions and matmuls are PyTorch's kernels (on CUDA cuDNN's, "
+        "default nondeterministic algorithms); losses on the sigmoid/softmax output clipped to [1e-7, 1-1e-7], "
+        "as Keras 2.0.8 computed them (no keras3_crossentropy_logits)",
+        "Keras on the GPU where there is one. The framework comparison then shares the kernels with the PyTorch "
+        "port: a Keras-vs-PyTorch difference is the code's (layers, init, optimizer, loss form), not the kernels'.",
+    ),
 )
 
 
-# Entries that hold only on Keras' TensorFlow backend (Prepared.keras_backend).
-TENSORFLOW_ONLY = ("keras3_crossentropy_logits",)
+# Entries that hold only on one Keras backend (Prepared.keras_backend).
+BACKEND_ONLY = {"keras3_crossentropy_logits": "tensorflow", "keras_torch_backend": "torch"}
 
 
 def entries_for(config: RunConfig, prepared: Prepared | None = None) -> list[dict[str, str]]:
     """The ledger entries of one resolved Keras run config, overrides and ablation included."""
-    on_tensorflow = prepared is not None and prepared.keras_backend == "tensorflow"
-    own = tuple(e for e in KERAS_LEDGER if on_tensorflow or e.id not in TENSORFLOW_ONLY)
+    backend = prepared.keras_backend if prepared is not None else None
+    own = tuple(e for e in KERAS_LEDGER if BACKEND_ONLY.get(e.id, backend) == backend)
     return ledger.entries_for(config, own)

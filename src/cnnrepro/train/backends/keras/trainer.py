@@ -27,7 +27,7 @@ from cnnrepro.fsutil import sha256_file
 from cnnrepro.run_outputs import summarize_final
 from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.keras import import_keras, ledger
-from cnnrepro.train.backends.keras.devices import resolve_device
+from cnnrepro.train.backends.keras.devices import device_scope, resolve_device
 from cnnrepro.train.backends.keras.fit import EpochCheckpoint, fit
 from cnnrepro.train.backends.keras.inference import MODEL_FILE
 from cnnrepro.train.backends.keras.streams import extract_features, image_inputs, make_streams, score
@@ -114,22 +114,36 @@ def train_variant(
 
     `owner` is saved with each checkpoint; a run resuming from one calls `on_resume(its owner, epoch)`.
     """
-    from cnnrepro.train.backends.keras import models, optimizers
+    from cnnrepro.train.backends.keras.precision import set_backend_precision
 
     keras.utils.set_random_seed(config.seed)
     _deterministic_ops()
-    if keras.backend.backend() == "tensorflow":
-        from cnnrepro.train.backends.keras.precision import set_tensorflow_precision
-
-        set_tensorflow_precision(config.runtime.precision)
+    set_backend_precision(keras.backend.backend(), config.runtime.precision)
     if config.runtime.num_threads > 0:
         torch.set_num_threads(config.runtime.num_threads)
     splits = load_splits(config)
     print(data_line(splits), flush=True)
-    train, validation, test = splits["train"], splits["validation"], splits["test"]
-    if validation is None or train is None:
+    if splits["validation"] is None or splits["train"] is None:
         raise CnnreproError(f"{config.data.data_dir}: no training or validation split")
     started = time.perf_counter()
+    with device_scope(config.runtime.device):
+        return _train(config, prepared, splits, started, checkpoint_root, hooks, owner, on_resume)
+
+
+def _train(
+    config: RunConfig,
+    prepared: Prepared,
+    splits: dict[str, Any],
+    started: float,
+    checkpoint_root: str | Path,
+    hooks: Sequence[EpochHook],
+    owner: dict[str, Any] | None,
+    on_resume: ResumeHook | None,
+) -> RunResult:
+    """train_variant's model, fit and final score, inside the run's device scope."""
+    from cnnrepro.train.backends.keras import models, optimizers
+
+    train, validation, test = splits["train"], splits["validation"], splits["test"]
     model = build_model(config, prepared)
     images = image_inputs(config)
 

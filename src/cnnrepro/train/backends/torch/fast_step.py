@@ -25,7 +25,8 @@ One graph per batch size (a pass's last batch can be short); each has its own me
 
 `FastSteps(capture=False)` runs the very same step functions on the same static buffers without
 capturing: the CPU test compares it with the eager loop (tests/test_fast_step.py). The eager loop
-(`loop.train_step` / `loop.evaluate`) stays the reference.
+(`steps.train_step` / `steps.evaluate`) stays the reference: every run checks its first captures
+against it and falls back to it (cnnrepro.train.backends.torch.fast_step_guard).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class FastSteps:
         *,
         autocast_dtype: torch.dtype | None,
         capture: bool,
+        capture_with: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
     ) -> None:
         self.model, self.optimizer = model, optimizer
         self.train_split, self.validation_split = train, validation
@@ -89,6 +91,8 @@ class FastSteps:
         self.device = train.x.device
         self.autocast_dtype = autocast_dtype
         self.capture = capture
+        # Turns a step body into its runner in place of the CUDA-graph capture (fast_step_guard's faults).
+        self.capture_with = capture_with
         if capture and self.device.type != "cuda":
             raise ValueError(f"CUDA graph capture needs a CUDA device, not {self.device}")
         if capture:
@@ -201,6 +205,8 @@ class FastSteps:
 
     def _prepare(self, phase: str, n: int) -> Callable[[], None]:
         body = self._train_body(n) if phase == "train" else self._validation_body(n)
+        if self.capture_with is not None:
+            return self.capture_with(body)
         if not self.capture:
             return body
         return self._captured(body)
@@ -215,7 +221,7 @@ class FastSteps:
         self._rehearse(body)
 
     def _rehearse(self, body: Callable[[], None]) -> None:
-        saved = self._save_state()
+        saved = self.save_state()
         if self.capture:
             # On a side stream, as PyTorch asks of the runs before a capture.
             side = torch.cuda.Stream(self.device)
@@ -229,7 +235,7 @@ class FastSteps:
             for _ in range(WARMUP_RUNS):
                 self.optimizer.zero_grad(set_to_none=True)
                 body()
-        self._restore_state(saved)
+        self.restore_state(saved)
 
     def _captured(self, body: Callable[[], None]) -> Callable[[], None]:
         self._rehearse(body)
@@ -244,7 +250,7 @@ class FastSteps:
         self._graphs.append(graph)
         return graph.replay
 
-    def _save_state(self) -> dict[str, Any]:
+    def save_state(self) -> dict[str, Any]:
         """Copies of everything a warm-up run changes: weights and buffers, optimizer state, the epoch
         sums, the augmentation generator and the device's default generator (dropout)."""
         optimizer_state = {
@@ -262,7 +268,7 @@ class FastSteps:
             "default_rng": self._default_rng_state(),
         }
 
-    def _restore_state(self, saved: dict[str, Any]) -> None:
+    def restore_state(self, saved: dict[str, Any]) -> None:
         with torch.no_grad():
             for tensor, copy in zip(self._model_tensors(), saved["tensors"], strict=True):
                 tensor.copy_(copy)

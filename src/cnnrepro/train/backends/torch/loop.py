@@ -43,7 +43,11 @@ class FitSettings:
     on_resume: Callable[[dict[str, Any], int], None] | None = None
     progress: bool = field(default_factory=lambda: sys.stderr.isatty())
     # Speed (cnnrepro.train.backends.torch.fast_step, checkpoint_writer): the same results, fewer launches and syncs.
-    fast_step: bool = False  # train and validate through CUDA-graph replays (CUDA only)
+    fast_step: bool = False  # train and validate through CUDA-graph replays (uncaptured on a CPU)
+    # A fault injected into the fast step's capture ("raise" | "disagree", fast_step_guard.FAULTS): shows the fallback.
+    fast_step_fault: str | None = None
+    # Told what fit() decided at run time, once: on_decision("fast_step", {"state": ..., "reason": ...}).
+    on_decision: Callable[[str, dict[str, str]], None] | None = None
     checkpoint_every: int = 1  # checkpoint after epochs that are multiples of this
     checkpoint_in_background: bool = False  # written by a thread while the next epoch trains
 
@@ -180,28 +184,28 @@ def _fast_steps(
     inputs: InputPipeline,
     settings: FitSettings,
 ) -> Any:
-    """The fast step (cnnrepro.train.backends.torch.fast_step.FastSteps) when asked for and possible, else None."""
+    """The fast step (cnnrepro.train.backends.torch.fast_step.FastSteps), checked against the eager step
+    (fast_step_guard), when asked for and it holds; else None. The decision goes to settings.on_decision."""
     if not settings.fast_step:
-        return None
-    from cnnrepro.train.backends.torch import fast_step
+        fast, record = None, {"state": "off", "reason": "train.fast_step resolved off (auto: CUDA without compile)"}
+    else:
+        from cnnrepro.train.backends.torch import fast_step_guard
 
-    why_not = fast_step.supported(optimizer)
-    if why_not is not None:
-        print(f"fast step off: {why_not}", flush=True)
-        return None
-    return fast_step.FastSteps(
-        model,
-        optimizer,
-        train,
-        validation,
-        inputs,
-        settings.loss,
-        settings.batch_size,
-        # The loop's autocast (loop.autocast): bf16 when mixed precision is on, else none. TF32 is a
-        # process-wide switch the captured kernels follow as the eager ones do.
-        autocast_dtype=torch.bfloat16 if settings.mixed_precision and train.x.device.type == "cuda" else None,
-        capture=train.x.device.type == "cuda",
-    )
+        fast, decision = fast_step_guard.start(
+            model,
+            optimizer,
+            train,
+            validation,
+            inputs,
+            loss=settings.loss,
+            batch_size=settings.batch_size,
+            mixed_precision=settings.mixed_precision,
+            fault=settings.fast_step_fault,
+        )
+        record = decision.record()
+    if settings.on_decision is not None:
+        settings.on_decision("fast_step", record)
+    return fast
 
 
 def _progress(steps: range, enabled: bool, desc: str) -> Iterable[int]:

@@ -8,6 +8,7 @@ pipeline goes on. It never trains a randomly initialized VGG16 in place of the I
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from cnnrepro.run_outputs import summarize_final
 from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.torch import ledger
 from cnnrepro.train.backends.torch.devices import resolve_device
+from cnnrepro.train.backends.torch.fast_step_guard import FAULT_ENV as FAST_STEP_FAULT_ENV
 from cnnrepro.train.backends.torch.inference import MODEL_FILE
 from cnnrepro.train.backends.torch.loop import FitSettings, fit
 from cnnrepro.train.backends.torch.models import create_model, vgg16
@@ -203,6 +205,7 @@ def train_variant(
     trained, optimizer, inputs = setup.trained, setup.optimizer, setup.inputs
     train, validation, test = setup.train, setup.validation, setup.test
     checkpoint = ckpt.checkpoint_path(checkpoint_root, config.framework, config.variant, config.seed)
+    decisions: dict[str, dict[str, str]] = {}
     settings = FitSettings(
         loss=config.training.loss,
         epochs=config.training.epochs,
@@ -218,12 +221,14 @@ def train_variant(
         fast_step=config.runtime.fast_step,
         checkpoint_every=config.runtime.checkpoint_every,
         checkpoint_in_background=config.checkpoint_in_background,
+        fast_step_fault=os.environ.get(FAST_STEP_FAULT_ENV) or None,
+        on_decision=lambda name, record: decisions.__setitem__(name, record),
     )
     history = fit(trained, optimizer, train, validation, inputs, settings, hooks)
     train_duration = time.perf_counter() - started
 
     metrics, confusion = score_final(trained, test, validation, inputs, config, history)
-    return RunResult(history, metrics, confusion, setup.model, train_duration)
+    return RunResult(history, metrics, confusion, setup.model, train_duration, decisions)
 
 
 def score_final(
