@@ -384,7 +384,7 @@ def test_the_vgg16_chain_moves_what_keras_2_0_8_trained(
     )
     assert train("fine_tuning", 0, book, ft_out, params=params, checkpoints=work / "ck", init_from=fea_out) == 0
     ft_run = _check_completed_run(ft_out, store, "fine_tuning", 1, 2)
-    assert len(ft_run["info"]["config"]["init_model_sha256"]) == 64
+    assert len(ft_run["info"]["prepared"]["init_model_sha256"]) == 64  # what preparing added, beside the config
     converted = convert_keras_vgg16(test_only_h5)
     kernels = [k for k in converted if k.endswith(".weight")]
     assert len(kernels) == 13
