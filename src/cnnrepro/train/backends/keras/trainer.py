@@ -91,11 +91,30 @@ def build_model(config: RunConfig, prepared: Prepared) -> Any:
     return model
 
 
-def _deterministic_ops() -> None:
+def configure_process(config: RunConfig) -> None:
+    """Seeds, deterministic ops and precision, as every Keras run sets them before building anything
+    (`cnnrepro bench` times its Keras steps under the same settings)."""
+    keras.utils.set_random_seed(config.seed)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
+        from cnnrepro.train.backends.keras.precision import set_tensorflow_precision
+
         tf.config.experimental.enable_op_determinism()
+        set_tensorflow_precision(config.runtime.precision)
+    if config.runtime.num_threads > 0:
+        torch.set_num_threads(config.runtime.num_threads)
+
+
+def compile_for_training(trained: Any, config: RunConfig) -> None:
+    """The source's compile: the variant's optimizer and loss, accuracy as the metric."""
+    from cnnrepro.train.backends.keras import optimizers
+
+    trained.compile(
+        optimizer=optimizers.make_optimizer(config.training.optimizer, config.training.learning_rate),
+        loss=optimizers.make_loss(config.training.loss, config.variant),
+        metrics=["accuracy"],
+    )
 
 
 # --- the run -----------------------------------------------------------------------------------------
@@ -114,16 +133,9 @@ def train_variant(
 
     `owner` is saved with each checkpoint; a run resuming from one calls `on_resume(its owner, epoch)`.
     """
-    from cnnrepro.train.backends.keras import models, optimizers
+    from cnnrepro.train.backends.keras import models
 
-    keras.utils.set_random_seed(config.seed)
-    _deterministic_ops()
-    if keras.backend.backend() == "tensorflow":
-        from cnnrepro.train.backends.keras.precision import set_tensorflow_precision
-
-        set_tensorflow_precision(config.runtime.precision)
-    if config.runtime.num_threads > 0:
-        torch.set_num_threads(config.runtime.num_threads)
+    configure_process(config)
     splits = load_splits(config)
     print(data_line(splits), flush=True)
     train, validation, test = splits["train"], splits["validation"], splits["test"]
@@ -141,11 +153,7 @@ def train_variant(
         test = extract_features(conv_base, test, images, bs) if test is not None else None
         trained, inputs = models.feature_head(model), InputPipeline("features")
 
-    trained.compile(
-        optimizer=optimizers.make_optimizer(config.training.optimizer, config.training.learning_rate),
-        loss=optimizers.make_loss(config.training.loss, config.variant),
-        metrics=["accuracy"],
-    )
+    compile_for_training(trained, config)
     checkpoint = EpochCheckpoint(
         ckpt.checkpoint_path(checkpoint_root, config.framework, config.variant, config.seed),
         ckpt.config_hash(legacy_record(config, prepared)),
