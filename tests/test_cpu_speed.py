@@ -4,6 +4,9 @@ the float32 rounding bound of a convolution (derived below, not taken from one C
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -153,3 +156,14 @@ def test_channels_last_auto_is_on_for_pytorch_on_the_cpu_and_off_elsewhere() -> 
         params, framework="torch", variant="baseline", seed=0, data_dir="d", out_dir="o", device="cpu"
     )
     assert config.runtime.channels_last is True
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_workers_sleep_unless_the_user_chose_otherwise(given: str | None, seen: str) -> None:
+    """Set when cnnrepro is imported, so a `cnnrepro` process's torch loads libgomp with it."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import cnnrepro, os, sys; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [seen, "False"]  # and torch was not loaded before it was set
