@@ -468,13 +468,14 @@ def resolve_fast_step(choice: str | bool, device: str, framework: str, compiled:
 def resolve_channels_last(choice: str | bool, device: str, framework: str) -> bool:
     """train.channels_last: auto = on for a PyTorch run on the CPU (oneDNN's NHWC convolutions: measured
     faster there for baseline, mnist_convnet and lenet, see cnnrepro bench's Keras column), off elsewhere
-    (unmeasured on CUDA); on/off (or true/false) as set. Keras runs are channels-last by construction."""
+    (unmeasured on CUDA); on/off (or true/false) as set. A Keras run is channels-last whatever it says:
+    its layers are NHWC by construction, and the record says what ran."""
     if isinstance(choice, bool):  # YAML's bare true/false/on/off
         choice = "on" if choice else "off"
     _check("train.channels_last", choice, CHANNELS_LAST_CHOICES)
-    if framework != "torch" or choice == "off":
-        return False
-    return choice == "on" or device == "cpu"
+    if framework != "torch":
+        return True
+    return choice == "on" or (choice == "auto" and device == "cpu")
 
 
 def documented_settings(spec: VariantSpec) -> dict[str, Any]:
