@@ -1,6 +1,7 @@
 """`cnnrepro bench`: training speed of the pipeline's path against a naive one and the device's peak.
 
     cnnrepro bench --variants baseline,mnist_convnet --steps 20      # per-step table, fast vs naive
+    cnnrepro bench --device cpu --no-naive --no-fit                  # on a CPU: + PyTorch vs Keras (versus.py)
     cnnrepro bench --reproduction --epochs-scale 0.01                # every variant end to end, timed
 
 Nothing here is asserted: the figures are printed (or written as JSON) for a person to judge.
