@@ -14,6 +14,7 @@ import torch
 
 from cnnrepro import cli
 from cnnrepro.bench import flops, peaks
+from cnnrepro.bench.interleave import interleaved_ms
 from cnnrepro.bench.table import STEP_COLUMNS
 from cnnrepro.params import load_params
 from cnnrepro.train import vgg16_weights
@@ -27,7 +28,7 @@ from cnnrepro.train.engine.lifecycle import load_splits
 from cnnrepro.train.engine.run_config import Prepared
 from cnnrepro.train.inputs.augment import augment_batch
 
-from .helpers_train import UNREACHABLE_URL, make_image_folder, make_npz, tiny_overrides, write_params
+from .helpers_train import UNREACHABLE_URL, make_image_folder, make_npz, needs_tf, tiny_overrides, write_params
 
 # --- arithmetic ------------------------------------------------------------------------------------
 
@@ -183,6 +184,38 @@ def test_bench_json_holds_every_figure(project: Path, capsys: pytest.CaptureFixt
         assert row["memory_kind"] == "process max RSS" and row["peak_memory_mb"] > 0
     assert fast["pure_ms"] > 0 and naive["pure_ms"] is None
     assert report["fast_over_naive"]["mnist_convnet"] == pytest.approx(fast["images_per_s"] / naive["images_per_s"])
+
+
+@needs_tf
+def test_bench_on_cpu_prints_pytorch_and_keras_ms_and_their_ratio(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ("--variants", "mnist_convnet,feature_extraction", *STEP_ARGS, "--no-naive", "--no-fit")
+    code, out = _bench(project, capsys, *args, "--out", "b.json")
+    assert code == 0, out
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("variant") and "keras ms" in line)
+    assert "pytorch ms" in header and "pytorch/keras" in header
+    (row,) = [line for line in lines[lines.index(header) :] if line.startswith("mnist_convnet")]
+    cells = row.split()
+    assert cells[1] == "2" and cells[3] in ("NCHW", "NHWC")
+    torch_ms, keras_ms, ratio = (float(c) for c in cells[4:7])
+    assert torch_ms > 0 and keras_ms > 0 and ratio == pytest.approx(torch_ms / keras_ms, abs=0.01)
+    assert "feature_extraction (keras): not_run: VGG16 variants are not compared" in out
+    (versus, skipped) = json.loads((project / "b.json").read_text())["versus_keras"]
+    assert versus["status"] == "measured" and versus["rounds"] == 2 and versus["threads"] == torch.get_num_threads()
+    assert versus["torch_fastest_ms"] <= versus["torch_ms"] and versus["keras_fastest_ms"] <= versus["keras_ms"]
+    assert versus["torch_over_keras"] == pytest.approx(versus["torch_ms"] / versus["keras_ms"])
+    assert skipped["status"] == "not_run"
+
+
+def test_interleaved_rounds_alternate_abba_and_report_each_rounds_ms() -> None:
+    order: list[str] = []
+    times = interleaved_ms({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, rounds=3, warmup=1)
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up a, b; then rounds ab, ba, ab
+    assert len(times["a"].ms) == 3 and times["a"].fastest <= times["a"].median
+    with pytest.raises(ValueError, match="rounds 0"):
+        interleaved_ms({"a": lambda: None}, rounds=0)
 
 
 def test_bench_rejects_bad_arguments(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,3 +10,11 @@ __version__ = "0.1.0"
 # tracking server): a training job died with KeyError '_MLFLOW_TELEMETRY_SESSION_ID' under SLURM.
 # Set before any cnnrepro module imports mlflow; a value the user set is kept.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+# PyTorch's CPU ops run on OpenMP (libgomp) workers, which by default spin for a while after each
+# parallel region. On a CPU shared with other jobs a spinning worker holds a core the thread with the
+# work needs, and every small op waits for a preempted worker: measured on a 2-core machine under
+# load (issue 21), mnist_convnet training steps took 250-690 ms spinning and 60-80 ms with PASSIVE
+# workers (sleep at once). libgomp reads this when it loads, at the first `import torch`: set here,
+# before any cnnrepro module imports torch; a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

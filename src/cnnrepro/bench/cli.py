@@ -1,6 +1,7 @@
 """`cnnrepro bench`: training speed of the pipeline's path against a naive one and the device's peak.
 
     cnnrepro bench --variants baseline,mnist_convnet --steps 20      # per-step table, fast vs naive
+    cnnrepro bench --device cpu --no-naive --no-fit                  # on a CPU: + PyTorch vs Keras (versus.py)
     cnnrepro bench --reproduction --epochs-scale 0.01                # every variant end to end, timed
 
 Nothing here is asserted: the figures are printed (or written as JSON) for a person to judge.
@@ -26,7 +27,8 @@ from cnnrepro.bench.peaks import device_peak
 from cnnrepro.bench.pipeline import pipeline_params, pipeline_table, run_pipeline_bench
 from cnnrepro.bench.reproduction import pipeline_variants, run_reproduction
 from cnnrepro.bench.steady import fit_step_ms, measure_graph
-from cnnrepro.bench.table import reproduction_table, speedups, step_table
+from cnnrepro.bench.table import reproduction_table, speedups, step_table, versus_table
+from cnnrepro.bench.versus import VersusKeras, versus_keras
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import write_json_atomic
 from cnnrepro.params import load_params
@@ -49,6 +51,11 @@ LEGEND = (
     "is a mismeasurement;\n"
     "vs pure = step time over pure (the input path's cost; CPU target <= 15%); GFLOP/img train = from the "
     "layers, counted = torch FlopCounterMode; TFLOP/s = train FLOPs x img/s"
+)
+
+KERAS_WORDS = (
+    "PyTorch vs Keras (CPU): one update on the same ready batch, same model, optimizer and loss, same process, "
+    "{steps} alternating rounds; medians (fastest rounds beside them); pytorch/keras below 1: PyTorch faster"
 )
 
 
@@ -75,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-naive", action="store_true", help="time the fast path only")
     parser.add_argument("--no-fit", action="store_true", help="skip the fit() epoch cross-check (fit ms)")
+    parser.add_argument(
+        "--no-keras", action="store_true", help="skip the Keras column (CPU: the same update in Keras, interleaved)"
+    )
     parser.add_argument("--reproduction", action="store_true", help="train every variant end to end, timed")
     parser.add_argument("--epochs-scale", type=float, default=1.0, help="with --reproduction/--pipeline: epochs x this")
     parser.add_argument(
@@ -219,8 +229,12 @@ def main(args: argparse.Namespace) -> int:
         text = reproduction_table(times)
     else:
         results: list[PathResult] = []
+        versus: list[VersusKeras] = []
         for name in names:
-            results += bench_variant(variant_config(params, name, args.seed, args.data_root), args)
+            config = variant_config(params, name, args.seed, args.data_root)
+            results += bench_variant(config, args)
+            if not args.no_keras:
+                versus.append(versus_keras(config, rounds=args.steps, warmup=args.warmup))
         report = {
             "kind": "steps",
             "environment": env,
@@ -230,8 +244,11 @@ def main(args: argparse.Namespace) -> int:
             "fast_over_naive": speedups(results),
             "graph_over_naive": speedups(results, "graph"),
             "precision": args.precision,
+            "versus_keras": [v.as_dict() for v in versus],
         }
         text = step_table(results) + "\n" + LEGEND
+        if versus:
+            text += f"\n\n{KERAS_WORDS.format(steps=args.steps)}\n{versus_table(versus)}"
         ratios = ", ".join(f"{v} x{r:.2f}" for v, r in report["fast_over_naive"].items())
         if ratios:
             text += f"\nfast/naive images/s: {ratios}"

@@ -181,6 +181,15 @@ def finish_timing(
     result.peak_memory_mb, result.memory_kind = _peak_memory(device)
 
 
+def fast_update(config: RunConfig, setup: trainer.TrainingSetup) -> Callable[[Batch], None]:
+    """The pipeline's update on a model-ready batch (forward, loss, backward, optimizer step)."""
+
+    def update(batch: Batch) -> None:
+        train_step(setup.trained, setup.optimizer, *batch, config.training.loss, mixed_precision=config.mixed_precision)
+
+    return update
+
+
 def measure_fast(config: RunConfig, prepared: Prepared, *, steps: int, warmup: int, peak: DevicePeak) -> PathResult:
     """The pipeline's path: cached decoded images on the device, batched augmentation there, the
     run's options (autocast, channels_last, compile), VGG16 features computed once where used."""
@@ -196,9 +205,7 @@ def measure_fast(config: RunConfig, prepared: Prepared, *, steps: int, warmup: i
         x, y = setup.train.batch(next(iterator))
         return setup.inputs(x, train=True), y
 
-    def update(batch: Batch) -> None:
-        train_step(setup.trained, setup.optimizer, *batch, config.training.loss, mixed_precision=config.mixed_precision)
-
+    update = fast_update(config, setup)
     setup.trained.train()
     fixed = fetch()
     macs = fill_flops(result, setup.trained, fixed, config.training.loss)

@@ -7,6 +7,7 @@ from typing import Any
 
 from cnnrepro.bench.measure import PathResult
 from cnnrepro.bench.reproduction import VariantTime
+from cnnrepro.bench.versus import VersusKeras
 
 
 def _num(spec: str) -> Callable[[Any], str]:
@@ -83,6 +84,30 @@ def speedups(results: Sequence[PathResult], path: str = "fast") -> dict[str, flo
         if row.status == "measured" and row.images_per_s:
             rates.setdefault(row.variant, {})[row.path] = row.images_per_s
     return {v: r[path] / r["naive"] for v, r in rates.items() if path in r and "naive" in r}
+
+
+def versus_table(rows: Sequence[VersusKeras]) -> str:
+    """PyTorch ms, Keras ms and their ratio per variant; not_run rows follow, one line each with the reason."""
+    headers = ["variant", "batch", "threads", "memory", "pytorch ms", "keras ms", "pytorch/keras", "fastest pt/keras"]
+    measured = [r for r in rows if r.status == "measured"]
+    cells = [
+        [
+            r.variant,
+            _num("d")(r.batch_size),
+            _num("d")(r.threads),
+            "NHWC" if r.channels_last else "NCHW",
+            _num(".1f")(r.torch_ms),
+            _num(".1f")(r.keras_ms),
+            _num(".2f")(r.ratio),
+            f"{r.torch_fastest_ms:.1f}/{r.keras_fastest_ms:.1f}",
+        ]
+        for r in measured
+    ]
+    text = render(headers, cells)
+    for r in rows:
+        if r.status != "measured":
+            text += f"\n{r.variant} (keras): not_run: {r.reason}"
+    return text
 
 
 def reproduction_table(times: Sequence[VariantTime]) -> str:

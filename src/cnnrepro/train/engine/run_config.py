@@ -37,6 +37,7 @@ FRAMEWORKS: tuple[Framework, ...] = ("torch", "keras")
 PRECISIONS = ("fp32", "tf32", "bf16")
 DEFAULT_PRECISION = "fp32"
 FAST_STEP_CHOICES = ("auto", "on", "off")
+CHANNELS_LAST_CHOICES = ("auto", "on", "off")
 WEIGHT_INITS = ("source", "torch_default")  # the source's initialization, or PyTorch's layer defaults
 AUGMENTATION_DRAWS = ("per_image", "per_batch")
 PREPROCESSINGS = ("scale", "caffe")
@@ -468,6 +469,19 @@ def resolve_fast_step(choice: str | bool, device: str, framework: str, compiled:
     return cuda and not compiled
 
 
+def resolve_channels_last(choice: str | bool, device: str, framework: str) -> bool:
+    """train.channels_last: auto = on for a PyTorch run on the CPU (oneDNN's NHWC convolutions: measured
+    faster there for baseline, mnist_convnet and lenet, see cnnrepro bench's Keras column), off elsewhere
+    (unmeasured on CUDA); on/off (or true/false) as set. A Keras run is channels-last whatever it says:
+    its layers are NHWC by construction, and the record says what ran."""
+    if isinstance(choice, bool):  # YAML's bare true/false/on/off
+        choice = "on" if choice else "off"
+    _check("train.channels_last", choice, CHANNELS_LAST_CHOICES)
+    if framework != "torch":
+        return True
+    return choice == "on" or (choice == "auto" and device == "cpu")
+
+
 def documented_settings(spec: VariantSpec) -> dict[str, Any]:
     return {
         "epochs": spec.epochs,
@@ -548,7 +562,7 @@ def resolve_run_config(
         runtime=RuntimeSettings(
             device=device,
             precision=train.get("precision", DEFAULT_PRECISION),
-            channels_last=bool(train.get("channels_last", False)),
+            channels_last=resolve_channels_last(train.get("channels_last", "auto"), device, framework),
             compile=compiled,
             fast_step=resolve_fast_step(train.get("fast_step", "auto"), device, framework, compiled),
             checkpoint_every=int(train.get("checkpoint_every", 1)),

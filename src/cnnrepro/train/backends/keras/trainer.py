@@ -98,6 +98,29 @@ def _deterministic_ops() -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def configure_process(config: RunConfig) -> None:
+    """Seeds, deterministic ops and precision, as every Keras run sets them before building anything
+    (`cnnrepro bench` times its Keras steps under the same settings)."""
+    from cnnrepro.train.backends.keras.precision import set_backend_precision
+
+    keras.utils.set_random_seed(config.seed)
+    _deterministic_ops()
+    set_backend_precision(keras.backend.backend(), config.runtime.precision)
+    if config.runtime.num_threads > 0:
+        torch.set_num_threads(config.runtime.num_threads)
+
+
+def compile_for_training(trained: Any, config: RunConfig) -> None:
+    """The source's compile: the variant's optimizer and loss, accuracy as the metric."""
+    from cnnrepro.train.backends.keras import optimizers
+
+    trained.compile(
+        optimizer=optimizers.make_optimizer(config.training.optimizer, config.training.learning_rate),
+        loss=optimizers.make_loss(config.training.loss, config.variant),
+        metrics=["accuracy"],
+    )
+
+
 # --- the run -----------------------------------------------------------------------------------------
 
 
@@ -114,13 +137,8 @@ def train_variant(
 
     `owner` is saved with each checkpoint; a run resuming from one calls `on_resume(its owner, epoch)`.
     """
-    from cnnrepro.train.backends.keras.precision import set_backend_precision
 
-    keras.utils.set_random_seed(config.seed)
-    _deterministic_ops()
-    set_backend_precision(keras.backend.backend(), config.runtime.precision)
-    if config.runtime.num_threads > 0:
-        torch.set_num_threads(config.runtime.num_threads)
+    configure_process(config)
     splits = load_splits(config)
     print(data_line(splits), flush=True)
     if splits["validation"] is None or splits["train"] is None:
@@ -141,7 +159,7 @@ def _train(
     on_resume: ResumeHook | None,
 ) -> RunResult:
     """train_variant's model, fit and final score, inside the run's device scope."""
-    from cnnrepro.train.backends.keras import models, optimizers
+    from cnnrepro.train.backends.keras import models
 
     train, validation, test = splits["train"], splits["validation"], splits["test"]
     model = build_model(config, prepared)
@@ -155,11 +173,7 @@ def _train(
         test = extract_features(conv_base, test, images, bs) if test is not None else None
         trained, inputs = models.feature_head(model), InputPipeline("features")
 
-    trained.compile(
-        optimizer=optimizers.make_optimizer(config.training.optimizer, config.training.learning_rate),
-        loss=optimizers.make_loss(config.training.loss, config.variant),
-        metrics=["accuracy"],
-    )
+    compile_for_training(trained, config)
     checkpoint = EpochCheckpoint(
         ckpt.checkpoint_path(checkpoint_root, config.framework, config.variant, config.seed),
         ckpt.config_hash(legacy_record(config, prepared)),

@@ -7,7 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from cnnrepro.train.backends.torch.models.layers import Conv2d, Dense, keras_init_
+from cnnrepro.train.backends.torch.models.layers import Conv2d, Dense, KerasSequential, keras_init_
 
 
 class CamConvnet(nn.Module):
@@ -19,7 +19,7 @@ class CamConvnet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(
+        self.features = KerasSequential(
             OrderedDict(
                 [
                     ("conv2d", Conv2d(3, 16, 3, padding="same")),

@@ -10,7 +10,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from cnnrepro.train.backends.torch.models.layers import Conv2d, Dense, keras_init_
+from cnnrepro.train.backends.torch.models.layers import Conv2d, Dense, KerasSequential, keras_init_
 
 
 def small_convnet(*, dropout: float = 0.0) -> nn.Sequential:
@@ -33,7 +33,7 @@ def small_convnet(*, dropout: float = 0.0) -> nn.Sequential:
         layers.append(("dropout_1", nn.Dropout(dropout)))
     # 150 -> 148 -> 74 -> 72 -> 36 -> 34 -> 17 -> 15 -> 7: a 7x7x128 map, 6,272 features.
     layers += [("dense_1", Dense(7 * 7 * 128, 512, activation="relu")), ("dense_2", Dense(512, 1))]
-    return keras_init_(nn.Sequential(OrderedDict(layers)))
+    return keras_init_(KerasSequential(OrderedDict(layers)))
 
 
 def baseline() -> nn.Sequential:

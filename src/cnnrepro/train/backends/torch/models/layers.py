@@ -37,6 +37,10 @@ class Conv2d(nn.Conv2d):
         y = super().forward(x)
         return self._act(y) if self._act is not None else y
 
+    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution alone (bias added), before the layer's activation."""
+        return super().forward(x)
+
 
 class Dense(nn.Linear):
     """Keras Dense with an optional ReLU; a sigmoid/softmax output stays linear (the loss takes logits)."""
@@ -49,6 +53,48 @@ class Dense(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = super().forward(x)
         return self._act(y) if self._act is not None else y
+
+
+def _hooked(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+class KerasSequential(nn.Sequential):
+    """nn.Sequential that runs a ReLU conv followed by a max pooling as pool-then-ReLU: the same numbers, bit
+    for bit, with the ReLU (and its backward) on a quarter of the elements.
+
+    max(relu(a)) == relu(max(a)) exactly (relu is monotone and exact), and the gradients are the same
+    tensors: where the window's max is positive both orders route the gradient to its argmax (the same
+    first index among equal values); where it is not, relu's backward zeroes it either way. On a CPU the
+    full-size ReLU and its backward are memory-bound passes over the largest activations, a fifth of
+    a baseline step. A conv or pooling with hooks (activation visualizations read the conv's output,
+    the bench's FLOP count hooks the convs) runs unfused, so every hook sees what it saw before;
+    `fuse_pooling = False` runs every layer as written (the reference path the tests compare with).
+    """
+
+    fuse_pooling: bool = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self)
+        i = 0
+        while i < len(layers):
+            layer, following = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+            if self._fusable(layer, following):
+                x = F.relu(following(layer.pre_activation(x)))
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
+        return x
+
+    def _fusable(self, layer: nn.Module, following: nn.Module | None) -> bool:
+        return (
+            self.fuse_pooling
+            and isinstance(layer, Conv2d)
+            and layer.activation == "relu"
+            and isinstance(following, nn.MaxPool2d)
+            and not (_hooked(layer) or _hooked(following))
+        )
 
 
 def keras_init_(model: nn.Module) -> nn.Module:

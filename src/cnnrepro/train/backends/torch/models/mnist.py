@@ -6,13 +6,13 @@ from collections import OrderedDict
 
 from torch import nn
 
-from cnnrepro.train.backends.torch.models.layers import Conv2d, Dense, keras_init_
+from cnnrepro.train.backends.torch.models.layers import Conv2d, Dense, KerasSequential, keras_init_
 
 
 def mnist_convnet() -> nn.Sequential:
     """Conv32-Pool-Conv64-Pool-Conv64-Flatten-Dense64-Dense10 on 28x28x1; 93,322 parameters."""
     return keras_init_(
-        nn.Sequential(
+        KerasSequential(
             OrderedDict(
                 [
                     ("conv2d_1", Conv2d(1, 32, 3)),

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from cnnrepro.errors import CnnreproError
-from cnnrepro.train.backends.torch.models.layers import Conv2d, Dense, keras_init_
+from cnnrepro.train.backends.torch.models.layers import Conv2d, Dense, KerasSequential, keras_init_
 from cnnrepro.train.vgg16_weights import BLOCKS, CONV_NAMES, FINE_TUNED_LAYERS, WeightsUnavailable
 
 
-class VGG16Base(nn.Sequential):
+class VGG16Base(KerasSequential):
     """block1_conv1 ... block5_pool, named as Keras names them; 14,714,688 parameters.
 
     No AdaptiveAvgPool: at 150x150 the output is the 4x4x512 map (8,192 features) the book used.
