@@ -5,6 +5,7 @@ SIGTERM handler ends it KILLED."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -191,6 +192,9 @@ def _check_parent(store: Any, uri: str, parent_run_id: str) -> None:
 def start_system_metrics(uri: str, run_id: str) -> Any:
     """MLflow's system metrics monitor on this run (a daemon thread sampling every
     MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL s, 10 by default); None where it cannot start (no psutil)."""
+    # Its INFO lines (started, stopping, no GPU) would be four more lines on every training's stderr, where a
+    # failure is one line; its warnings still show.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     try:
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 

@@ -42,8 +42,8 @@ def run_identity(framework: Any, variant: Any, seed: Any, ablation: Any) -> str:
 def _identity_in(info: Any, path: Path) -> str:
     if not isinstance(info, dict) or not all(k in info for k in ("framework", "variant", "seed")):
         raise CnnreproError(f"{path}: not a run_info.json this project writes (no framework, variant and seed)")
-    config = info.get("config")
-    ablation = config.get("ablation") if isinstance(config, dict) else None
+    recorded = info.get("config")  # the JSON record as written, not a RunConfig
+    ablation = recorded.get("ablation") if isinstance(recorded, dict) else None
     name = ablation.get("name") if isinstance(ablation, dict) else None
     return run_identity(info["framework"], info["variant"], info["seed"], name)
 
