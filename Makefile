@@ -85,6 +85,12 @@ test: $(KERAS_STAMP) system-deps
 test-all: $(KERAS_STAMP) system-deps
 	$(BIN)/pytest
 
+## The numeric parity tests under other CPU code paths (oneDNN/MKL/ATen ISA caps, TensorFlow without oneDNN):
+## make test-isa ISA="avx2 eigen" runs some of them (scripts/test-isa.sh lists them).
+.PHONY: test-isa
+test-isa: $(KERAS_STAMP)
+	PYTHON=$(BIN)/python bash scripts/test-isa.sh $(ISA)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
