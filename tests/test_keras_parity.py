@@ -300,7 +300,7 @@ def _assert_same_rule(a: np.ndarray, b: np.ndarray, optimizer: str, lr: float, g
     allowed = tolerances.same_rule_bound(optimizer, lr, gradient_max, b, len(grads))
     diff = np.abs(a.astype(np.float64) - b)
     worst = int(np.argmax(diff - allowed))
-    assert diff[worst] <= allowed[worst], f"{optimizer}: differs by {diff[worst]:.3g}, rounding allows {allowed[worst]:.3g}"
+    assert diff[worst] <= allowed[worst], f"{optimizer}: {diff[worst]:.3g} apart, rounding allows {allowed[worst]:.3g}"
 
 
 @needs_tf
