@@ -86,3 +86,37 @@ class GradientRounding:
             for parameter, abs_sum in ((layer.weight, weight_abs), (layer.bias, bias_abs)):
                 result[parameter] = tolerances.gradient_rounding_bound(terms + self.chain, float(abs_sum.max()))
         return result
+
+
+def assert_first_steps_match(
+    plain: nn.Module,
+    other: nn.Module,
+    inputs: tuple[torch.Tensor, torch.Tensor],
+    y: torch.Tensor,
+    loss: str,
+    optimizer: str,
+    lr: float,
+) -> None:
+    """One training step from the same weights through two PyTorch paths (memory format, compiler): the
+    losses within tolerances.loss_bound and every weight within tolerances.first_step_weight_bound, both
+    taken from the plain path's own sums."""
+    from cnnrepro.train.backends.torch.optimizers import make_optimizer
+    from cnnrepro.train.backends.torch.steps import train_step
+
+    logit_bound = forward_rounding_bound(plain, inputs[0])
+    rounding = GradientRounding(plain)
+    losses = []
+    for model, x in zip((plain, other), inputs, strict=True):
+        total, _ = train_step(model, make_optimizer(optimizer, model.parameters(), lr), x, y, loss)
+        losses.append(float(total) / len(y))
+    gradient_bounds = rounding.bounds()
+    allowed_loss = tolerances.loss_bound(logit_bound, losses[0], len(y))
+    assert abs(losses[1] - losses[0]) <= allowed_loss, (losses, allowed_loss)
+    for (name, a), b in zip(plain.named_parameters(), other.parameters(), strict=True):
+        a_after, b_after = a.detach().numpy(), b.detach().contiguous().numpy()
+        allowed = tolerances.first_step_weight_bound(optimizer, lr, a.grad.numpy(), gradient_bounds[a], a_after)
+        diff = abs(b_after.astype("float64") - a_after)
+        worst = int((diff - allowed).argmax())
+        assert (diff <= allowed).all(), (
+            f"{name}: {diff.flat[worst]:.3g} apart, the step allows {allowed.flat[worst]:.3g}"
+        )
