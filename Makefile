@@ -85,6 +85,12 @@ test: $(KERAS_STAMP) system-deps
 test-all: $(KERAS_STAMP) system-deps
 	$(BIN)/pytest
 
+## The numeric parity tests under other CPU code paths (oneDNN/MKL/ATen ISA caps, TensorFlow without oneDNN):
+## make test-isa ISA="avx2 eigen" runs some of them (scripts/test-isa.sh lists them).
+.PHONY: test-isa
+test-isa: $(KERAS_STAMP)
+	PYTHON=$(BIN)/python bash scripts/test-isa.sh $(ISA)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
@@ -95,20 +101,25 @@ mlflow-ui: $(STAMP)
 
 ## Headless Chromium for the report's HTML tests (Debian's package). Installs nothing unasked: it says what it
 ## would run, asks on a terminal, and otherwise skips (those tests then skip). INSTALL_CHROMIUM=yes installs
-## without asking, INSTALL_CHROMIUM=no never asks.
+## without asking, INSTALL_CHROMIUM=no never asks. Under CI (CI=true, which CI systems set) it installs
+## without asking, as root or through `sudo -n` (never a password prompt), and a failed install fails the
+## target; the HTML tests then fail instead of skipping when Chromium is missing.
 INSTALL_CHROMIUM ?= ask
 system-deps:
 	@command -v chromium >/dev/null 2>&1 && exit 0; \
-	SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo " ); \
-	CMD="$${SUDO}apt-get update && $${SUDO}apt-get install -y chromium"; \
+	case "$$(printf %s "$$CI" | tr A-Z a-z)" in 1|true|yes) IN_CI=1 ;; *) IN_CI= ;; esac; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif [ -n "$$IN_CI" ]; then SUDO="sudo -n "; else SUDO="sudo "; fi; \
+	CMD="$${SUDO}apt-get update && $${SUDO}env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium"; \
 	echo "system-deps: chromium is not installed; the report's HTML tests need it (headless, at 1280 px)."; \
 	echo "system-deps: to install Debian's package this would run: $$CMD"; \
 	ANSWER=$(INSTALL_CHROMIUM); \
 	if [ "$$ANSWER" = ask ]; then \
-	  if [ -t 0 ]; then printf "system-deps: run it now? [y/N] "; read ANSWER; else ANSWER=no; fi; \
+	  if [ -n "$$IN_CI" ]; then echo "system-deps: CI=$$CI: installing without asking"; ANSWER=yes; \
+	  elif [ -t 0 ]; then printf "system-deps: run it now? [y/N] "; read ANSWER; else ANSWER=no; fi; \
 	fi; \
 	case "$$ANSWER" in \
-	  y|Y|yes) echo "system-deps: running: $$CMD"; sh -c "$$CMD" ;; \
+	  y|Y|yes) echo "system-deps: running: $$CMD"; sh -c "$$CMD" && command -v chromium >/dev/null \
+	    || { echo "system-deps: installing chromium failed; the HTML tests need it" >&2; exit 1; } ;; \
 	  *) echo "system-deps: skipped; the Chromium tests will be skipped (make system-deps INSTALL_CHROMIUM=yes installs it)" ;; \
 	esac
 

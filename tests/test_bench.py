@@ -20,14 +20,13 @@ from cnnrepro.params import load_params
 from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.torch import trainer
 from cnnrepro.train.backends.torch.models import create_model, vgg16
-from cnnrepro.train.backends.torch.optimizers import make_optimizer
-from cnnrepro.train.backends.torch.steps import train_step
 from cnnrepro.train.configure import configure_run
 from cnnrepro.train.engine.augmentation_spec import book_augmentation
 from cnnrepro.train.engine.lifecycle import load_splits
 from cnnrepro.train.engine.run_config import Prepared
 from cnnrepro.train.inputs.augment import augment_batch
 
+from .helpers_parity import assert_first_steps_match
 from .helpers_train import UNREACHABLE_URL, make_image_folder, make_npz, needs_tf, tiny_overrides, write_params
 
 # --- arithmetic ------------------------------------------------------------------------------------
@@ -248,42 +247,28 @@ def test_reproduction_times_every_variant_and_writes_nothing_to_the_project(
 # --- fast-path options leave the results as they were ---------------------------------------------
 
 
-def _three_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], torch.nn.Module]:
-    optimizer = make_optimizer("rmsprop_keras2", model.parameters(), 1e-3)
-    losses = []
-    for _ in range(3):
-        total, _ = train_step(model, optimizer, x, y, "categorical_crossentropy")
-        losses.append(float(total) / len(y))
-    return losses, model
-
-
 def _tiny_batch() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     return create_model("mnist_convnet"), torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
 
 
 def test_channels_last_gives_the_same_losses_and_weights() -> None:
+    """One step from the same weights, plain and channels_last: equal up to float32 rounding (the bounds
+    of tests/tolerances.py), so on any CPU whatever kernels each memory format gets."""
     model, x, y = _tiny_batch()
-    plain_losses, plain = _three_steps(copy.deepcopy(model), x, y)
     nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    nhwc_losses, nhwc = _three_steps(nhwc, x.contiguous(memory_format=torch.channels_last), y)
     assert nhwc.conv2d_1.weight.is_contiguous(memory_format=torch.channels_last)
-    assert nhwc_losses == pytest.approx(plain_losses, rel=1e-5)
-    for a, b in zip(plain.parameters(), nhwc.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+    inputs = (x, x.contiguous(memory_format=torch.channels_last))
+    assert_first_steps_match(model, nhwc, inputs, y, "categorical_crossentropy", "rmsprop_keras2", 1e-3)
 
 
 @pytest.mark.slow  # Inductor compiles C++ on the CPU: a minute or more on a busy machine
 def test_compile_gives_the_same_losses_and_keeps_state_dict_keys() -> None:
     model, x, y = _tiny_batch()
-    plain_losses, plain = _three_steps(copy.deepcopy(model), x, y)
     compiled = copy.deepcopy(model)
     compiled.compile()
-    compiled_losses, compiled = _three_steps(compiled, x, y)
-    assert compiled_losses == pytest.approx(plain_losses, rel=1e-5)
-    assert list(compiled.state_dict()) == list(plain.state_dict())
-    for a, b in zip(plain.parameters(), compiled.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+    assert_first_steps_match(model, compiled, (x, x), y, "categorical_crossentropy", "rmsprop_keras2", 1e-3)
+    assert list(compiled.state_dict()) == list(model.state_dict())
 
 
 def test_setup_training_applies_channels_last(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import base64
 import csv
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -33,9 +34,20 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="chromium not installed (make test installs it)"
-)
+
+
+@pytest.fixture
+def chromium_installed() -> None:
+    """Skip without Chromium on a person's machine; under CI (CI=true) fail instead, so a CI run can never
+    pass with the browser checks silently skipped."""
+    if Path(CHROMIUM).exists():
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI={os.environ['CI']} but {CHROMIUM} is missing: `make system-deps` installs it under CI")
+    pytest.skip("chromium not installed (make system-deps installs it)")
+
+
+needs_chromium = pytest.mark.usefixtures("chromium_installed")
 
 # Appended to a copy of the report, never to the product: after load, list every image's decoded width.
 # The control image is deliberately broken, so a probe that could not see a failed decode fails the test.

@@ -22,6 +22,9 @@ UNIT_ROUNDOFF = 2.0**-24
 # The float32 operations one first-step update takes per element on either side (square, scale, sqrt,
 # add epsilon, multiply by lr, divide, subtract from the weight): each adds at most u relative.
 UPDATE_OPERATIONS = 7
+# The float32 operations a cross-entropy takes per example besides the logits' own (exp, sum, log, clip,
+# subtract; softmax over at most 10 classes adds its 10-term sum).
+LOSS_OPERATIONS = 16
 
 
 def gamma(n_terms: int) -> float:
@@ -122,3 +125,51 @@ def first_step_weight_bound(
     weight = np.abs(np.asarray(weight_after, dtype=np.float32)) + np.abs(step).astype(np.float32)
     rounding = 2 * np.spacing(weight).astype(np.float64) + 2 * UPDATE_OPERATIONS * UNIT_ROUNDOFF * np.abs(step)
     return spread + rounding
+
+
+def forward_rounding_bound(chain_terms: int, abs_sum_max: float) -> float:
+    """Bound on |y_keras - y_torch| for a network output y (logits, a feature map).
+
+    The last layer sums fan_in products w a, rounded within gamma(fan_in) sum|w a|; the activations a it
+    gets carry the earlier layers' rounding, each relative to its own sums, and to first order the relative
+    errors along the chain add: gamma(chain_terms) times the last layer's sum of |w a| + |b| (its
+    per-output maximum), chain_terms being every reduction length along the forward pass. ReLU and max
+    pooling are 1-Lipschitz, so a gate or a pooled maximum decided by rounding moves the output by no more
+    than the rounding that decided it.
+
+    Not a worst case through the whole network: that one multiplies |W| layer after layer (for VGG16 it
+    exceeds 1e19) and bounds nothing. This one assumes no layer amplifies the error carried in more than
+    it amplifies the activations (the first-order picture); the worst-case gamma_n instead of the sqrt(n) u
+    random walk leaves a factor sqrt(chain_terms) (about 200 for VGG16) for what that leaves out.
+    """
+    return sum_rounding_bound(chain_terms, abs_sum_max)
+
+
+def loss_bound(logit_bound: float, loss: float, batch: int) -> float:
+    """Bound on the difference of a mean cross-entropy between two implementations whose logits differ by
+    at most logit_bound: d(loss)/d(logit) is sigmoid(z) - y for binary cross-entropy and p - y for softmax
+    cross-entropy, whose absolute values sum to at most 2 per example, so a mean moves by at most
+    2 logit_bound; plus the loss's own float32 operations (sigmoid or softmax, log, clipping, the batch mean:
+    gamma(LOSS_OPERATIONS + batch) relative to |loss| + 1, the 1 for the log of a probability near 1).
+
+    A wrong loss is far above it: the mean of a sum (a factor of the batch size), probabilities taken for
+    logits (a sigmoid applied twice moves log 2 = 0.69 to 0.47), a swapped class order.
+    """
+    return 2 * logit_bound + 2 * gamma(LOSS_OPERATIONS + batch) * (abs(loss) + 1)
+
+
+def same_rule_bound(optimizer: str, lr: float, gradient_max: float, weight: np.ndarray, steps: int) -> np.ndarray:
+    """Per element: how far two implementations of the same update rule may drift apart over `steps` steps
+    fed the same gradients. Each step differs only by each side's rounding: of the update (at most
+    UPDATE_OPERATIONS u relative, the update being at most first_step_ceiling) and of w - step (one float32
+    ulp of the weight each side); the accumulator's rounding changes a later step by the same relative
+    amount, inside that term. Over n steps the differences add.
+
+    A different rule is far above it: Keras 3's epsilon in the root instead of Keras 2's, or torch's default
+    alpha, move weights by a fraction of lr (1e-4 and more at lr 1e-3) in the first steps, against a few
+    ulps (about 1e-7 for |w| <= 1) here.
+    """
+    ceiling = first_step_ceiling(optimizer, lr, gradient_max)
+    magnitude = (np.abs(np.asarray(weight, dtype=np.float32)) + np.float32(steps * ceiling)).astype(np.float32)
+    per_step = 2 * np.spacing(magnitude).astype(np.float64) + 2 * UPDATE_OPERATIONS * UNIT_ROUNDOFF * ceiling
+    return steps * per_step
