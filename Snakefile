@@ -75,7 +75,7 @@ onstart:
 onsuccess:
     from cnnrepro.orchestration import pipeline_run, tool_state
 
-    tool_state.record_in_dvc(tool_state.snakemake_made(workflow.dag))
+    tool_state.record_in_dvc(*tool_state.snakemake_outputs(workflow.dag))
     pipeline_run.run_hook("snakemake", "finish", "FINISHED")
 
 

@@ -12,7 +12,8 @@ its .snakemake/metadata (params, code, input set of every output it wrote). Neit
   trigger covers what Snakemake made).
 - **Snakemake made it**: DVC has no hashes of the outputs, so `dvc status` wants every stage rerun. After a
   successful run the Snakefile's onsuccess records the stages whose outputs Snakemake wrote with
-  `dvc commit --force` (hashes, params and the cache, as `dvc repro` would have left them).
+  `dvc commit --force` (hashes, params and the cache, as `dvc repro` would have left them), and those it
+  found up to date where DVC sees only changed deps (`record_in_dvc`).
 
 Snakemake's marker files in directory() outputs (.snakemake_timestamp) are in .dvcignore, so nothing
 Snakemake writes counts as part of a DVC output.
@@ -94,31 +95,59 @@ def _note(message: str) -> None:
     print(f"cnnrepro pipeline: {message}", file=sys.stderr, flush=True)
 
 
-def record_in_dvc(outputs: Iterable[str], root: str | Path = ".") -> list[str]:
-    """`dvc commit --force` the stages whose outputs Snakemake just wrote, so `dvc status` says they are up to
-    date; returns the stages. Nothing (and a note) outside a DVC project or when DVC fails: the outputs are
-    good, only DVC's record of them is missing."""
-    outputs = list(outputs)
-    if not outputs or not (Path(root) / ".dvc").is_dir():
-        return []
-    try:
-        stages = stages_of_outputs(outputs, root)
-    except Exception as exc:  # DVC cannot read dvc.yaml here: say so, the run itself succeeded
-        _note(f"DVC not told what Snakemake made ({type(exc).__name__}: {exc})")
-        return []
-    if not stages:
-        return []
+def _commit(stages: list[str], root: str | Path) -> bool:
     result = subprocess.run(
         ["dvc", "commit", "--force", "--quiet", *stages], cwd=root, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         _note(f"`dvc commit` failed, `dvc status` will list {len(stages)} stage(s): {result.stderr.strip()[-300:]}")
+    return result.returncode == 0
+
+
+def stale_deps_only(stages: list[str], root: str | Path = ".") -> list[str]:
+    """Of `stages`, those `dvc status` lists for changed deps alone: none of their outputs changed or missing."""
+    if not stages:
         return []
-    _note(f"recorded {len(stages)} stage(s) Snakemake made in dvc.lock")
-    return stages
+    result = subprocess.run(["dvc", "status", "--json", *stages], cwd=root, capture_output=True, text=True, check=False)
+    try:
+        status = json.loads(result.stdout or "{}")
+    except json.JSONDecodeError:
+        return []
+
+    def deps_only(changes: Any) -> bool:
+        return all(isinstance(change, dict) and set(change) == {"changed deps"} for change in changes)
+
+    return [name for name in stages if name in status and deps_only(status[name])]
 
 
-def snakemake_made(dag: Any) -> list[str]:
-    """The outputs of the jobs a finished Snakemake run executed (its DAG's needrun jobs that finished)."""
-    jobs = [job for job in dag.needrun_jobs(exclude_finished=False) if dag.finished(job)]
-    return sorted({str(path) for job in jobs for path in job.output})
+def record_in_dvc(made: Iterable[str], kept: Iterable[str] = (), root: str | Path = ".") -> list[str]:
+    """Tell DVC what a successful Snakemake run left, so `dvc status` agrees with `snakemake -n`; returns the
+    stages committed (`dvc commit --force`: hashes, params and cache, as `dvc repro` would have left them).
+
+    `made`: the outputs of the jobs Snakemake ran. `kept`: the outputs of the jobs it judged up to date; their
+    stages are committed only where DVC sees nothing but changed deps (DVC's visualize depends on all of runs/,
+    Snakemake's on the runs it draws), never where an output itself differs from dvc.lock. Nothing (and a
+    note) outside a DVC project or when DVC fails: the outputs are good, only DVC's record of them is missing."""
+    made, kept = list(made), list(kept)
+    if not made or not (Path(root) / ".dvc").is_dir():
+        return []
+    try:
+        ran = stages_of_outputs(made, root)
+        judged = [s for s in stages_of_outputs(kept, root) if s not in ran]
+    except Exception as exc:  # DVC cannot read dvc.yaml here: say so, the run itself succeeded
+        _note(f"DVC not told what Snakemake made ({type(exc).__name__}: {exc})")
+        return []
+    committed = ran if ran and _commit(ran, root) else []
+    agreed = stale_deps_only(judged, root)
+    committed += agreed if agreed and _commit(agreed, root) else []
+    if committed:
+        _note(f"recorded in dvc.lock: {len(committed)} stage(s) Snakemake made or found up to date")
+    return committed
+
+
+def snakemake_outputs(dag: Any) -> tuple[list[str], list[str]]:
+    """(outputs of the jobs a finished Snakemake run executed, outputs of the jobs of its DAG it did not run)."""
+    ran = {job for job in dag.needrun_jobs(exclude_finished=False) if dag.finished(job)}
+    made = sorted({str(path) for job in ran for path in job.output})
+    kept = sorted({str(path) for job in dag.jobs if job not in ran for path in job.output})
+    return made, kept
