@@ -40,11 +40,17 @@ from cnnrepro.orchestration.tool_state import write_params_stamp
 
 
 def params_stamp(stage):
-    """An input (a path, or a function of the dataset wildcard) naming the stage's params stamp."""
+    """An input naming the stage's params stamp (a function of the dataset wildcard for a per-dataset stage).
+    Every stamp is written here, while the Snakefile is parsed: Snakemake lists a folder's files once, so a
+    stamp first written while the DAG is built would count as missing."""
     if any("{dataset}" in key for key in stage_of(stage).params):
-        return lambda wildcards: write_params_stamp(
-            f"{stage}@{wildcards.dataset}", tracked_params(stage)(wildcards)
-        )
+        from types import SimpleNamespace
+
+        from cnnrepro.data.download import DATASETS
+
+        values = tracked_params(stage)
+        stamps = {d: write_params_stamp(f"{stage}@{d}", values(SimpleNamespace(dataset=d))) for d in DATASETS}
+        return lambda wildcards: stamps[wildcards.dataset]
     return write_params_stamp(stage, tracked_params(stage)(None))
 
 
