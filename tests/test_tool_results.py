@@ -150,3 +150,29 @@ def test_a_foreach_stamp_matches_its_own_instance_only(tmp_path: Path) -> None:
     assert locked_params("download@mnist", lock) == [{"a": 1}]
     assert locked_params("download", lock) == [{"a": 1}, {"a": 2}]
     assert locked_params("download@mnist", tmp_path / "missing.lock") == []
+
+
+def test_what_snakemake_made_is_recorded_in_dvc_lock(tmp_path: Path) -> None:
+    """The real DVC: a stage Snakemake ran is committed; one it judged up to date is committed where DVC sees only
+    changed deps, never where its output differs from dvc.lock."""
+    from cnnrepro.orchestration.tool_state import record_in_dvc
+
+    from .pipeline_project import run
+
+    run(["git", "init", "-q"], tmp_path)
+    run(["dvc", "init", "-q"], tmp_path)
+    (tmp_path / "src.txt").write_text("a\n")
+    stages = {
+        "made": {"cmd": "cp src.txt made.txt", "deps": ["src.txt"], "outs": ["made.txt"]},
+        "reader": {"cmd": "cp made.txt read.txt", "deps": ["made.txt"], "outs": ["read.txt"]},
+        "edited": {"cmd": "cp src.txt edited.txt", "deps": ["src.txt"], "outs": ["edited.txt"]},
+    }
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    run(["dvc", "repro", "-q"], tmp_path)
+    # Snakemake reruns `made` (new bytes); `reader` it found up to date; `edited` was changed by hand.
+    (tmp_path / "made.txt").write_text("b\n")
+    (tmp_path / "edited.txt").write_text("by hand\n")
+    assert record_in_dvc(["made.txt"], ["read.txt", "edited.txt"], tmp_path) == ["made", "reader"]
+    status = json.loads(run(["dvc", "status", "--json"], tmp_path).stdout)
+    assert set(status) == {"edited"}
+    assert record_in_dvc([], ["read.txt"], tmp_path) == []  # nothing ran: nothing to record

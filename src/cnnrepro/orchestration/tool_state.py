@@ -84,8 +84,9 @@ def stages_of_outputs(outputs: Iterable[str], root: str | Path = ".") -> list[st
 
     made = {os.path.normpath(o) for o in outputs}
     with Repo(str(root)) as repo:
+        # The name, not `addressing` (relative to the cwd): the project's one dvc.yaml is at `root`.
         return sorted(
-            stage.addressing
+            stage.name
             for stage in repo.index.stages
             if any(os.path.normpath(out.def_path) in made for out in stage.outs)
         )
@@ -95,10 +96,16 @@ def _note(message: str) -> None:
     print(f"cnnrepro pipeline: {message}", file=sys.stderr, flush=True)
 
 
+def _dvc(args: list[str], root: str | Path) -> subprocess.CompletedProcess[str]:
+    """`dvc ARGS` in `root`; a dvc that cannot be started is a failed run (exit 127), not an exception."""
+    try:
+        return subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        return subprocess.CompletedProcess(["dvc", *args], 127, "", f"dvc: cannot run ({exc.strerror})")
+
+
 def _commit(stages: list[str], root: str | Path) -> bool:
-    result = subprocess.run(
-        ["dvc", "commit", "--force", "--quiet", *stages], cwd=root, capture_output=True, text=True, check=False
-    )
+    result = _dvc(["commit", "--force", "--quiet", *stages], root)
     if result.returncode != 0:
         _note(f"`dvc commit` failed, `dvc status` will list {len(stages)} stage(s): {result.stderr.strip()[-300:]}")
     return result.returncode == 0
