@@ -29,7 +29,7 @@ export MPLBACKEND := Agg
 CORES ?= $(shell nproc 2>/dev/null || echo 1)
 PORT ?= 5000
 
-.PHONY: reproduce test test-all keras lint report dvc-repro mlflow-ui system-deps clean-env lock lock-check
+.PHONY: reproduce test test-all keras lint report dvc-repro dvc-exp mlflow-ui system-deps clean-env lock lock-check
 
 # The lock has a sha256 for every package, so pip installs in hash-checking mode: it refuses any package
 # the lock does not name (the lock is closed), and `pip check` then proves the set is consistent.
@@ -70,6 +70,11 @@ reproduce: $(STAMP)
 ## Extra arguments: make dvc-repro DVC_ARGS="train_idx --force"
 dvc-repro: $(STAMP)
 	$(BIN)/python -m cnnrepro.orchestration.pipeline_run -- $(BIN)/dvc repro $(DVC_ARGS)
+
+## A DVC experiment under the same lock and parent run: make dvc-exp EXP_ARGS="-n two-epochs -S train.overrides.mnist_dense.epochs=2"
+## (then `dvc exp show`, `dvc metrics diff`, `dvc plots diff`).
+dvc-exp: $(STAMP)
+	$(BIN)/python -m cnnrepro.orchestration.pipeline_run -- $(BIN)/dvc exp run $(EXP_ARGS)
 
 ## Regenerate the report from whatever runs exist.
 report: $(STAMP)

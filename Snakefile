@@ -10,6 +10,11 @@ from cnnrepro.errors import ParamsError
 min_version("8.0")
 
 
+# `snakemake --report report.html`: this description, and the Results the report and visualize rules mark
+# with report() (captions in workflow/report/).
+report: "workflow/report/workflow.rst"
+
+
 # params.yaml is read here, within the project's limits (size, alias expansion, depth: cnnrepro.params.
 # read_params_file), instead of by a `configfile:` directive, whose loader has none (an alias bomb grew
 # Snakemake past 3 GB). The merge is the directive's: params.yaml under what the command line gives
@@ -37,6 +42,10 @@ except ParamsError as exc:
 include: "workflow/rules/preflight.smk"
 
 
+# `snakemake --lint`: the one lint left is "Specify a conda environment or container for each rule". The
+# software is one pip environment for every rule, pinned with hashes in requirements*.lock (`make` builds
+# it; the Makefile puts its bin first on PATH); a conda file could not install that lock as it is checked
+# (pip's hash-checking mode), so no rule names one.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -61,9 +70,12 @@ onstart:
     pipeline_run.run_hook("snakemake", "start")
 
 
+# onsuccess also records in dvc.lock the stages whose outputs this run wrote, so `dvc status` agrees
+# (cnnrepro.orchestration.tool_state).
 onsuccess:
-    from cnnrepro.orchestration import pipeline_run
+    from cnnrepro.orchestration import pipeline_run, tool_state
 
+    tool_state.record_in_dvc(*tool_state.snakemake_outputs(workflow.dag))
     pipeline_run.run_hook("snakemake", "finish", "FINISHED")
 
 

@@ -53,8 +53,13 @@ def snakemake_jobs(root: Path, extra_args: tuple[str, ...] = ()) -> list[Job]:
     return jobs
 
 
+# Snakemake-only bookkeeping inputs: the params stamps (cnnrepro.orchestration.tool_state), which stand in for
+# the params DVC tracks itself.
+SNAKEMAKE_ONLY = ".cnnrepro/"
+
+
 def _split(paths: str) -> list[str]:
-    return [p.strip() for p in paths.split(", ") if p.strip()]
+    return [p.strip() for p in paths.split(", ") if p.strip() and not p.strip().startswith(SNAKEMAKE_ONLY)]
 
 
 def dvc_jobs(root: Path) -> list[Job]:

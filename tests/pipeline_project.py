@@ -88,6 +88,9 @@ def make_project(tmp: Path, params: dict[str, Any] | None = None) -> Path:
     run(["git", "init", "-q"], project)
     run(["dvc", "init", "-q"], project)
     run(["dvc", "config", "core.analytics", "false"], project)
+    # What git and DVC leave alone (outputs, stores, Snakemake's markers), as in the project itself.
+    for name in (".gitignore", ".dvcignore"):
+        shutil.copy(PROJECT_ROOT / name, project / name)
     return project
 
 

@@ -6,6 +6,7 @@ VARIANT_GROUPS = TRAIN["variants"]
 from cnnrepro.orchestration.stage_code import stage_code
 
 RUN_DIR = "runs/{framework}/{variant}/seed{seed}"
+ABLATION_RUN_DIR = "runs/{framework}/{variant}/ablation-{ablation}/seed{seed}"
 
 
 # The params.yaml values each job depends on: its stage's keys in cnnrepro.orchestration.stages, the one
@@ -22,14 +23,35 @@ def _param_value(key):
 
 
 def tracked_params(stage):
-    """A params function for the rule `stage`: {key: value} of every params key its stage tracks."""
+    """A params function for the jobs of `stage`: {key: value} of every params key its stage tracks."""
     keys = stage_of(stage).params
 
     def values(wildcards):
-        dataset = getattr(wildcards, "dataset", None)
+        dataset = getattr(wildcards, "dataset", None) if wildcards is not None else None
         return {key.format(dataset=dataset) if dataset else key: _param_value(key.format(dataset=dataset)) for key in keys}
 
     return values
+
+
+# The params stamp of a rule's jobs (cnnrepro.orchestration.tool_state): .cnnrepro/params/<stage>.json holds the
+# values its stage tracks and is dated now only when dvc.lock says DVC made the outputs with other values, so a
+# param edit after `dvc repro` reruns the job here too (Snakemake has no metadata for what DVC made).
+from cnnrepro.orchestration.tool_state import write_params_stamp
+
+
+def params_stamp(stage):
+    """An input naming the stage's params stamp (a function of the dataset wildcard for a per-dataset stage).
+    Every stamp is written here, while the Snakefile is parsed: Snakemake lists a folder's files once, so a
+    stamp first written while the DAG is built would count as missing."""
+    if any("{dataset}" in key for key in stage_of(stage).params):
+        from types import SimpleNamespace
+
+        from cnnrepro.data.download import DATASETS
+
+        values = tracked_params(stage)
+        stamps = {d: write_params_stamp(f"{stage}@{d}", values(SimpleNamespace(dataset=d))) for d in DATASETS}
+        return lambda wildcards: stamps[wildcards.dataset]
+    return write_params_stamp(stage, tracked_params(stage)(None))
 
 
 def code_of(stage):
@@ -57,7 +79,7 @@ except ParamsError as exc:
 def run_outputs(group):
     """Every run output file of one variant group: params' grid of frameworks and seeds, and the added seeds."""
     grid = expand(
-        RUN_DIR + "/metrics.json",
+        f"{RUN_DIR}/metrics.json",
         framework=TRAIN["frameworks"],
         variant=VARIANT_GROUPS[group],
         seed=TRAIN["seeds"],
@@ -93,3 +115,77 @@ TRAIN_GPUS = gpus_per_training_job(TRAIN["device"], N_GPUS)
 RUNS_PER_GPU = TRAIN.get("runs_per_gpu", 1)
 if workflow.nodes is None and "gpu" not in workflow.global_resources:
     workflow.register_resource("gpu", training_slots(N_GPUS, RUNS_PER_GPU))
+
+
+# --- training jobs (train.smk, ablations.smk) ----------------------------------------------------------------
+import os
+
+from cnnrepro.train.ablations import planned_runs
+
+ABLATION_RUNS = planned_runs(config)
+
+
+def run_files(run_dir):
+    """The outputs of one training job writing to `run_dir` (cnnrepro.run_outputs)."""
+    return dict(
+        artifacts=directory(f"{run_dir}/artifacts"),
+        run_info=f"{run_dir}/run_info.json",
+        metrics=f"{run_dir}/metrics.json",
+        history=f"{run_dir}/history.csv",
+    )
+
+
+def init_from(group, run_dir):
+    """The run a group's jobs continue from (`run_dir` with the variant replaced), or None."""
+    parent = TRAINING_GROUPS[group].continues_from
+    return run_dir.replace("{variant}", parent) if parent else None
+
+
+def data_param(spec):
+    """--data of a group's jobs, from their data inputs as Snakemake hands them over (a storage plugin may
+    move them): the input that is the data folder, or else the folder of the first data file."""
+    if spec.data_dir in spec.data_inputs:
+        index = spec.data_inputs.index(spec.data_dir)
+        return lambda wildcards, input: input.data[index]
+    return lambda wildcards, input: os.path.dirname(input.data[0])
+
+
+def train_command(run_dir, parent):
+    """The shell command of a training job writing to `run_dir` (an ablation's adds --ablation), continuing
+    from the run in `parent` when there is one."""
+    out, cmd = run_dir.replace("{", "{wildcards."), "cnnrepro train --framework {wildcards.framework}"
+    cmd += f" --variant {{wildcards.variant}} --seed {{wildcards.seed}} --data {{params.data}} --out {out}"
+    if "{ablation}" in run_dir:
+        cmd += " --ablation {wildcards.ablation}"
+    if parent:
+        cmd += f" --init-from {parent.replace('{', '{wildcards.')}"
+    return f"{cmd} > {{log}} 2>&1"
+
+
+def ablation_outputs():
+    """metrics.json of every planned ablation run, for every framework and seed in params."""
+    return [
+        f"{ABLATION_RUN_DIR.format(framework=f, variant=v, ablation=a, seed=s)}/metrics.json"
+        for _, v, a in ABLATION_RUNS
+        for f in TRAIN["frameworks"]
+        for s in TRAIN["seeds"]
+    ]
+
+
+def planned(group, what):
+    """Variant or ablation names planned in one group, as a wildcard constraint."""
+    names = sorted({v if what == "variant" else a for g, v, a in ABLATION_RUNS if g == group})
+    return one_of(names)
+
+
+# --- visualize ------------------------------------------------------------------------------------------------
+VISUALIZE = config["visualize"]
+TRAINED = {variant for group in VARIANT_GROUPS.values() for variant in group}
+
+
+def visualize_runs():
+    """metrics.json of the torch runs of the first seed that visualize draws and params trains."""
+    if "torch" not in TRAIN["frameworks"]:
+        return []
+    wanted = dict.fromkeys([VISUALIZE["convnet"], *VISUALIZE["heatmaps"]["variants"]])
+    return [f"runs/torch/{v}/seed{TRAIN['seeds'][0]}/metrics.json" for v in wanted if v in TRAINED]

@@ -2,6 +2,7 @@
 rule download:
     input:
         code_of("download"),
+        stamp=params_stamp("download"),
     output:
         directory("data/raw/{dataset}"),
     wildcard_constraints:
@@ -18,6 +19,7 @@ rule clean:
     input:
         raw=expand(rules.download.output, dataset="petimages"),
         code=code_of("clean"),
+        stamp=params_stamp("clean"),
     output:
         images=directory("data/clean/petimages"),
         quarantine=directory("data/clean/quarantine"),
@@ -35,6 +37,7 @@ rule split:
     input:
         images=rules.clean.output.images,
         code=code_of("split"),
+        stamp=params_stamp("split"),
     output:
         book=directory("data/split/book"),
         keras_example=directory("data/split/keras_example"),
@@ -50,6 +53,7 @@ rule prepare_mnist:
     input:
         raw=rules.download.output,
         code=code_of("prepare_mnist"),
+        stamp=params_stamp("prepare_mnist"),
     output:
         "data/prepared/{dataset}.npz",
     wildcard_constraints:

@@ -1,8 +1,8 @@
 """`cnnrepro report`: the comparison of measured and documented figures, from the run outputs.
 
-Writes <out>/comparison.{md,html,csv,json} and <out>/plots/. Missing runs are reported, not fatal, and so
-is a missing cleaning summary (the report says it is absent); a corrupt run output is fatal, with a
-one-line message naming the file.
+Writes <out>/comparison.{md,html,csv,json}, <out>/plots/, and for DVC <out>/summary.json and <out>/curves/.
+Missing runs are reported, not fatal, and so is a missing cleaning summary (the report says it is absent); a corrupt
+run output is fatal, with a one-line message naming the file.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from cnnrepro.params import load_params
 from cnnrepro.report.collect import ReportSettings, collect_runs, load_clean_summary, unexpected_runs
 from cnnrepro.report.data_notes import data_entries
 from cnnrepro.report.document import build_document
+from cnnrepro.report.dvc_outputs import write_dvc_outputs
 from cnnrepro.report.effects import Effect, collect_effects
 from cnnrepro.report.effects_section import CSV_NAME, effect_blocks, effect_records
 from cnnrepro.report.effects_section import to_csv as effects_csv
@@ -145,6 +146,8 @@ def build_report(
     write_text_atomic(out_dir / "comparison.csv", to_csv(rows))
     write_json_atomic(out_dir / "comparison.json", result)
     write_text_atomic(out_dir / CSV_NAME, effects_csv(effects))
+    # The headline and the curves as DVC's metrics and plots read them (dvc.yaml: report).
+    write_dvc_outputs(rows, slots, out_dir)
     return result
 
 
