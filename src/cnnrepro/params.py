@@ -18,6 +18,7 @@ import yaml
 
 from cnnrepro.checks.bounded_yaml import YamlLimitError, check_object_size, load_yaml_bounded
 from cnnrepro.errors import ParamsError
+from cnnrepro.mappings import JsonObject, Params
 from cnnrepro.tracking.uri import check_tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ TRACKING_ENV = ("CNNREPRO_TRACKING_URI", "MLFLOW_TRACKING_URI")
 
 
 @lru_cache(maxsize=1)
-def load_schema() -> dict[str, Any]:
+def load_schema() -> JsonObject:
     with SCHEMA_PATH.open() as f:
         return yaml.safe_load(f)
 
@@ -77,7 +78,7 @@ def non_finite_key(value: Any) -> tuple[str, float] | None:
     return None
 
 
-def validate_params(params: dict[str, Any], source: str = "params.yaml") -> None:
+def validate_params(params: Params, source: str = "params.yaml") -> None:
     """Raise ParamsError naming the first offending key; checks the whole tree at once.
 
     First its size with every shared list or mapping counted where it appears (`check_object_size`): the
@@ -102,7 +103,7 @@ def validate_params(params: dict[str, Any], source: str = "params.yaml") -> None
         raise ParamsError(f"{source}: {_key_path(error)}: {_describe(error)}")
 
 
-def apply_environment(params: dict[str, Any]) -> dict[str, Any]:
+def apply_environment(params: Params) -> Params:
     """Environment variables that override params (mirror and tracking URI), applied once here."""
     resolved = copy.deepcopy(params)
     if os.environ.get(MIRROR_ENV):
@@ -114,7 +115,7 @@ def apply_environment(params: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def read_params_file(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+def read_params_file(path: str | Path = DEFAULT_PARAMS) -> Params:
     """The mapping a params file holds, parsed within `bounded_yaml`'s limits (size, expanded nodes, depth),
     not yet validated. Every tool that reads params.yaml comes through here: the stages (`load_params`), the
     Snakefile and the pipeline runner. Raises ParamsError with a one-line message naming the file."""
@@ -134,7 +135,7 @@ def read_params_file(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     return params
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     """Read (`read_params_file`), validate and resolve params.yaml, and check the tracking URI in force is
     usable (`tracking_uri.check_tracking_uri`). Raises ParamsError with a one-line message."""
     path = Path(path)
@@ -153,7 +154,7 @@ def tracking_uri_source(path: str | Path = DEFAULT_PARAMS) -> str:
     return f"{path}: tracking.uri"
 
 
-def mirror_dir(params: dict[str, Any]) -> Path | None:
+def mirror_dir(params: Params) -> Path | None:
     """The data mirror, or None; a mirror that is set but missing is a params error, not a silent fallback."""
     mirror = params["data"]["mirror"]
     if not mirror:

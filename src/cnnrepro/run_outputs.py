@@ -48,6 +48,7 @@ from cnnrepro.checks.run_fields import (
 )
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import write_json_atomic, write_text_atomic
+from cnnrepro.mappings import JsonObject, Params
 
 Status = Literal["completed", "not_run", "failed", "diverged"]
 STATUSES = ("completed", "not_run", "failed", "diverged")
@@ -103,11 +104,11 @@ class RunInfo:
     data_manifest_sha256: str | None = field(default=None, metadata=check_with(TEXT))
     mlflow: dict[str, str | None] = field(default_factory=dict, metadata=check_with(STRINGS))
     # the resolved run config (the keys the report reads are checked by CONFIG_CHECKS)
-    config: dict[str, Any] = field(default_factory=dict, metadata=check_with(obj()))
+    config: Params = field(default_factory=dict, metadata=check_with(obj()))
     # what the backend prepared (RunConfig's Prepared); runs before it was typed have none
-    prepared: dict[str, Any] = field(default_factory=dict, metadata=check_with(obj()))
+    prepared: JsonObject = field(default_factory=dict, metadata=check_with(obj()))
     fidelity: list[dict[str, str]] = field(default_factory=list, metadata=check_with(list_of(obj(TEXT))))
-    overrides: dict[str, Any] = field(default_factory=dict, metadata=check_with(obj()))
+    overrides: Params = field(default_factory=dict, metadata=check_with(obj()))
     # What the backend decided at run time, each {"state": ..., "reason": ...} (the fast step: on, fell back
     # to the eager loop when its capture failed or disagreed, or off); runs before it have none
     decisions: dict[str, dict[str, str]] = field(default_factory=dict, metadata=check_with(obj(obj(TEXT))))
@@ -137,7 +138,7 @@ CONFIG_CHECKS = {
 }
 
 
-def check_run_info(raw: Any, path: Path) -> dict[str, Any]:
+def check_run_info(raw: Any, path: Path) -> JsonObject:
     """run_info.json parsed: RunInfo's fields and checks, and the config keys in CONFIG_CHECKS."""
     info = check_record(RunInfo, raw, path)
     config = info.get("config") or {}
@@ -154,10 +155,10 @@ class RunRecord:
     path: Path
     metrics: RunMetrics
     history: list[dict[str, float]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
+    info: JsonObject = field(default_factory=dict)
 
     @property
-    def confusion(self) -> dict[str, Any] | None:
+    def confusion(self) -> JsonObject | None:
         """artifacts/confusion.json, checked (labels, a square matrix of counts, its split); None if absent."""
         path = self.path / "artifacts" / "confusion.json"
         return check_confusion(read_run_json(path), path) if path.exists() else None
@@ -254,11 +255,11 @@ def load_run(path: str | Path) -> RunRecord:
 
 def summarize_final(
     history: list[dict[str, float]],
-    final: dict[str, Any],
+    final: JsonObject,
     classes: list[str],
     split: str,
     has_test: bool,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[JsonObject, JsonObject]:
     """metrics.json figures and confusion.json of a finished run, the same for every framework.
 
     `final` is the last model scored once on `split`: accuracy, loss, and per-image targets/predictions.

@@ -18,7 +18,6 @@ import platform
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -31,6 +30,7 @@ from cnnrepro.bench.table import reproduction_table, speedups, step_table, versu
 from cnnrepro.bench.versus import VersusKeras, versus_keras
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import write_json_atomic
+from cnnrepro.mappings import JsonObject, Params
 from cnnrepro.params import load_params
 from cnnrepro.train.backends.torch import trainer
 from cnnrepro.train.backends.torch.precision import PRECISIONS, set_torch_precision
@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
 
 
-def bench_params(params: dict[str, Any], args: argparse.Namespace, variants: list[str]) -> dict[str, Any]:
+def bench_params(params: Params, args: argparse.Namespace, variants: list[str]) -> Params:
     """params.yaml with the command line's options applied (a copy)."""
     local = copy.deepcopy(params)
     train = local["train"]
@@ -122,7 +122,7 @@ def data_dirs(root: Path) -> dict[str, Path]:
     return {dataset: root / sub for dataset, sub in DATA_SUBDIRS.items()}
 
 
-def variant_config(params: dict[str, Any], variant: str, seed: int, data_root: Path) -> RunConfig:
+def variant_config(params: Params, variant: str, seed: int, data_root: Path) -> RunConfig:
     """The run config `cnnrepro train` would resolve; fine_tuning starts from the ImageNet base
     directly (the speed of its steps does not depend on the head it continues from)."""
     spec = get_variant(variant)
@@ -171,8 +171,8 @@ def bench_variant(config: RunConfig, args: argparse.Namespace) -> list[PathResul
         return rows
 
 
-def environment() -> dict[str, Any]:
-    info: dict[str, Any] = {
+def environment() -> JsonObject:
+    info: JsonObject = {
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
@@ -271,7 +271,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _device_words(params: dict[str, Any]) -> str:
+def _device_words(params: Params) -> str:
     name = params["train"]["device"]
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

@@ -14,12 +14,12 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import torch
 
 from cnnrepro.bench.flops import counted_train_flops, layer_costs, train_macs
 from cnnrepro.bench.peaks import DevicePeak
+from cnnrepro.mappings import JsonObject
 from cnnrepro.train.backends.torch import trainer
 from cnnrepro.train.backends.torch.optimizers import make_optimizer
 from cnnrepro.train.backends.torch.steps import loss_sum_and_correct, train_step
@@ -40,7 +40,7 @@ class PathResult:
     reason: str | None = None
     batch_size: int | None = None
     steps: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: JsonObject = field(default_factory=dict)
     setup_s: float | None = None  # data loading (decode or cache), model, feature extraction
     warmup_s: float | None = None
     images_per_s: float | None = None
@@ -61,7 +61,7 @@ class PathResult:
     # A steady fit() epoch over the same steps (one validation batch), per training step: the loop's truth.
     fit_step_ms: float | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return asdict(self)
 
 

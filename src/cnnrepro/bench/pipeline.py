@@ -24,7 +24,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +34,7 @@ from cnnrepro.bench.peaks import device_peak
 from cnnrepro.bench.table import render
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json
+from cnnrepro.mappings import JsonObject, Params
 from cnnrepro.orchestration.stages import training_rules
 from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.torch.models import create_model, vgg16
@@ -72,11 +72,11 @@ class PipelineBench:
     rows: list[VariantRow]
     log: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return asdict(self)
 
 
-def training_targets(params: dict[str, Any]) -> list[str]:
+def training_targets(params: Params) -> list[str]:
     train = params["train"]
     names = [v for group in train["variants"].values() for v in group]
     return [f"runs/{f}/{v}/seed{s}/metrics.json" for f in train["frameworks"] for v in names for s in train["seeds"]]
@@ -99,7 +99,7 @@ def write_random_vgg16(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def prepare_scratch(project: Path, params: dict[str, Any], scratch: Path) -> tuple[dict[str, Any], str]:
+def prepare_scratch(project: Path, params: Params, scratch: Path) -> tuple[Params, str]:
     """The workflow copy with data/ and src/ linked in; returns the params written there and the weights used."""
     for name in PROJECT_FILES:
         source = project / name
@@ -131,9 +131,7 @@ def prepare_scratch(project: Path, params: dict[str, Any], scratch: Path) -> tup
     return local, weights
 
 
-def pipeline_params(
-    params: dict[str, Any], variants: list[str], seeds: list[int] | None, epochs_scale: float
-) -> dict[str, Any]:
+def pipeline_params(params: Params, variants: list[str], seeds: list[int] | None, epochs_scale: float) -> JsonObject:
     """params restricted to `variants` (and `seeds`), epochs scaled (at least one) as --reproduction does."""
     from cnnrepro.bench.reproduction import scaled_epochs
     from cnnrepro.variants.registry import get_variant
@@ -151,11 +149,11 @@ def pipeline_params(
     return local
 
 
-def _variants(params: dict[str, Any]) -> list[str]:
+def _variants(params: Params) -> list[str]:
     return [v for group in params["train"]["variants"].values() for v in group]
 
 
-def run_pipeline_bench(project: Path, params: dict[str, Any], *, cores: int, keep: Path | None = None) -> PipelineBench:
+def run_pipeline_bench(project: Path, params: Params, *, cores: int, keep: Path | None = None) -> PipelineBench:
     scratch = Path(tempfile.mkdtemp(prefix="cnnrepro-bench-pipeline-")) if keep is None else keep
     scratch.mkdir(parents=True, exist_ok=True)
     try:
@@ -197,14 +195,14 @@ def run_pipeline_bench(project: Path, params: dict[str, Any], *, cores: int, kee
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _device(params: dict[str, Any]) -> torch.device:
+def _device(params: Params) -> torch.device:
     name = params["train"]["device"]
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
 
 
-def _variant_row(scratch: Path, params: dict[str, Any], variant: str, peak: float | None) -> VariantRow:
+def _variant_row(scratch: Path, params: Params, variant: str, peak: float | None) -> VariantRow:
     train = params["train"]
     runs = [scratch / "runs" / f / variant / f"seed{s}" for f in train["frameworks"] for s in train["seeds"]]
     row = VariantRow(variant, len(runs), 0)

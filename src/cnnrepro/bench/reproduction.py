@@ -14,8 +14,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
+from cnnrepro.mappings import JsonObject, Params
 from cnnrepro.train.backends.torch import trainer
 from cnnrepro.train.configure import configure_run
 from cnnrepro.train.engine import lifecycle
@@ -33,11 +33,11 @@ class VariantTime:
     val_accuracy: float | None = None
     reason: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return asdict(self)
 
 
-def pipeline_variants(params: dict[str, Any]) -> list[str]:
+def pipeline_variants(params: Params) -> list[str]:
     """The variants the pipeline trains, in an order where fine_tuning follows its base run."""
     groups = params["train"]["variants"]
     return [*groups["pets"], *groups["pets_fine_tuning"], *groups["idx"], *groups["keras_example"]]
@@ -48,7 +48,7 @@ def scaled_epochs(documented: int, scale: float) -> int:
 
 
 def run_reproduction(
-    params: dict[str, Any],
+    params: Params,
     data_dirs: dict[str, Path],
     *,
     seed: int,
@@ -65,9 +65,7 @@ def run_reproduction(
     return times
 
 
-def _one(
-    params: dict[str, Any], data_dirs: dict[str, Path], name: str, seed: int, scale: float, root: Path
-) -> VariantTime:
+def _one(params: Params, data_dirs: dict[str, Path], name: str, seed: int, scale: float, root: Path) -> VariantTime:
     spec = get_variant(name)
     local = copy.deepcopy(params)
     overrides = local["train"]["overrides"] = dict(local["train"].get("overrides") or {})

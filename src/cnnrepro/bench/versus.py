@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ import torch
 from cnnrepro.bench.interleave import interleaved_ms
 from cnnrepro.bench.measure import fast_update, timed_setup
 from cnnrepro.errors import CnnreproError
+from cnnrepro.mappings import JsonObject
 from cnnrepro.train.backends.torch import trainer
 from cnnrepro.train.engine.lifecycle import NotRunnable
 from cnnrepro.train.engine.run_config import RunConfig
@@ -52,7 +52,7 @@ class VersusKeras:
         """PyTorch ms over Keras ms (medians)."""
         return self.torch_ms / self.keras_ms if self.torch_ms and self.keras_ms else None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return asdict(self) | {"torch_over_keras": self.ratio}
 
 

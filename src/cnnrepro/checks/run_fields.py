@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.mappings import JsonObject
 
 # metrics.json, run_info.json and confusion.json are a few KB as training writes them; history.csv a few
 # KB per hundred epochs. Far past that is not a run output, and is not read into memory.
@@ -148,7 +149,7 @@ def check_with(check: Check) -> dict[str, Check]:
     return {"check": check}
 
 
-def check_record(cls: type, raw: Any, path: Path) -> dict[str, Any]:
+def check_record(cls: type, raw: Any, path: Path) -> JsonObject:
     """`raw` (parsed JSON) as keyword arguments for the dataclass `cls`: an object whose keys are its
     fields, every required one present, each passing the check its field metadata names. Raises
     CnnreproError as `<path>: <key>: <problem>`."""
@@ -178,7 +179,7 @@ def check_keys(raw: Mapping[str, Any], checks: Mapping[str, Check], path: Path, 
 CONFUSION_SPLITS = ("test", "validation")
 
 
-def check_confusion(raw: Any, path: Path) -> dict[str, Any]:
+def check_confusion(raw: Any, path: Path) -> JsonObject:
     """confusion.json: labels, a square matrix of counts with one row and column per label, its split."""
     if not isinstance(raw, dict):
         raise CnnreproError(f"{path}: is {_kind(raw)}, expected a JSON object")

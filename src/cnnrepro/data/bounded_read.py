@@ -15,7 +15,8 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from cnnrepro.mappings import Params
 
 CHUNK = 1 << 16
 
@@ -29,7 +30,7 @@ class Limits:
     max_pixels: int
 
     @classmethod
-    def from_params(cls, clean: dict[str, Any]) -> Limits:
+    def from_params(cls, clean: Params) -> Limits:
         return cls(int(clean["max_member_bytes"]), float(clean["max_compression_ratio"]), int(clean["max_pixels"]))
 
 

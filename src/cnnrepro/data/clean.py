@@ -51,6 +51,7 @@ from cnnrepro.data.bounded_read import Limits, MemberRead, stream_member
 from cnnrepro.data.pixels import Decoded, decode, to_rgb
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, sha256_file, write_json_atomic, write_text_atomic
+from cnnrepro.mappings import JsonObject
 from cnnrepro.params import load_params
 
 JPEG_FORMATS = frozenset({"JPEG", "MPO"})  # MPO: a JPEG with extra frames; decoders read its first
@@ -83,7 +84,7 @@ class Decision:
     output: str
     jfif: bool
 
-    def row(self) -> dict[str, Any]:
+    def row(self) -> JsonObject:
         width, height = self.decoded.size or ("", "")
         return {
             "path": self.path,
@@ -151,7 +152,7 @@ def _natural_key(path: str) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path))
 
 
-def _limit_record(decision: Decision, member: MemberRead, info: zipfile.ZipInfo, limits: Limits) -> dict[str, Any]:
+def _limit_record(decision: Decision, member: MemberRead, info: zipfile.ZipInfo, limits: Limits) -> JsonObject:
     """What quarantine keeps of a member dropped by a limit: what it claimed and what was read, not its bytes."""
     width, height = decision.decoded.size or (None, None)
     return {
@@ -185,7 +186,7 @@ def _write_output(
 
 def summarize(
     decisions: list[Decision], ignored: Counter[str], archive: Path, archive_sha256: str, limits: Limits
-) -> dict[str, Any]:
+) -> JsonObject:
     kept = [d for d in decisions if d.verdict != "drop"]
     identified = [d.decoded for d in decisions if d.decoded.detected_format]
     decodable_jfif = Counter((d.jfif, not d.decoded.failure) for d in decisions)
@@ -228,7 +229,7 @@ def _manifest_text(decisions: list[Decision]) -> str:
     return buffer.getvalue()
 
 
-def clean_archive(archive: Path, out: Path, *, limits: Limits, non_jpeg: str = "keep") -> dict[str, Any]:
+def clean_archive(archive: Path, out: Path, *, limits: Limits, non_jpeg: str = "keep") -> JsonObject:
     """Clean `archive` into `out` (see the module docstring); return the summary."""
     if not archive.is_file():
         raise CnnreproError(f"{archive}: archive missing (run `cnnrepro download --dataset petimages`)")

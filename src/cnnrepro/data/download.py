@@ -31,6 +31,7 @@ from typing import Any
 from cnnrepro.data import idx
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import CHUNK, atomic_dir, atomic_path, write_json_atomic
+from cnnrepro.mappings import JsonObject, Params
 from cnnrepro.params import load_params, mirror_dir
 
 DATASETS = ("petimages", "mnist", "fashion_mnist")
@@ -41,7 +42,7 @@ PERMANENT_HTTP = frozenset({400, 401, 403, 404, 405, 410, 451})
 CLASS_PREFIXES = ("PetImages/Cat/", "PetImages/Dog/")
 
 # A verifier checks the downloaded temporary file and returns extra fields for the manifest.
-Verifier = Callable[[Path, str], dict[str, Any]]
+Verifier = Callable[[Path, str], JsonObject]
 
 
 @dataclass
@@ -51,7 +52,7 @@ class FetchRecord:
     size: int
     sha256: str
     attempts: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JsonObject = field(default_factory=dict)
     failed_sources: list[str] = field(default_factory=list)
 
 
@@ -141,7 +142,7 @@ def _download_http(url: str, tmp: Path, timeout: float) -> tuple[int, str]:
 
 def _fetch_once(
     source: str, dest: Path, expected_sha256: str | None, timeout: float, verify: Verifier | None
-) -> tuple[int, str, dict[str, Any]]:
+) -> tuple[int, str, JsonObject]:
     with atomic_path(dest) as tmp:
         size, sha256 = _copy_local(source, tmp) if _is_local(source) else _download_http(source, tmp, timeout)
         if expected_sha256 is not None and sha256 != expected_sha256:
@@ -191,7 +192,7 @@ def fetch(
     raise CnnreproError(f"{Path(dest).name}: all {len(failures)} sources failed: " + "; ".join(failures))
 
 
-def verify_petimages_zip(path: Path, source: str) -> dict[str, Any]:
+def verify_petimages_zip(path: Path, source: str) -> JsonObject:
     """A readable zip (every member's CRC checked) in the PetImages layout."""
     if not zipfile.is_zipfile(path):
         raise CnnreproError(f"{source}: not a zip archive")
@@ -215,7 +216,7 @@ def verify_petimages_zip(path: Path, source: str) -> dict[str, Any]:
 def idx_verifier(name: str, spec: idx.IdxSpec) -> Verifier:
     """Check a downloaded `<name>.gz`: gunzips, idx header, count and uncompressed sha256 as pinned."""
 
-    def verify(path: Path, source: str) -> dict[str, Any]:
+    def verify(path: Path, source: str) -> JsonObject:
         try:
             data = gzip.decompress(path.read_bytes())
         except (OSError, EOFError, zlib.error) as exc:
@@ -231,7 +232,7 @@ def _sources(mirror: Path | None, dataset: str, filename: str, urls: list[str]) 
     return local + urls
 
 
-def _record(record: FetchRecord, **more: Any) -> dict[str, Any]:
+def _record(record: FetchRecord, **more: Any) -> JsonObject:
     return {
         "name": record.path.name,
         "source": record.source,
@@ -244,8 +245,8 @@ def _record(record: FetchRecord, **more: Any) -> dict[str, Any]:
 
 
 def download_dataset(
-    dataset: str, params: dict[str, Any], out: Path, *, pins: dict[str, idx.IdxSpec] | None = None
-) -> dict[str, Any]:
+    dataset: str, params: Params, out: Path, *, pins: dict[str, idx.IdxSpec] | None = None
+) -> JsonObject:
     """Fetch every file of `dataset` into the existing directory `out`; return the manifest.
 
     `pins` replaces the idx table pinned in code (tests); None uses `idx.pinned_specs(dataset)`.
@@ -253,7 +254,7 @@ def download_dataset(
     settings = params["download"]
     mirror = mirror_dir(params)
     options = {"timeout": settings["timeout_s"], "retries": settings["retries"], "backoff": settings["backoff_s"]}
-    files: list[dict[str, Any]] = []
+    files: list[JsonObject] = []
     if dataset == "petimages":
         section = settings["petimages"]
         archive = section["archive"]

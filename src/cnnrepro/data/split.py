@@ -38,12 +38,12 @@ import io
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, sha256_file
+from cnnrepro.mappings import JsonObject
 from cnnrepro.params import load_params
 
 CLASS_DIRS = {"Cat": "cats", "Dog": "dogs"}
@@ -150,7 +150,7 @@ def write_split(items: list[Item], target: Path, *, with_position: bool = False)
                 (tmp / split / cls).mkdir(parents=True)
         for item in items:
             shutil.copyfile(item.source, tmp / item.split / item.cls / item.source.name)
-            row: dict[str, Any] = {
+            row: JsonObject = {
                 "split": item.split,
                 "class": item.cls,
                 "id": item.image_id if item.source.stem.isdigit() else item.source.stem,

@@ -16,9 +16,9 @@ import argparse
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.mappings import Params
 from cnnrepro.train.engine.backend import TrainedModel
 from cnnrepro.train.engine.images import Split
 from cnnrepro.train.engine.run_config import RunConfig
@@ -90,7 +90,7 @@ def max_pixels(params_path: str | Path) -> int:
     path = Path(params_path)
     if not path.exists() and str(params_path) == "params.yaml":
         path = PROJECT_ROOT / "params.yaml"
-    params: dict[str, Any] = load_params(path)
+    params: Params = load_params(path)
     return int(params["clean"]["max_pixels"])
 
 

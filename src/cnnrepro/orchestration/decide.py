@@ -19,8 +19,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from cnnrepro.mappings import Params
 from cnnrepro.orchestration.reproduce.progress import format_duration
 from cnnrepro.report.collect import ReportSettings
 from cnnrepro.report.seeds_needed import BEYOND, MEASURED, MINIMUM, SeedsNeeded
@@ -37,7 +37,7 @@ class DecideLimits:
     max_hours: float
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> DecideLimits:
+    def from_params(cls, params: Params) -> DecideLimits:
         decide = params["decide"]
         return cls(bool(decide["auto"]), int(decide["max_seeds"]), float(decide["max_hours"]))
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.mappings import Params
 from cnnrepro.orchestration import pipeline_lock
 from cnnrepro.params import DEFAULT_PARAMS, load_params, mirror_dir
 from cnnrepro.tracking.liveness import mark_stale_runs_failed, process_tags
@@ -62,7 +63,7 @@ def _note(message: str) -> None:
     print(f"cnnrepro pipeline: {message}", file=sys.stderr, flush=True)
 
 
-def preflight(params: dict[str, Any]) -> None:
+def preflight(params: Params) -> None:
     """What the stages would reject later, rejected now: the mirror, while raw data is missing."""
     if any(not Path(path).exists() for path in RAW_DATA):
         mirror_dir(params)

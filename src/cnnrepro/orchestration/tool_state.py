@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from cnnrepro.fsutil import write_text_atomic
+from cnnrepro.mappings import Params
 
 STAMP_DIR = Path(".cnnrepro") / "params"
 DVC_LOCK = Path("dvc.lock")
@@ -44,7 +45,7 @@ def _canonical(values: Any) -> str:
     return json.dumps(values, sort_keys=True, indent=1, default=str) + "\n"
 
 
-def locked_params(stage: str, lock: str | Path = DVC_LOCK) -> list[dict[str, Any]]:
+def locked_params(stage: str, lock: str | Path = DVC_LOCK) -> list[Params]:
     """The params.yaml values dvc.lock records for `stage`: the entry of that name, or of every instance of
     the family (`train_idx` covers `train_idx@torch-mnist_dense-0`, ...). [] when there is no lock."""
     path = Path(lock)

@@ -11,10 +11,10 @@ import argparse
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, read_json, write_json_atomic, write_text_atomic
+from cnnrepro.mappings import JsonObject, Params
 from cnnrepro.params import load_params
 from cnnrepro.report.collect import ReportSettings, collect_runs, load_clean_summary, unexpected_runs
 from cnnrepro.report.data_notes import data_entries
@@ -61,7 +61,7 @@ def find_figures(out_dir: Path) -> dict[str, list[str]]:
     return groups
 
 
-def read_figure_index(out_dir: Path) -> dict[str, Any] | None:
+def read_figure_index(out_dir: Path) -> JsonObject | None:
     """<out>/figures/index.json (captions, and what `cnnrepro visualize` skipped and why), or None."""
     path = out_dir / "figures" / "index.json"
     if not path.is_file():
@@ -78,7 +78,7 @@ def build_report(
     out_dir: str | Path,
     settings: ReportSettings,
     command: str = DEFAULT_COMMAND,
-) -> dict[str, Any]:
+) -> JsonObject:
     """Build every output; returns the JSON document that comparison.json holds. `command` is printed in
     the report as the way to regenerate it."""
     out_dir = Path(out_dir)
@@ -179,7 +179,7 @@ def regenerate_command(args: argparse.Namespace) -> str:
     return shlex.join(argv)
 
 
-def log_to_parent_run(params: dict[str, Any], out_dir: Path, result: dict[str, Any]) -> str | None:
+def log_to_parent_run(params: Params, out_dir: Path, result: Params) -> str | None:
     """Inside a pipeline (CNNREPRO_PARENT_RUN_ID set), the headline and the report files go to its parent
     run in MLflow; returns that run's id, None outside a pipeline."""
     from cnnrepro.tracking.report_run import log_report_headline
@@ -195,7 +195,7 @@ def log_to_parent_run(params: dict[str, Any], out_dir: Path, result: dict[str, A
     return parent
 
 
-def report_settings(params: dict[str, Any], added_seeds: str | Path = ADDED_SEEDS_FILE) -> ReportSettings:
+def report_settings(params: Params, added_seeds: str | Path = ADDED_SEEDS_FILE) -> ReportSettings:
     """The report's settings: params.yaml's, with the seeds added to single rows (checked against the grid)."""
     settings = ReportSettings.from_params(params)
     added = read_added_seeds(added_seeds)

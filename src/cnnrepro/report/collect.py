@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cnnrepro.checks.run_fields import COUNT, check_keys, obj, read_run_json
 from cnnrepro.errors import CnnreproError
+from cnnrepro.mappings import JsonObject, Params
 from cnnrepro.report.verdict import VerdictRule
 from cnnrepro.run_outputs import RunRecord, load_run, run_dir
 from cnnrepro.variants.added_seeds import AddedSeed
@@ -42,7 +42,7 @@ class ReportSettings:
         return f"; seeds added: {'; '.join(parts)}" if parts else ""
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], added: tuple[AddedSeed, ...] = ()) -> ReportSettings:
+    def from_params(cls, params: Params, added: tuple[AddedSeed, ...] = ()) -> ReportSettings:
         train = params["train"]
         variants = tuple(v for group in train["variants"].values() for v in group)
         return cls(
@@ -121,7 +121,7 @@ CLEAN_SUMMARY_CHECKS = {
 }
 
 
-def load_clean_summary(path: str | Path) -> dict[str, Any] | None:
+def load_clean_summary(path: str | Path) -> JsonObject | None:
     """data/clean/summary.json, with the keys the report plots checked up front (one-line error naming the key):
     every count a non-negative integer, as the clean stage writes them.
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from cnnrepro.mappings import JsonObject, Params
 from cnnrepro.report.blocks import DASH, Block, Bullets, Cell, Code, Heading, Image, Paragraph, Table, cells, pct
 from cnnrepro.report.ledger import LedgerEntry
 from cnnrepro.report.plot_cleaning import files
 
 
-def cleaning_section(summary: dict[str, Any] | None, summary_path: str) -> list[Block]:
+def cleaning_section(summary: Params | None, summary_path: str) -> list[Block]:
     if summary is None:
         return [
             Paragraph(
@@ -61,7 +61,7 @@ def cleaning_section(summary: dict[str, Any] | None, summary_path: str) -> list[
     return blocks
 
 
-def ledger_section(entries: Sequence[LedgerEntry], overrides: Sequence[dict[str, Any]]) -> list[Block]:
+def ledger_section(entries: Sequence[LedgerEntry], overrides: Sequence[Params]) -> list[Block]:
     blocks: list[Block] = []
     if entries:
         blocks.append(
@@ -104,7 +104,7 @@ def ledger_section(entries: Sequence[LedgerEntry], overrides: Sequence[dict[str,
     return blocks
 
 
-def _tally_text(tally: Sequence[dict[str, Any]], total: int) -> str:
+def _tally_text(tally: Sequence[JsonObject], total: int) -> str:
     if not tally:
         return DASH
     if len(tally) == 1 and len(tally[0]["runs"]) == total:
@@ -115,7 +115,7 @@ def _tally_text(tally: Sequence[dict[str, Any]], total: int) -> str:
 RUN_HEADERS = ["Variant", "Framework", "Seed", "Status", "Val %", "Test %", "Epochs", "Train s", "MLflow run", "Parent"]
 
 
-def environment_section(env: dict[str, Any], runs: Sequence[dict[str, Any]]) -> list[Block]:
+def environment_section(env: Params, runs: Sequence[Params]) -> list[Block]:
     with_outputs = sum(1 for r in runs if r["status"] != "missing")
     archive = env["petimages_archive"]
     facts = Table(
@@ -193,7 +193,7 @@ FIGURE_GROUPS = {
 }
 
 
-def figures_section(figures: dict[str, list[str]], index: dict[str, Any] | None) -> list[Block]:
+def figures_section(figures: dict[str, list[str]], index: Params | None) -> list[Block]:
     """The PNGs under figures/ by subfolder, captioned and ordered as index.json lists them, then what was skipped."""
     records = {f"figures/{r['path']}": r for r in (index or {}).get("figures", [])}
     skipped = (index or {}).get("skipped", [])

@@ -7,8 +7,8 @@ exactly the same content; they are re-exported here for the section modules and 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from cnnrepro.mappings import JsonObject, Params
 from cnnrepro.report.blocks import (
     DASH,
     Block,
@@ -54,7 +54,7 @@ __all__ = [
 PLOT_GROUP_TITLES = {"overview": None, "curves": "Training curves", "confusion": "Confusion matrices", "data": None}
 
 
-def _summary_line(rows: Sequence[Row], runs: Sequence[dict[str, Any]], settings: ReportSettings) -> Paragraph:
+def _summary_line(rows: Sequence[Row], runs: Sequence[JsonObject], settings: ReportSettings) -> Paragraph:
     counts = verdict_counts(rows)
     frameworks = len(settings.frameworks)
     return Paragraph(
@@ -82,17 +82,17 @@ def _plots(plots: Sequence[Plot]) -> list[Block]:
 
 def build_document(
     rows: Sequence[Row],
-    runs: Sequence[dict[str, Any]],
+    runs: Sequence[JsonObject],
     ledger: Sequence[LedgerEntry],
-    overrides: Sequence[dict[str, Any]],
-    env: dict[str, Any],
-    clean_summary: dict[str, Any] | None,
+    overrides: Sequence[Params],
+    env: JsonObject,
+    clean_summary: JsonObject | None,
     plots: Sequence[Plot],
     figures: dict[str, list[str]],
     unexpected: Sequence[str],
     settings: ReportSettings,
     command: str,
-    figure_index: dict[str, Any] | None = None,
+    figure_index: JsonObject | None = None,
     clean_summary_path: str = "data/clean/summary.json",
     effects: Sequence[Block] = (),
 ) -> Document:

@@ -16,9 +16,9 @@ import io
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from cnnrepro.fsutil import atomic_dir, write_file, write_json_atomic
+from cnnrepro.mappings import JsonObject
 from cnnrepro.report.collect import RunSlot
 from cnnrepro.report.table import Row
 
@@ -29,11 +29,11 @@ CURVE_COLUMNS = ("epoch", "seed", "split", "accuracy", "loss")
 SPLITS = {"train": ("accuracy", "loss"), "val": ("val_accuracy", "val_loss")}
 
 
-def summary_record(rows: Sequence[Row]) -> dict[str, dict[str, dict[str, Any]]]:
+def summary_record(rows: Sequence[Row]) -> dict[str, dict[str, JsonObject]]:
     """{framework: {variant: {metric, documented, mean, sd, n, difference_pp, tolerance_pp, verdict}}}.
 
     mean and sd are fractions, like the runs' metrics.json; the differences are percentage points."""
-    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    summary: dict[str, dict[str, JsonObject]] = {}
     for row in rows:
         measured = row.test if row.metric == "test_accuracy" else row.val
         summary.setdefault(row.framework, {})[row.variant] = {
@@ -53,7 +53,7 @@ def _finite(value: float) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def curve_rows(slots: Iterable[RunSlot]) -> list[dict[str, Any]]:
+def curve_rows(slots: Iterable[RunSlot]) -> list[JsonObject]:
     """Long-form curve rows of one (framework, variant): every epoch of every seed with outputs, per split;
     an epoch whose split was not evaluated (NaN in history.csv) has no row for that split."""
     rows = []
@@ -68,7 +68,7 @@ def curve_rows(slots: Iterable[RunSlot]) -> list[dict[str, Any]]:
     return rows
 
 
-def curves_csv(rows: Sequence[dict[str, Any]]) -> str:
+def curves_csv(rows: Sequence[JsonObject]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, lineterminator="\n")
     writer.writeheader()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from cnnrepro.mappings import JsonObject
 from cnnrepro.report.blocks import Bullets, Cell, Heading, Paragraph, Table
 from cnnrepro.report.collapse import Collapse, collapse_text
 from cnnrepro.report.effects import Effect
@@ -112,7 +113,7 @@ def effect_blocks(effects: Sequence[Effect]) -> list[Any]:
 PP_KEYS = ("effect", "ci_low", "ci_high", "learned_effect", "learned_ci_low", "learned_ci_high")
 
 
-def effect_records(effects: Sequence[Effect]) -> list[dict[str, Any]]:
+def effect_records(effects: Sequence[Effect]) -> list[JsonObject]:
     """Flat JSON rows: fractions as in metrics.json, the effects and intervals also in percentage points,
     collapsed seeds as text, and the seeds that would decide (comparison.json's "seeds_needed" has them whole)."""
     records = []

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from cnnrepro.mappings import JsonObject
 from cnnrepro.report.stats import SeedSummary
 from cnnrepro.report.table import Row
 
@@ -56,11 +57,11 @@ CSV_COLUMNS = [
 ]
 
 
-def _summary_fields(prefix: str, summary: SeedSummary) -> dict[str, Any]:
+def _summary_fields(prefix: str, summary: SeedSummary) -> JsonObject:
     return {f"{prefix}_{k}": v for k, v in asdict(summary).items()}
 
 
-def row_record(row: Row) -> dict[str, Any]:
+def row_record(row: Row) -> JsonObject:
     """One table row as flat fields (lists kept as lists; the CSV joins them)."""
     parity, decision, need = row.parity, row.decision, row.seeds_needed
     collapsed = decision.collapsed if decision else ()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.mappings import JsonObject, Params
 from cnnrepro.report.collect import RunSlot
 
 FIDELITY_FIELDS = ("id", "setting", "source", "port", "reason")
@@ -25,7 +25,7 @@ class LedgerEntry:
     frameworks: list[str] = field(default_factory=list)
 
 
-def _info(slot: RunSlot) -> dict[str, Any]:
+def _info(slot: RunSlot) -> JsonObject:
     info = slot.record.info if slot.record else {}
     if not isinstance(info, dict):
         raise CnnreproError(f"{slot.path / 'run_info.json'}: expected a JSON object")
@@ -57,9 +57,9 @@ def fidelity_ledger(slots: Sequence[RunSlot]) -> list[LedgerEntry]:
     return list(ledger.values())
 
 
-def overrides_by_variant(slots: Sequence[RunSlot]) -> list[dict[str, Any]]:
+def overrides_by_variant(slots: Sequence[RunSlot]) -> list[Params]:
     """The params overrides each (variant, framework) ran with; seeds that disagree get their own line."""
-    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    groups: dict[tuple[str, str, str], JsonObject] = {}
     for slot in slots:
         overrides = _info(slot).get("overrides") or {}
         if not overrides:
@@ -72,7 +72,7 @@ def overrides_by_variant(slots: Sequence[RunSlot]) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
-def _tally(values: dict[str, list[str]]) -> list[dict[str, Any]]:
+def _tally(values: dict[str, list[str]]) -> list[JsonObject]:
     return [{"value": value, "runs": labels} for value, labels in values.items()]
 
 
@@ -86,7 +86,7 @@ def mlflow_ui_line(uri: str, experiment_id: str) -> str:
     return f"mlflow ui --backend-store-uri {uri}  # then open {runs_page_url(DEFAULT_UI_ADDRESS, experiment_id)}"
 
 
-def environment(slots: Sequence[RunSlot], clean_summary: dict[str, Any] | None) -> dict[str, Any]:
+def environment(slots: Sequence[RunSlot], clean_summary: JsonObject | None) -> JsonObject:
     """What the numbers were measured with, each distinct value listed with the runs that share it."""
     packages: dict[str, dict[str, list[str]]] = {}
     fields: dict[str, dict[str, list[str]]] = {"device": {}, "git_commit": {}, "data_manifest_sha256": {}}
@@ -122,7 +122,7 @@ def environment(slots: Sequence[RunSlot], clean_summary: dict[str, Any] | None) 
     }
 
 
-def run_index(slots: Sequence[RunSlot]) -> list[dict[str, Any]]:
+def run_index(slots: Sequence[RunSlot]) -> list[JsonObject]:
     """One line per expected run: its status, figures and MLflow ids, so every number can be traced."""
     index = []
     for slot in slots:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from cnnrepro.mappings import JsonObject
 from cnnrepro.report.plot_style import DPI, Plot
 
 
@@ -15,7 +15,7 @@ def files(n: int, kind: str) -> str:
     return f"{n} {kind} file{'s' if n != 1 else ''}"
 
 
-def data_cleaning(summary: dict[str, Any], out_dir: Path) -> Plot:
+def data_cleaning(summary: JsonObject, out_dir: Path) -> Plot:
     # Drops are a fraction of a percent of the archive, so every panel counts dropped files; kept ones go in labels.
     fig = Figure(figsize=(13, 4.2), layout="constrained")
     ax_class, ax_reason, ax_filter = fig.subplots(1, 3, gridspec_kw={"width_ratios": [0.8, 1.4, 1.2]})

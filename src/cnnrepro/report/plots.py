@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.mappings import JsonObject
 from cnnrepro.report.collect import ReportSettings, RunSlot
 from cnnrepro.report.plot_cleaning import data_cleaning
 from cnnrepro.report.plot_style import COLORS, DPI, Plot
@@ -257,7 +258,7 @@ def confusion(variant: str, slots: Sequence[RunSlot], settings: ReportSettings, 
 def write_plots(
     rows: Sequence[Row],
     slots: Sequence[RunSlot],
-    clean_summary: dict[str, Any] | None,
+    clean_summary: JsonObject | None,
     settings: ReportSettings,
     out_dir: Path,
 ) -> list[Plot]:

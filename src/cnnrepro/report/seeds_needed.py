@@ -28,10 +28,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json
+from cnnrepro.mappings import JsonObject
 from cnnrepro.report.verdict import ABOVE, BELOW, REPRODUCED, Decision, VerdictRule, prediction_tolerance, t_quantile
 
 MEASURED = "measured"  # the count at the measured spread
@@ -179,7 +179,7 @@ def effect_seeds_needed(
     return need(n, MEASURED, reason)
 
 
-def seeds_needed_records(needs: Sequence[SeedsNeeded]) -> list[dict[str, Any]]:
+def seeds_needed_records(needs: Sequence[SeedsNeeded]) -> list[JsonObject]:
     """comparison.json's "seeds_needed": one object per undecided row or effect, the dataclass's fields."""
     return [asdict(n) for n in needs]
 

@@ -44,6 +44,7 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
+from cnnrepro.mappings import JsonObject
 from cnnrepro.report.collapse import Collapse, collapse_text
 from cnnrepro.report.stats import binomial_sd
 
@@ -143,7 +144,7 @@ def decide(
     difference_pp = (mean - documented) * 100
     binomial = binomial_sd(documented, images) if images else None
     seed_sd = statistics.stdev(learned) if n > 1 else None
-    numbers: dict[str, Any] = dict(
+    numbers: JsonObject = dict(
         mean=mean,
         seed_sd_pp=None if seed_sd is None else seed_sd * 100,
         binomial_sd_pp=None if binomial is None else binomial * 100,

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from cnnrepro.mappings import Params
+
 # Images scored at once: `cnnrepro evaluate`'s default --batch-size, so memory stays as evaluate's.
 BATCH_SIZE = 64
 
@@ -34,7 +36,7 @@ class CnnreproRunModel(PythonModel):
         self.trained, self.config = load_trained(context.artifacts["run"])
 
     # np.ndarray: a hint MLflow accepts without deriving a signature of its own (the logged one stands).
-    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(self, context: Any, model_input: np.ndarray, params: Params | None = None) -> pd.DataFrame:
         images = np.asarray(model_input)
         classes = list(self.config.data.classes)
         parts = [

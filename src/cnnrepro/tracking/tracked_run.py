@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.mappings import JsonObject
 from cnnrepro.tracking.dvc_experiment import DVC_EXP_TAG, dvc_experiment_from_env, name_after_experiment
 from cnnrepro.tracking.liveness import process_tags
 from cnnrepro.tracking.retries import first_line, retry
@@ -38,9 +39,9 @@ def _max_lengths() -> tuple[int, int]:
     return MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
 
-def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(obj: Mapping[str, Any], prefix: str = "") -> JsonObject:
     """Nested mappings to one level with dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
-    flat: dict[str, Any] = {}
+    flat: JsonObject = {}
     for key, value in obj.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:

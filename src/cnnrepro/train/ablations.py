@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.mappings import JsonObject
 from cnnrepro.train.engine.run_config import ABLATABLE, AblationChange, AblationRecord, RunConfig
 
 # (key, value) pairs the Keras trainer cannot express: its job is written as not_run with this reason.
@@ -48,7 +49,7 @@ class Ablation:
     settings: Mapping[str, Any]
     variant_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
-    def settings_for(self, variant: str) -> dict[str, Any]:
+    def settings_for(self, variant: str) -> JsonObject:
         return dict(self.settings) | dict(self.variant_settings.get(variant) or {})
 
 

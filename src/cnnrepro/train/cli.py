@@ -20,9 +20,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.mappings import JsonObject, Params
 from cnnrepro.params import load_params
 from cnnrepro.variants.registry import list_variants
 
@@ -77,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
     return run(load_params(args.params), args)
 
 
-def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochHook] = ()) -> int:
+def run(params: Params, args: argparse.Namespace, hooks: Sequence[EpochHook] = ()) -> int:
     """Everything after argument parsing; `hooks` are extra per-epoch callbacks (tests use them)."""
     from cnnrepro.train import ablations
     from cnnrepro.train.backends import load_backend
@@ -110,7 +111,7 @@ def run(params: dict[str, Any], args: argparse.Namespace, hooks: Sequence[EpochH
 
 
 def _run_locked(
-    params: dict[str, Any], args: argparse.Namespace, config: RunConfig, backend: Backend, hooks: Sequence[EpochHook]
+    params: Params, args: argparse.Namespace, config: RunConfig, backend: Backend, hooks: Sequence[EpochHook]
 ) -> int:
     from cnnrepro.train import ablations
     from cnnrepro.train.engine import lifecycle
@@ -158,7 +159,7 @@ def _run_locked(
 
 
 def _tracked(
-    params: dict[str, Any],
+    params: Params,
     config: RunConfig,
     prepared: Prepared,
     info: RunInfo,
@@ -209,7 +210,7 @@ def _tracked(
             def log_epoch(row: dict[str, float]) -> None:
                 logger.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
 
-            def link_resumed(owner: dict[str, Any], epoch: int) -> None:
+            def link_resumed(owner: JsonObject, epoch: int) -> None:
                 # Name the run that wrote the checkpoint (killed: its process is gone, so it is marked FAILED).
                 logger.set_tags({TAG_RESUMED_AFTER: epoch, TAG_RESUMED_FROM: owner.get("mlflow_run_id") or ""})
                 mark_stale_runs_failed(uri, experiment)

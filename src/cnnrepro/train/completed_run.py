@@ -5,7 +5,9 @@ matrix as images, and, unless params tracking.log_models is off, its model as an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cnnrepro.mappings import Params
 
 if TYPE_CHECKING:
     from cnnrepro.run_outputs import RunInfo
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 
 def log_completed_run(
     logger: RunLogger,
-    params: dict[str, Any],
+    params: Params,
     config: RunConfig,
     prepared: Prepared,
     info: RunInfo,

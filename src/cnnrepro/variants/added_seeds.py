@@ -21,13 +21,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from cnnrepro.checks.bounded_yaml import load_yaml_bounded
 from cnnrepro.errors import ParamsError
 from cnnrepro.fsutil import write_text_atomic
+from cnnrepro.mappings import JsonObject
 from cnnrepro.variants.registry import DATASET_DIRS, get_variant, list_variants
 
 ADDED_SEEDS_FILE = Path("added_seeds.yaml")
@@ -47,7 +47,7 @@ class AddedSeed:
     seed: int
     data: str
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> JsonObject:
         return {"framework": self.framework, "variant": self.variant, "seed": self.seed, "data": self.data}
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+
+from cnnrepro.mappings import JsonObject
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per variant instead of a table")
 
 
-def rows() -> list[dict[str, Any]]:
+def rows() -> list[JsonObject]:
     from cnnrepro.train.backends.torch.models import create_model, vgg16
     from cnnrepro.train.backends.torch.models.layers import count_parameters
     from cnnrepro.variants.registry import get_variant, list_variants
@@ -37,7 +38,7 @@ def rows() -> list[dict[str, Any]]:
     return out
 
 
-def format_table(table: list[dict[str, Any]]) -> str:
+def format_table(table: list[JsonObject]) -> str:
     header = ("variant", "dataset", "documented", "metric", "parameters", "trainable", "source")
     lines = [
         (

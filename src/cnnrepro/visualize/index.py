@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json, write_json_atomic
+from cnnrepro.mappings import JsonObject
 
 KINDS = ("activations", "filters", "heatmaps")
 
@@ -20,7 +20,7 @@ class FigureRecord:
     title: str
     caption: str
     source_run: str | None  # the run directory the figure shows; None for the ImageNet VGG16
-    mlflow: dict[str, Any] = field(default_factory=dict)
+    mlflow: JsonObject = field(default_factory=dict)
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Skipped:
 class FigureIndex:
     device: str
     seed: int
-    filters: dict[str, Any]  # the filter-pattern settings the figures were drawn with
+    filters: JsonObject  # the filter-pattern settings the figures were drawn with
     figures: list[FigureRecord]
     skipped: list[Skipped]
     duration_s: float

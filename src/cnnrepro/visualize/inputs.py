@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from torch import nn
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import read_json
+from cnnrepro.mappings import Params
 from cnnrepro.run_outputs import run_dir
 from cnnrepro.train.engine.images import IMAGE_EXTENSIONS, load_image
 from cnnrepro.train.engine.run_config import RunConfig
@@ -104,7 +105,7 @@ def load_original(path: Path) -> np.ndarray:
         return np.asarray(img)
 
 
-def load_imagenet_vgg16(vgg_params: dict[str, Any]) -> tuple[nn.Module, str]:
+def load_imagenet_vgg16(vgg_params: Params) -> tuple[nn.Module, str]:
     """The ImageNet VGG16 conv base as train.vgg16 says, and a description of its weights; Unavailable if none."""
     from cnnrepro.train.backends.torch.models.vgg16 import VGG16Base, load_keras_vgg16_, load_torchvision_vgg16_
     from cnnrepro.train.engine.run_config import VGG16Settings

@@ -5,9 +5,10 @@ device, and the filter-ascent budget (the cpu block on a CPU).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
+
+from cnnrepro.mappings import JsonObject, Params
 
 
 @dataclass
@@ -18,16 +19,16 @@ class Settings:
     trained: frozenset[str]  # every variant in train.variants
     frameworks: tuple[str, ...]
     device: torch.device
-    section: dict[str, Any]
+    section: Params
     grid: int
     iterations: int
     step: float
-    vgg16: dict[str, Any]
+    vgg16: JsonObject
     tracking_uri: str
     key: str  # how errors name the section: '<params file>: visualize'
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> Settings:
+    def from_params(cls, params: Params, source: str = "params.yaml") -> Settings:
         from cnnrepro.tracking.store import tracking_settings
         from cnnrepro.train.backends.torch.devices import resolve_device
 

@@ -14,7 +14,6 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from torch import nn
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir
+from cnnrepro.mappings import Params
 from cnnrepro.visualize import activations, filters, heatmaps
 from cnnrepro.visualize.index import KINDS, FigureIndex, FigureRecord, Skipped
 from cnnrepro.visualize.inputs import (
@@ -240,7 +240,7 @@ class Stage:
 
 
 def run_stage(
-    params: dict[str, Any],
+    params: Params,
     runs_root: str | Path,
     data_dir: str | Path,
     out_dir: str | Path,

@@ -18,8 +18,8 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+from cnnrepro.mappings import Params
 from cnnrepro.orchestration.decide import (
     DecideLimits,
     estimated_seconds,
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("snakemake_args", nargs="*", help="more Snakemake arguments (after --)")
 
 
-def print_plan(params: dict[str, Any], args: argparse.Namespace, dry: planning.DryRun) -> None:
+def print_plan(params: Params, args: argparse.Namespace, dry: planning.DryRun) -> None:
     device = planning.detect_device(params, args.cores)
     width = max([len(rule) for rule in dry.jobs_per_rule] + [4])
     print(f"cnnrepro reproduce: the plan ({args.cores} cores; CORES=N to change)")
@@ -162,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
     return decide_rounds(params, args, snakemake)
 
 
-def decide_rounds(params: dict[str, Any], args: argparse.Namespace, snakemake: list[str]) -> int:
+def decide_rounds(params: Params, args: argparse.Namespace, snakemake: list[str]) -> int:
     """Rounds of --decide: read what the report leaves undecided, add seeds to those rows, run, again."""
     limits = DecideLimits.from_params(params)
     spent_s = 0.0
@@ -192,7 +192,7 @@ def decide_rounds(params: dict[str, Any], args: argparse.Namespace, snakemake: l
     return 0
 
 
-def run_once(params: dict[str, Any], args: argparse.Namespace, snakemake: list[str]) -> int:
+def run_once(params: Params, args: argparse.Namespace, snakemake: list[str]) -> int:
     """One pipeline run: the plan, then Snakemake with live progress."""
     dry = planning.dry_run(snakemake, args.cores)
     print_plan(params, args, dry)

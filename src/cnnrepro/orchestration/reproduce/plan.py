@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnrepro.mappings import Params
 from cnnrepro.train.engine.run_config import RunConfig
 
 # Training images per split when the data is not there yet: MNIST and Fashion-MNIST train on 60,000
@@ -70,7 +71,7 @@ class RunEstimate:
     needs_vgg16: bool = False  # starts from the ImageNet VGG16 weights
 
 
-def vgg16_weights_here(params: dict[str, Any]) -> bool:
+def vgg16_weights_here(params: Params) -> bool:
     """Whether the ImageNet VGG16 file is already where training looks first (no download tried)."""
     from cnnrepro.train.vgg16_weights import KERAS_WEIGHTS_NAME, PROJECT_CACHE, keras_cache_path
 
@@ -115,7 +116,7 @@ def dry_run(snakemake: list[str], cores: int) -> DryRun:
     return parse_dry_run(result.stdout + result.stderr)
 
 
-def detect_device(params: dict[str, Any], cores: int) -> Device:
+def detect_device(params: Params, cores: int) -> Device:
     import torch
 
     wanted = params["train"]["device"]
@@ -131,7 +132,7 @@ def parallel_trainings(device: Device, cores: int) -> int:
     return max(1, cores // min(THREADS_PER_TRAINING, cores))
 
 
-def _train_images(params: dict[str, Any], config: RunConfig, project: Path) -> tuple[int, int]:
+def _train_images(params: Params, config: RunConfig, project: Path) -> tuple[int, int]:
     """(train, validation) images of a variant's data, from the data when it is there."""
     from cnnrepro.variants.registry import get_variant
 
@@ -195,7 +196,7 @@ def _seconds_per_image(variant: str, config: RunConfig, device: Any) -> tuple[fl
     return per_image, per_image * FORWARD_SHARE
 
 
-def estimate_run(params: dict[str, Any], variant: str, device: Device, cores: int, project: Path) -> RunEstimate:
+def estimate_run(params: Params, variant: str, device: Device, cores: int, project: Path) -> RunEstimate:
     """Seconds one run of `variant` should take here (one seed, all epochs, validation and test)."""
     import torch
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cnnrepro.mappings import JsonObject
 from cnnrepro.train.engine.run_config import Prepared, RunConfig
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from cnnrepro.train.engine.images import Split
 
 EpochHook = Callable[[dict[str, float]], None]
-ResumeHook = Callable[[dict[str, Any], int], None]
+ResumeHook = Callable[[JsonObject, int], None]
 
 
 @dataclass
@@ -30,8 +31,8 @@ class RunResult:
     """A trained run: its history, final figures, confusion matrix and model (the backend's own type)."""
 
     history: list[dict[str, float]]
-    metrics: dict[str, Any]
-    confusion: dict[str, Any]
+    metrics: JsonObject
+    confusion: JsonObject
     model: Any
     train_duration_s: float
     # What the backend decided while training (run_info.json `decisions`, MLflow tags cnnrepro.<name>):
@@ -66,7 +67,7 @@ class Backend(Protocol):
         *,
         checkpoint_root: str | Path,
         hooks: Sequence[EpochHook],
-        owner: dict[str, Any],
+        owner: JsonObject,
         on_resume: ResumeHook | None,
     ) -> RunResult:
         """Train one (variant, seed) to the end and score it; `prepared` is what prepare(config) found."""

@@ -18,12 +18,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_path, write_json_atomic
+from cnnrepro.mappings import JsonObject
 from cnnrepro.train.engine.images import Split, list_image_folder, load_images
 
 # Bump when what a cached array holds changes for the same inputs (e.g. a new decode rule).
@@ -71,7 +71,7 @@ def _read_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     return array
 
 
-def _write_cached(path: Path, array: np.ndarray, meta: dict[str, Any]) -> None:
+def _write_cached(path: Path, array: np.ndarray, meta: JsonObject) -> None:
     # A file object, so numpy does not append ".npy" to the temporary name; closed before the rename.
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)

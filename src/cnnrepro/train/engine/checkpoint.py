@@ -28,6 +28,7 @@ import numpy as np
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_path, write_file
+from cnnrepro.mappings import JsonObject
 
 FILE_NAME = "last.safetensors"
 # What versions before 2026-12 wrote: a pickle, which can run code when loaded. Never read, never removed.
@@ -74,7 +75,7 @@ def config_hash(record: Mapping[str, Any]) -> str:
 # --- the RNG state every backend shares ----------------------------------------------------------------
 
 
-def python_numpy_rng_states() -> dict[str, Any]:
+def python_numpy_rng_states() -> JsonObject:
     """Python's and numpy's global generators (a backend adds its framework's)."""
     return {"python": random.getstate(), "numpy": np.random.get_state()}
 
@@ -150,7 +151,7 @@ def encode(state: Mapping[str, Any]) -> bytes:
     return save(arrays, metadata=metadata)
 
 
-def decode(data: bytes, where: str | Path = "checkpoint") -> dict[str, Any]:
+def decode(data: bytes, where: str | Path = "checkpoint") -> JsonObject:
     """The state in a checkpoint file's bytes; CheckpointRefused naming `where` and why when it is not one."""
     from safetensors.numpy import load
 
@@ -188,7 +189,7 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
         write_file(tmp, data)
 
 
-def load_checkpoint(path: str | Path, expected_hash: str, framework: str) -> dict[str, Any] | None:
+def load_checkpoint(path: str | Path, expected_hash: str, framework: str) -> JsonObject | None:
     """The checkpoint's state if it exists and was made for this config; None when there is none to resume
     (missing, or of another config: said); CheckpointRefused when it must not be used or replaced."""
     path = Path(path)
@@ -231,10 +232,10 @@ def remove_checkpoint(path: str | Path) -> None:
 def announce_resume(
     path: str | Path,
     epoch: int,
-    owner: dict[str, Any],
+    owner: JsonObject,
     history: Sequence[dict[str, float]],
     hooks: Iterable[Callable[[dict[str, float]], None]],
-    on_resume: Callable[[dict[str, Any], int], None] | None,
+    on_resume: Callable[[JsonObject, int], None] | None,
 ) -> None:
     """What a resumed run does before its next epoch, in either framework: one line, on_resume(owner, epoch)
     (the command links the killed MLflow run), and every restored epoch through the hooks once, so the

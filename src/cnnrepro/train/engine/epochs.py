@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnrepro.mappings import JsonObject
+
 
 class KerasIterator:
     """keras.preprocessing.image.Iterator's index logic (Keras 2.0.8 `_flow_index`), endless.
@@ -52,7 +54,7 @@ class KerasIterator:
     def batches_per_pass(self) -> int:
         return -(-self.n // self.batch_size)
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> JsonObject:
         return {
             "batch_index": self.batch_index,
             "total_batches_seen": self.total_batches_seen,
@@ -60,7 +62,7 @@ class KerasIterator:
             "rng": self.rng.bit_generator.state,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: JsonObject) -> None:
         self.batch_index = int(state["batch_index"])
         self.total_batches_seen = int(state["total_batches_seen"])
         self.index_array = np.asarray(state["index_array"])

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.mappings import JsonObject, Params
 from cnnrepro.train.engine.augmentation_spec import AugmentationSpec
 from cnnrepro.train.engine.images import SEMANTICS_RESIZE
 from cnnrepro.train.engine.optimizers import OPTIMIZERS
@@ -239,7 +240,7 @@ class RunConfig:
     def with_settings(self, **changes: Any) -> RunConfig:
         """A copy with these ablatable settings changed, and the values that follow from them kept in step:
         the augmentation's own semantics and draws, and the input scale under caffe preprocessing."""
-        groups: dict[str, dict[str, Any]] = {}
+        groups: dict[str, JsonObject] = {}
         for key, value in changes.items():
             if key not in SETTING_PATHS:
                 raise CnnreproError(f"{key!r} is not an ablatable run-config key ({', '.join(SETTING_PATHS)})")
@@ -256,7 +257,7 @@ class RunConfig:
 
     # --- the flat record ------------------------------------------------------------------------------------
 
-    def as_record(self) -> dict[str, Any]:
+    def as_record(self) -> JsonObject:
         """The flat, JSON-able record: run_info.json's `config`, MLflow's params, the checkpoint hash's input."""
         d, t, i, r = self.data, self.training, self.inputs, self.runtime
         return {
@@ -401,7 +402,7 @@ ABLATABLE: dict[str, tuple[Any, ...]] = {
 }
 
 
-def _ablation_record(ablation: AblationRecord | None) -> dict[str, Any] | None:
+def _ablation_record(ablation: AblationRecord | None) -> JsonObject | None:
     if ablation is None:
         return None
     changes = {k: {"faithful": c.faithful, "ablation": c.ablation} for k, c in ablation.changes.items()}
@@ -429,7 +430,7 @@ class Prepared:
         )
 
 
-def legacy_record(config: RunConfig, prepared: Prepared) -> dict[str, Any]:
+def legacy_record(config: RunConfig, prepared: Prepared) -> Params:
     """The config record as prepare() used to complete it in place: the input of the checkpoint's config hash
     (so a checkpoint written before the config was typed still resumes) and of the MLflow params."""
     record = config.as_record()
@@ -482,7 +483,7 @@ def resolve_channels_last(choice: str | bool, device: str, framework: str) -> bo
     return choice == "on" or (choice == "auto" and device == "cpu")
 
 
-def documented_settings(spec: VariantSpec) -> dict[str, Any]:
+def documented_settings(spec: VariantSpec) -> JsonObject:
     return {
         "epochs": spec.epochs,
         "steps_per_epoch": spec.steps_per_epoch,

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnrepro.mappings import JsonObject
 from cnnrepro.train.backends.keras import import_keras
 from cnnrepro.train.backends.keras.streams import Streams, evaluate_batches
 from cnnrepro.train.engine import checkpoint as ckpt
@@ -35,7 +36,7 @@ class EpochCheckpoint:
 
     path: Path
     config_hash: str
-    owner: dict[str, Any]
+    owner: JsonObject
 
     def save(self, model: Any, streams: Streams, epoch: int, history: list[dict[str, float]]) -> None:
         ckpt.save_checkpoint(
@@ -53,7 +54,7 @@ class EpochCheckpoint:
             },
         )
 
-    def restore(self, model: Any, streams: Streams, epochs: int) -> tuple[int, list[dict[str, float]], dict[str, Any]]:
+    def restore(self, model: Any, streams: Streams, epochs: int) -> tuple[int, list[dict[str, float]], JsonObject]:
         """(epochs trained, their history rows, the owner that wrote them); (0, [], {}) without a usable checkpoint."""
         state = ckpt.load_checkpoint(self.path, self.config_hash, "keras")
         # The last epoch's checkpoint counts too: its run failed after training (outputs), so only they are left.
@@ -95,10 +96,10 @@ class _EpochEnd(keras.callbacks.Callback):
         self.rows: list[dict[str, float]] = list(history)
         self._started = 0.0
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: JsonObject | None = None) -> None:
         self._started = time.perf_counter()
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: JsonObject | None = None) -> None:
         logs = logs or {}
         s = self.streams
         val = evaluate_batches(self.model, s.validation, s.validation_y, s.next_validation_batches(), s.inputs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnnrepro.mappings import Params
 from cnnrepro.train.backends.keras import import_keras
 from cnnrepro.train.backends.keras.models import LOGIT_OUTPUTS
 from cnnrepro.train.engine.optimizers import KERAS2_EPSILON, KERAS2_RHO, KERAS3_EPSILON, KERAS3_RHO, OPTIMIZERS
@@ -54,7 +55,7 @@ class Keras2RMSprop(keras.optimizers.Optimizer):
         )
         self.assign_sub(variable, ops.divide(ops.multiply(lr, gradient), ops.add(ops.sqrt(accumulator), self.epsilon)))
 
-    def get_config(self) -> dict[str, Any]:
+    def get_config(self) -> Params:
         return super().get_config() | {"rho": self.rho, "epsilon": self.epsilon}
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnrepro.mappings import JsonObject
 from cnnrepro.train.engine.epochs import KerasIterator, make_iterators, sequential_batches
 from cnnrepro.train.engine.images import Split
 from cnnrepro.train.engine.run_config import RunConfig
@@ -111,7 +112,7 @@ def evaluate_batches(
 
 def score(
     model: Any, split: Split, inputs: InputPipeline, config: RunConfig, batch_size: int | None = None
-) -> dict[str, Any]:
+) -> JsonObject:
     """Every image of the split once: Keras' evaluate (loss, accuracy) and predict (labels for the confusion matrix)."""
     batches = list(sequential_batches(len(split), batch_size or config.training.batch_size))
     y = targets(split.labels, config.training.loss, len(config.data.classes))

@@ -24,6 +24,7 @@ import torch
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import sha256_file
+from cnnrepro.mappings import JsonObject
 from cnnrepro.run_outputs import summarize_final
 from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.keras import import_keras, ledger
@@ -130,7 +131,7 @@ def train_variant(
     *,
     checkpoint_root: str | Path = "checkpoints",
     hooks: Sequence[EpochHook] = (),
-    owner: dict[str, Any] | None = None,
+    owner: JsonObject | None = None,
     on_resume: ResumeHook | None = None,
 ) -> RunResult:
     """Train one (variant, seed) in Keras to the end and score it; `prepared` is what prepare(config) found.
@@ -151,11 +152,11 @@ def train_variant(
 def _train(
     config: RunConfig,
     prepared: Prepared,
-    splits: dict[str, Any],
+    splits: JsonObject,
     started: float,
     checkpoint_root: str | Path,
     hooks: Sequence[EpochHook],
-    owner: dict[str, Any] | None,
+    owner: JsonObject | None,
     on_resume: ResumeHook | None,
 ) -> RunResult:
     """train_variant's model, fit and final score, inside the run's device scope."""
@@ -212,7 +213,7 @@ class KerasBackend:
         *,
         checkpoint_root: str | Path = "checkpoints",
         hooks: Sequence[EpochHook] = (),
-        owner: dict[str, Any] | None = None,
+        owner: JsonObject | None = None,
         on_resume: ResumeHook | None = None,
     ) -> RunResult:
         return train_variant(

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from cnnrepro.errors import CnnreproError
+from cnnrepro.mappings import JsonObject
 from cnnrepro.train.engine import checkpoint as ckpt
 
 
@@ -51,7 +52,7 @@ def to_torch(value: Any) -> Any:
     return value
 
 
-def rng_states() -> dict[str, Any]:
+def rng_states() -> JsonObject:
     """Every generator a PyTorch run draws from, besides the augmentation's own: Python, numpy, torch, CUDA."""
     states = ckpt.python_numpy_rng_states() | {"torch": torch.get_rng_state().numpy()}
     if torch.cuda.is_available():
@@ -81,7 +82,7 @@ class CheckpointWriter:
     def due(self, epoch: int) -> bool:
         return self.path is not None and epoch % self.every == 0
 
-    def save(self, state: dict[str, Any]) -> None:
+    def save(self, state: JsonObject) -> None:
         """Write `state`; in the background if asked (then copied to the CPU first)."""
         assert self.path is not None
         self.wait()
@@ -92,7 +93,7 @@ class CheckpointWriter:
         self._thread = threading.Thread(target=self._write, args=(snapshot,), name="checkpoint-writer")
         self._thread.start()
 
-    def _write(self, snapshot: dict[str, Any]) -> None:
+    def _write(self, snapshot: JsonObject) -> None:
         try:
             ckpt.save_checkpoint(self.path, snapshot)
         except BaseException as exc:  # re-raised in the training thread by wait()

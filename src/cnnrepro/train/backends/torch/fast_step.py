@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnrepro.mappings import JsonObject
 from cnnrepro.train.backends.torch.steps import DeviceSplit, loss_sum_and_correct
 from cnnrepro.train.inputs.pipeline import InputPipeline
 
@@ -250,7 +251,7 @@ class FastSteps:
         self._graphs.append(graph)
         return graph.replay
 
-    def save_state(self) -> dict[str, Any]:
+    def save_state(self) -> JsonObject:
         """Copies of everything a warm-up run changes: weights and buffers, optimizer state, the epoch
         sums, the augmentation generator and the device's default generator (dropout)."""
         optimizer_state = {
@@ -268,7 +269,7 @@ class FastSteps:
             "default_rng": self._default_rng_state(),
         }
 
-    def restore_state(self, saved: dict[str, Any]) -> None:
+    def restore_state(self, saved: JsonObject) -> None:
         with torch.no_grad():
             for tensor, copy in zip(self._model_tensors(), saved["tensors"], strict=True):
                 tensor.copy_(copy)

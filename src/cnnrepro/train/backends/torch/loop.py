@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnrepro.mappings import JsonObject
 from cnnrepro.train.backends.torch.checkpoint_writer import CheckpointWriter, rng_states, set_rng_states, to_torch
 from cnnrepro.train.backends.torch.steps import DeviceSplit, evaluate, train_step
 from cnnrepro.train.engine import checkpoint as ckpt
@@ -39,8 +40,8 @@ class FitSettings:
     checkpoint: Path | None = None
     config_hash: str = ""
     # Saved with every checkpoint (e.g. the MLflow run that wrote it); handed to on_resume(owner, epoch).
-    owner: dict[str, Any] = field(default_factory=dict)
-    on_resume: Callable[[dict[str, Any], int], None] | None = None
+    owner: JsonObject = field(default_factory=dict)
+    on_resume: Callable[[JsonObject, int], None] | None = None
     progress: bool = field(default_factory=lambda: sys.stderr.isatty())
     # Speed (cnnrepro.train.backends.torch.fast_step, checkpoint_writer): the same results, fewer launches and syncs.
     fast_step: bool = False  # train and validate through CUDA-graph replays (uncaptured on a CPU)
@@ -152,10 +153,10 @@ def fit(
 
 
 def restore(
-    state: dict[str, Any],
+    state: JsonObject,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    iterators: dict[str, Any],
+    iterators: JsonObject,
     inputs: InputPipeline,
     path: Path | None,
 ) -> list[dict[str, float]]:

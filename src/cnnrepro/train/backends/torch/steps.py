@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnrepro.mappings import JsonObject
 from cnnrepro.train.inputs.pipeline import InputPipeline
 
 
@@ -100,7 +100,7 @@ def evaluate(
     *,
     mixed_precision: bool = False,
     keep_predictions: bool = False,
-) -> dict[str, Any]:
+) -> JsonObject:
     """Loss and accuracy over the given batches, weighted by batch size (Keras' evaluate_generator average)."""
     model.eval()
     device = split.x.device
@@ -119,7 +119,7 @@ def evaluate(
         if keep_predictions:
             predictions.append(predicted_labels(logits, loss).cpu())
             targets.append(y.cpu())
-    result: dict[str, Any] = {"loss": float(total) / n, "accuracy": float(correct) / n, "n": n}
+    result: JsonObject = {"loss": float(total) / n, "accuracy": float(correct) / n, "n": n}
     if keep_predictions:
         result["predictions"] = torch.cat(predictions).numpy()
         result["targets"] = torch.cat(targets).numpy()

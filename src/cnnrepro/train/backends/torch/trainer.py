@@ -22,6 +22,7 @@ from torch import nn
 
 from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import sha256_file, write_file
+from cnnrepro.mappings import JsonObject
 from cnnrepro.run_outputs import summarize_final
 from cnnrepro.train import vgg16_weights
 from cnnrepro.train.backends.torch import ledger
@@ -190,7 +191,7 @@ def train_variant(
     *,
     checkpoint_root: str | Path = "checkpoints",
     hooks: Sequence[EpochHook] = (),
-    owner: dict[str, Any] | None = None,
+    owner: JsonObject | None = None,
     on_resume: ResumeHook | None = None,
 ) -> RunResult:
     """Train one (variant, seed) to the end and score it; `prepared` is what prepare(config) found.
@@ -238,7 +239,7 @@ def score_final(
     inputs: InputPipeline,
     config: RunConfig,
     history: list[dict[str, float]],
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[JsonObject, JsonObject]:
     """metrics.json figures and the confusion matrix of the final model.
 
     The final model sees every test image once (the validation split where the source has no
@@ -286,7 +287,7 @@ class TorchBackend:
         *,
         checkpoint_root: str | Path = "checkpoints",
         hooks: Sequence[EpochHook] = (),
-        owner: dict[str, Any] | None = None,
+        owner: JsonObject | None = None,
         on_resume: ResumeHook | None = None,
     ) -> RunResult:
         return train_variant(
