@@ -85,7 +85,7 @@ def run_outputs(group):
         seed=TRAIN["seeds"],
     )
     added = [
-        RUN_DIR.format(framework=a.framework, variant=a.variant, seed=a.seed) + "/metrics.json"
+        f"{RUN_DIR.format(framework=a.framework, variant=a.variant, seed=a.seed)}/metrics.json"
         for a in ADDED_SEEDS
         if a.variant in VARIANT_GROUPS[group]
     ]
