@@ -7,6 +7,7 @@ import copy
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -167,3 +168,36 @@ def test_openmp_workers_sleep_unless_the_user_chose_otherwise(given: str | None,
     code = "import cnnrepro, os, sys; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.split() == [seen, "False"]  # and torch was not loaded before it was set
+
+
+THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+HUGE_PAGES_OF_A_BUFFER = """
+import cnnrepro, torch
+buf = torch.ones(16 * 2**20)  # 64 MB, touched
+ptr, inside = buf.data_ptr(), False
+for line in open("/proc/self/smaps"):
+    head = line.split()
+    if head and "-" in head[0] and not head[0].endswith(":"):
+        lo, hi = (int(v, 16) for v in head[0].split("-"))
+        inside = lo <= ptr < hi
+    elif inside and head[0] == "THPeligible:":
+        print(head[1])
+"""
+
+
+@pytest.mark.parametrize(("given", "eligible"), [(None, "1"), ("0", "0")])
+def test_large_cpu_buffers_take_huge_pages_unless_the_user_chose_otherwise(given: str | None, eligible: str) -> None:
+    """THP_MEM_ALLOC_ENABLE=1, set at `import cnnrepro`, makes c10 madvise its large buffers for transparent huge
+    pages: the kernel's own record of the buffer's mapping (/proc/self/smaps, THPeligible) shows it took."""
+    mode = THP_MODE.read_text() if THP_MODE.exists() else "[never]"
+    if "[never]" in mode:
+        pytest.skip(f"this kernel gives no transparent huge pages ({THP_MODE}: {mode.strip()})")
+    if eligible == "0" and "[always]" in mode:
+        pytest.skip("THP 'always': every large mapping is eligible whatever PyTorch asks")
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if given:
+        env["THP_MEM_ALLOC_ENABLE"] = given
+    done = subprocess.run(
+        [sys.executable, "-c", HUGE_PAGES_OF_A_BUFFER], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == [eligible]
