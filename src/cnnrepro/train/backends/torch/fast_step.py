@@ -88,7 +88,7 @@ class FastSteps:
     ) -> None:
         self.model, self.optimizer = model, optimizer
         self.train_split, self.validation_split = train, validation
-        self.inputs, self.loss = inputs, loss
+        self.inputs, self.loss, self.batch_size = inputs, loss, batch_size
         self.device = train.x.device
         self.autocast_dtype = autocast_dtype
         self.capture = capture

@@ -152,7 +152,7 @@ def start(
     )
     saved = fast.save_state()
     try:
-        summary = _compare(fast, model, optimizer, train, validation, inputs, loss, batch_size, mixed_precision)
+        summary = _compare(fast, mixed_precision)
         decision = Decision("on", ("CUDA graphs" if fast.capture else "uncaptured") + f"; checked: {summary}")
     except CheckFailed as exc:
         decision = Decision("fell back", f"disagrees with the eager step ({exc}); training eagerly")
@@ -171,18 +171,11 @@ def start(
     return None, decision
 
 
-def _compare(
-    fast: fast_step.FastSteps,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    train: DeviceSplit,
-    validation: DeviceSplit,
-    inputs: InputPipeline,
-    loss: str,
-    batch_size: int,
-    mixed_precision: bool,
-) -> str:
-    """Both paths from the same state on the same batches; CheckFailed naming the worst figure, else a summary."""
+def _compare(fast: fast_step.FastSteps, mixed_precision: bool) -> str:
+    """Both paths from the same state on the same batches (the model, optimizer, splits and inputs `fast` was
+    built on); CheckFailed naming the worst figure, else a summary."""
+    model, optimizer, inputs, loss = fast.model, fast.optimizer, fast.inputs, fast.loss
+    train, validation, batch_size = fast.train_split, fast.validation_split, fast.batch_size
     saved = fast.save_state()
     before = [t.detach().clone() for t in _tensors(model)]
     train_batches = check_batches(len(train), batch_size, CHECK_STEPS)
