@@ -100,13 +100,6 @@ def vgg_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_keras_h5(tmp_path_factory.mktemp("weights") / "vgg16_notop.h5", keras_vgg16_weights(seed=3))
 
 
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def _data(variant: str, request: pytest.FixtureRequest) -> Path:
     dataset = get_variant(variant).dataset
     name = {"dogs_vs_cats": "book", "petimages_80_20": "keras_example"}.get(dataset, "prepared")

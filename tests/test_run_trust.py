@@ -41,13 +41,6 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def train_argv(params: Path, framework: str, data: Path, out: Path, seed: int = 0) -> list[str]:
     return [
         "train", "--params", str(params), "--framework", framework, "--variant", VARIANT, "--seed", str(seed),

@@ -92,14 +92,6 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh working directory (project cache, checkpoints) and no Keras cache."""
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def _mlflow_run(store: str, run_id: str):
     from mlflow.tracking import MlflowClient
 
