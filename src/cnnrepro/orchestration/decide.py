@@ -18,13 +18,11 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cnnrepro.mappings import Params
 from cnnrepro.orchestration.reproduce.progress import format_duration
-from cnnrepro.report.collect import ReportSettings
+from cnnrepro.report.collect import ReportSettings, RunSlot
 from cnnrepro.report.seeds_needed import BEYOND, MEASURED, MINIMUM, SeedsNeeded
-from cnnrepro.run_outputs import load_run, run_dir
 from cnnrepro.variants.added_seeds import AddedSeed, continues_from, data_dir_of
 
 
@@ -61,23 +59,15 @@ class RowPlan:
         return f"  {self.framework}/{self.variant}: {self.completed} completed; {what}: {self.note}"
 
 
-def measured_durations(runs_root: str | Path, settings: ReportSettings) -> dict[tuple[str, str], float]:
-    """Per row, the median duration_s of its completed runs (run_info.json), where any has one."""
-    durations: dict[tuple[str, str], float] = {}
-    for framework in settings.frameworks:
-        for variant in settings.variants:
-            seconds = []
-            for seed in settings.seeds_of(framework, variant):
-                path = run_dir(runs_root, framework, variant, seed)
-                if not (path / "metrics.json").exists():
-                    continue
-                record = load_run(path)
-                value = record.info.get("duration_s")
-                if record.metrics.status == "completed" and isinstance(value, int | float) and value > 0:
-                    seconds.append(float(value))
-            if seconds:
-                durations[(framework, variant)] = statistics.median(seconds)
-    return durations
+def measured_durations(slots: Sequence[RunSlot]) -> dict[tuple[str, str], float]:
+    """Per row, the median duration_s of its completed runs (run_info.json), where any has one; from the runs
+    the report's own reading loaded (report.collect.collect_runs), so a round reads each run once."""
+    seconds: dict[tuple[str, str], list[float]] = {}
+    for slot in slots:
+        value = slot.record.info.get("duration_s") if slot.record else None
+        if slot.status == "completed" and isinstance(value, int | float) and value > 0:
+            seconds.setdefault((slot.framework, slot.variant), []).append(float(value))
+    return {row: statistics.median(values) for row, values in seconds.items()}
 
 
 def plan_round(

@@ -16,7 +16,7 @@ from cnnrepro.errors import CnnreproError
 from cnnrepro.fsutil import atomic_dir, read_json, write_json_atomic, write_text_atomic
 from cnnrepro.mappings import JsonObject, Params
 from cnnrepro.params import load_params
-from cnnrepro.report.collect import ReportSettings, collect_runs, load_clean_summary, unexpected_runs
+from cnnrepro.report.collect import ReportSettings, RunSlot, collect_runs, load_clean_summary, unexpected_runs
 from cnnrepro.report.data_notes import data_entries
 from cnnrepro.report.document import build_document
 from cnnrepro.report.dvc_outputs import write_dvc_outputs
@@ -158,12 +158,15 @@ def undecided(rows: Sequence[Row], effects: Sequence[Effect]) -> tuple[SeedsNeed
     )
 
 
-def seeds_to_decide(runs_root: str | Path, settings: ReportSettings) -> tuple[SeedsNeeded, ...]:
+def seeds_to_decide(
+    runs_root: str | Path, settings: ReportSettings, slots: Sequence[RunSlot] | None = None
+) -> tuple[SeedsNeeded, ...]:
     """For the pipeline (`cnnrepro reproduce --decide`): per undecided (framework, variant[, ablation]), the
     completed seeds in total that would decide it and why, from the report's own inputs (the same numbers
     comparison.json's "seeds_needed" holds; cnnrepro.report.seeds_needed.read_seeds_needed reads them back).
-    A corrupt run output raises CnnreproError naming the file, as the report does."""
-    slots = collect_runs(runs_root, settings)
+    A corrupt run output raises CnnreproError naming the file, as the report does. `slots`: the runs as
+    collect_runs already loaded them (read here when not given)."""
+    slots = collect_runs(runs_root, settings) if slots is None else slots
     rows = build_table(slots, settings)
     return undecided(rows, collect_effects(runs_root, slots, settings.rule, settings.validation_per_class))
 

@@ -32,6 +32,7 @@ from cnnrepro.orchestration.reproduce import plan as planning
 from cnnrepro.orchestration.reproduce.progress import format_duration, read_state
 from cnnrepro.params import load_params
 from cnnrepro.report.build import report_settings, seeds_to_decide
+from cnnrepro.report.collect import collect_runs
 from cnnrepro.variants.added_seeds import ADDED_SEEDS_FILE, write_added_seeds
 
 REDRAW_S = 1.0
@@ -168,11 +169,12 @@ def decide_rounds(params: Params, args: argparse.Namespace, snakemake: list[str]
     spent_s = 0.0
     for round_number in range(1, MAX_ROUNDS + 1):
         settings = report_settings(params, ADDED_SEEDS_FILE)
-        needs = seeds_to_decide("runs", settings)
+        slots = collect_runs("runs", settings)  # read once: the undecided rows and their durations
+        needs = seeds_to_decide("runs", settings, slots)
         if not needs:
             print("decide: every row and effect is decided (reports/comparison.md).")
             return 0
-        plans = plan_round(needs, settings, limits, measured_durations("runs", settings), spent_s)
+        plans = plan_round(needs, settings, limits, measured_durations(slots), spent_s)
         additions = new_entries(plans)
         print(f"decide: round {round_number} (caps: {limits.max_seeds} seeds a row, {limits.max_hours:g} h):")
         print("\n".join(p.line() for p in plans) or "  no row is undecided (only effects)")
