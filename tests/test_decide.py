@@ -11,11 +11,12 @@ import pytest
 import yaml
 
 from cnnrepro.errors import ParamsError
-from cnnrepro.orchestration.decide import DecideLimits, new_entries, plan_round, undecided_lines
+from cnnrepro.orchestration.decide import DecideLimits, measured_durations, new_entries, plan_round, undecided_lines
 from cnnrepro.orchestration.stages import TRAINING_GROUPS
 from cnnrepro.report.build import seeds_to_decide
-from cnnrepro.report.collect import ReportSettings, collect_runs, unexpected_runs
+from cnnrepro.report.collect import ReportSettings, RunSlot, collect_runs, unexpected_runs
 from cnnrepro.report.seeds_needed import MEASURED, SeedsNeeded
+from cnnrepro.run_outputs import RunMetrics, RunRecord
 from cnnrepro.variants.added_seeds import (
     AddedSeed,
     check_in_grid,
@@ -149,6 +150,26 @@ def test_the_caps_stop_a_round_and_say_so(tmp_path: Path) -> None:
     assert timed.added == (3,) and "decide.max_hours = 2 h" in timed.note
     (none,) = plan_round(needs, st, DecideLimits(False, 10, 2.0), {("torch", "lenet"): 3600.0}, 7200.0)
     assert none.added == ()
+
+
+def test_durations_are_the_median_of_completed_runs_that_recorded_one(tmp_path: Path) -> None:
+    def slot(seed: int, status: str, duration: object, variant: str = "lenet") -> RunSlot:
+        metrics = RunMetrics("torch", variant, seed, status, reason=None if status == "completed" else "stopped")
+        record = RunRecord(tmp_path, metrics, info={} if duration is None else {"duration_s": duration})
+        return RunSlot("torch", variant, seed, tmp_path, record)
+
+    slots = [
+        slot(0, "completed", 10.0),
+        slot(1, "completed", 30.0),
+        slot(2, "completed", 20),
+        slot(3, "failed", 1000.0),  # not completed: not a training's length
+        slot(4, "completed", None),  # no duration recorded
+        slot(5, "completed", -5.0),  # not a duration
+        slot(6, "completed", "long"),
+        RunSlot("torch", "lenet", 7, tmp_path, None),  # no outputs yet
+        slot(0, "completed", None, variant="mnist_dense"),  # a row with no duration at all is left out
+    ]
+    assert measured_durations(slots) == {("torch", "lenet"): 20.0}
 
 
 def test_effects_fine_tuning_and_hopeless_rows_are_not_run(tmp_path: Path) -> None:
