@@ -204,6 +204,7 @@ def test_both_dags_train_an_added_seed(tmp_path: Path) -> None:
 # ---- a real round ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # two real rounds of `cnnrepro reproduce` under Snakemake: 2-3 minutes on a 2-core CPU
 def test_decide_runs_the_seeds_the_report_asked_for_and_reports_again(tmp_path: Path) -> None:
     """mnist_dense at the book's settings on tiny learnable data, one seed: it learns, but one seed is fewer
     than report.min_seeds, so the row is inconclusive and the report asks for the seeds the rule needs;
